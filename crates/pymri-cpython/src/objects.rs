@@ -1,0 +1,744 @@
+//! Python objects read from target memory: strings, numbers, containers, attributes, and
+//! bounded reprs of them.
+
+use crate::{Error, Result};
+use pymri_layouts::{flags, DictKeysFormat, Layout, LongFormat, ManagedDict};
+use pymri_memory::{Memory, MemoryExt};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fmt::Write;
+use std::rc::Rc;
+
+/// Bounds on one repr, so that a huge or cyclic object can never blow up the output or
+/// pymri's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReprLimits {
+    /// Characters of a string (or digits of an int) shown before eliding the middle.
+    pub max_string: usize,
+    /// Items of a container shown before `...`.
+    pub max_items: usize,
+    /// Nesting of containers shown before `[...]`.
+    pub max_depth: usize,
+    /// Characters of the whole repr.
+    pub max_len: usize,
+}
+
+impl Default for ReprLimits {
+    fn default() -> Self {
+        ReprLimits { max_string: 100, max_items: 10, max_depth: 3, max_len: 400 }
+    }
+}
+
+/// The largest container or string pymri will walk or copy from a target, whatever its header
+/// claims.
+const MAX_ENTRIES: u64 = 1 << 16;
+const MAX_TYPE_NAME: usize = 256;
+/// An int of more 30-bit digits than this is shown by size only: decimal conversion is
+/// quadratic and Python itself refuses to print ints above 4300 digits.
+const MAX_INT_DIGITS: u64 = 1500;
+/// `PyCellObject.ob_ref`, unchanged since cells exist.
+const CELL_REF: u64 = 16;
+
+/// The builtin types pymri shows by value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    None,
+    Bool,
+    Int,
+    Float,
+    Str,
+    Bytes,
+    List,
+    Tuple,
+    Dict,
+    Set,
+    FrozenSet,
+    Cell,
+    Other,
+}
+
+/// Reads objects of one interpreter, caching type names for the duration of a snapshot.
+pub(crate) struct Objects<'a, M> {
+    pub mem: &'a M,
+    pub layout: &'a Layout,
+    type_names: RefCell<HashMap<u64, Rc<str>>>,
+}
+
+impl<'a, M: Memory> Objects<'a, M> {
+    pub fn new(mem: &'a M, layout: &'a Layout) -> Self {
+        Objects { mem, layout, type_names: RefCell::new(HashMap::new()) }
+    }
+
+    pub fn ptr(&self, addr: u64) -> Result<u64> {
+        Ok(self.mem.read_u64(addr)?)
+    }
+
+    pub fn ob_type(&self, obj: u64) -> Result<u64> {
+        let tp = self.ptr(obj + self.layout.object.ob_type)?;
+        if tp == 0 || tp % 8 != 0 {
+            return Err(Error::Inconsistent(format!("object at {obj:#x} has no valid type")));
+        }
+        Ok(tp)
+    }
+
+    pub fn type_name(&self, tp: u64) -> Result<Rc<str>> {
+        if let Some(name) = self.type_names.borrow().get(&tp) {
+            return Ok(name.clone());
+        }
+        let name_ptr = self.ptr(tp + self.layout.object.tp_name)?;
+        let bytes = self.mem.read_c_string(name_ptr, MAX_TYPE_NAME)?;
+        let name: Rc<str> = String::from_utf8_lossy(&bytes).into();
+        self.type_names.borrow_mut().insert(tp, name.clone());
+        Ok(name)
+    }
+
+    pub fn kind(&self, obj: u64) -> Result<(Kind, u64)> {
+        let tp = self.ob_type(obj)?;
+        let kind = match &*self.type_name(tp)? {
+            "NoneType" => Kind::None,
+            "bool" => Kind::Bool,
+            "int" => Kind::Int,
+            "float" => Kind::Float,
+            "str" => Kind::Str,
+            "bytes" => Kind::Bytes,
+            "list" => Kind::List,
+            "tuple" => Kind::Tuple,
+            "dict" => Kind::Dict,
+            "set" => Kind::Set,
+            "frozenset" => Kind::FrozenSet,
+            "cell" => Kind::Cell,
+            _ => Kind::Other,
+        };
+        Ok((kind, tp))
+    }
+
+    /// The object a cell holds (0 when empty).
+    pub fn cell_contents(&self, cell: u64) -> Result<u64> {
+        self.ptr(cell + CELL_REF)
+    }
+
+    /// Reads a `str`, keeping at most `max_chars` characters; returns whether it was cut.
+    pub fn read_str(&self, obj: u64, max_chars: usize) -> Result<(String, bool)> {
+        let u = &self.layout.unicode;
+        let len = self.mem.read_i64(obj + u.length)?;
+        let state = self.mem.read_u32(obj + u.state)?;
+        if !(0..=(isize::MAX as i64)).contains(&len) {
+            return Err(Error::Inconsistent(format!("str at {obj:#x} has length {len}")));
+        }
+        // state: interned:2, kind:3, compact:1, ascii:1 (same bits in 3.9 to 3.15).
+        let kind = (state >> 2) & 7;
+        let compact = state & (1 << 5) != 0;
+        let ascii = state & (1 << 6) != 0;
+        let data = match (compact, ascii) {
+            (true, true) => obj + u.ascii_data,
+            (true, false) => obj + u.compact_data,
+            // A legacy, non-compact string keeps its characters behind `data.any`, the first
+            // field after the compact header.
+            (false, _) => self.ptr(obj + u.compact_data)?,
+        };
+        let width = match kind {
+            1 => 1,
+            2 => 2,
+            4 => 4,
+            _ => return Err(Error::Inconsistent(format!("str at {obj:#x} has kind {kind}"))),
+        };
+        let take = (len as usize).min(max_chars);
+        let raw = self.mem.read_vec(data, take * width, (max_chars + 1) * 4)?;
+        let text: String = match width {
+            1 => raw.iter().map(|&b| char::from(b)).collect(),
+            2 => raw
+                .chunks_exact(2)
+                .map(|c| char::from_u32(u32::from(u16::from_le_bytes([c[0], c[1]]))).unwrap_or('\u{fffd}'))
+                .collect(),
+            _ => raw
+                .chunks_exact(4)
+                .map(|c| char::from_u32(u32::from_le_bytes([c[0], c[1], c[2], c[3]])).unwrap_or('\u{fffd}'))
+                .collect(),
+        };
+        Ok((text, take < len as usize))
+    }
+
+    /// A `str` read whole, up to a generous bound; for names and file paths.
+    pub fn string(&self, obj: u64) -> Result<String> {
+        Ok(self.read_str(obj, 4096)?.0)
+    }
+
+    pub fn read_bytes(&self, obj: u64, max: usize) -> Result<(Vec<u8>, usize)> {
+        let len = self.mem.read_i64(obj + self.layout.bytes.size)?;
+        if !(0..=(isize::MAX as i64)).contains(&len) {
+            return Err(Error::Inconsistent(format!("bytes at {obj:#x} has length {len}")));
+        }
+        let len = len as usize;
+        let data = self.mem.read_vec(obj + self.layout.bytes.data, len.min(max), max)?;
+        Ok((data, len))
+    }
+
+    /// An int's decimal digits with its sign.
+    pub fn read_int(&self, obj: u64) -> Result<String> {
+        let l = &self.layout.long;
+        let word = self.mem.read_i64(obj + l.size)?;
+        let (negative, ndigits) = match l.format {
+            LongFormat::SignedSize => (word < 0, word.unsigned_abs()),
+            LongFormat::Tagged => ((word & 3) == 2, (word as u64) >> 3),
+        };
+        if ndigits == 0 {
+            return Ok("0".into());
+        }
+        if ndigits > MAX_INT_DIGITS {
+            return Ok(format!("<int of about {} bits>", ndigits * 30));
+        }
+        let raw = self.mem.read_vec(obj + l.digits, ndigits as usize * 4, MAX_INT_DIGITS as usize * 4)?;
+        let digits: Vec<u32> =
+            raw.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let mut text = digits_to_decimal(&digits);
+        if negative {
+            text.insert(0, '-');
+        }
+        Ok(text)
+    }
+
+    /// `True`/`False` from a bool, which is an int holding 0 or 1.
+    pub fn read_bool(&self, obj: u64) -> Result<bool> {
+        Ok(self.read_int(obj)? != "0")
+    }
+
+    pub fn read_float(&self, obj: u64) -> Result<f64> {
+        Ok(f64::from_bits(self.mem.read_u64(obj + self.layout.float.value)?))
+    }
+
+    /// Length and the first `max` item pointers of a list or tuple.
+    pub fn sequence(&self, obj: u64, kind: Kind, max: usize) -> Result<(usize, Vec<u64>)> {
+        let (layout, inline) = match kind {
+            Kind::Tuple => (&self.layout.tuple, true),
+            _ => (&self.layout.list, false),
+        };
+        let len = self.mem.read_i64(obj + layout.size)?;
+        if !(0..=(isize::MAX as i64)).contains(&len) {
+            return Err(Error::Inconsistent(format!("sequence at {obj:#x} has length {len}")));
+        }
+        let take = (len as usize).min(max);
+        let items = if inline { obj + layout.items } else { self.ptr(obj + layout.items)? };
+        let raw = self.mem.read_vec(items, take * 8, max * 8)?;
+        Ok((
+            len as usize,
+            raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8"))).collect(),
+        ))
+    }
+
+    /// Length and the first `max` `(key, value)` pairs of a dict, in insertion order.
+    pub fn dict_items(&self, dict: u64, max: usize) -> Result<(usize, Vec<(u64, u64)>)> {
+        let d = &self.layout.dict;
+        let used = self.mem.read_i64(dict + d.used)?.max(0) as usize;
+        let keys = self.ptr(dict + d.keys)?;
+        let values = self.ptr(dict + d.values)?;
+        let values = (values != 0).then_some(values + d.values_array);
+        let mut out = Vec::new();
+        self.walk_keys(keys, values, |k, v| {
+            out.push((k, v));
+            out.len() < max
+        })?;
+        Ok((used, out))
+    }
+
+    /// Walks the live entries of a keys object, with values from `values` (a split table's
+    /// array) when given, until `visit` returns false.
+    fn walk_keys(
+        &self,
+        keys: u64,
+        values: Option<u64>,
+        mut visit: impl FnMut(u64, u64) -> bool,
+    ) -> Result<()> {
+        let (entries, nentries, entry_size, key_at) = match self.layout.dict.keys_format {
+            DictKeysFormat::Sized { size, nentries, indices } => {
+                let dk_size = self.mem.read_i64(keys + size)?;
+                if dk_size <= 0 || dk_size as u64 > 1 << 32 || (dk_size & (dk_size - 1)) != 0 {
+                    return Err(Error::Inconsistent(format!("dict keys at {keys:#x} have size {dk_size}")));
+                }
+                let index_bytes = match dk_size {
+                    s if s <= 0xff => 1,
+                    s if s <= 0xffff => 2,
+                    s if s <= 0xffff_ffff => 4,
+                    _ => 8,
+                };
+                let n = self.mem.read_i64(keys + nentries)?;
+                (keys + indices + dk_size as u64 * index_bytes, n, 24u64, 8u64)
+            }
+            DictKeysFormat::Log2 { log2_index_bytes, kind, nentries, indices, .. } => {
+                let log2_index_bytes = self.mem.read_u8(keys + log2_index_bytes)?;
+                if log2_index_bytes > 40 {
+                    return Err(Error::Inconsistent(format!("dict keys at {keys:#x} are corrupt")));
+                }
+                // Kind 0 is a general table of `{hash, key, value}`; unicode and split tables
+                // drop the hash.
+                let general = self.mem.read_u8(keys + kind)? == 0;
+                let n = self.mem.read_i64(keys + nentries)?;
+                let (size, key_at) = if general { (24, 8) } else { (16, 0) };
+                (keys + indices + (1u64 << log2_index_bytes), n, size, key_at)
+            }
+        };
+        if nentries < 0 {
+            return Err(Error::Inconsistent(format!("dict keys at {keys:#x} have {nentries} entries")));
+        }
+        let nentries = (nentries as u64).min(MAX_ENTRIES);
+        const CHUNK: u64 = 256;
+        let mut i = 0;
+        while i < nentries {
+            let n = CHUNK.min(nentries - i);
+            let raw = self.mem.read_vec(
+                entries + i * entry_size,
+                (n * entry_size) as usize,
+                (CHUNK * 24) as usize,
+            )?;
+            let vals = match values {
+                Some(v) => Some(self.mem.read_vec(v + i * 8, (n * 8) as usize, (CHUNK * 8) as usize)?),
+                None => None,
+            };
+            for j in 0..n {
+                let e = (j * entry_size) as usize;
+                let word = |at: u64| {
+                    u64::from_le_bytes(raw[e + at as usize..e + at as usize + 8].try_into().expect("8"))
+                };
+                let key = word(key_at);
+                let value = match &vals {
+                    Some(v) => {
+                        u64::from_le_bytes(v[(j * 8) as usize..(j * 8 + 8) as usize].try_into().expect("8"))
+                    }
+                    None => word(key_at + 8),
+                };
+                if key != 0 && value != 0 && !visit(key, value) {
+                    return Ok(());
+                }
+            }
+            i += n;
+        }
+        Ok(())
+    }
+
+    /// Looks up a string key in a dict.
+    pub fn dict_get(&self, dict: u64, name: &str) -> Result<Option<u64>> {
+        let d = &self.layout.dict;
+        let keys = self.ptr(dict + d.keys)?;
+        let values = self.ptr(dict + d.values)?;
+        let values = (values != 0).then_some(values + d.values_array);
+        self.keys_get(keys, values, name)
+    }
+
+    fn keys_get(&self, keys: u64, values: Option<u64>, name: &str) -> Result<Option<u64>> {
+        let mut found = None;
+        self.walk_keys(keys, values, |k, v| {
+            if self.key_is(k, name) {
+                found = Some(v);
+                return false;
+            }
+            true
+        })?;
+        Ok(found)
+    }
+
+    fn key_is(&self, key: u64, name: &str) -> bool {
+        let Ok(len) = self.mem.read_i64(key + self.layout.unicode.length) else { return false };
+        if len as usize != name.chars().count() {
+            return false;
+        }
+        matches!(self.read_str(key, name.len() + 1), Ok((s, false)) if s == name)
+    }
+
+    /// The instance attribute `name` of `obj`, wherever its class keeps attributes.
+    pub fn attribute(&self, obj: u64, name: &str) -> Result<Option<u64>> {
+        let o = &self.layout.object;
+        let tp = self.ob_type(obj)?;
+        let tp_flags = self.mem.read_u64(tp + o.tp_flags)?;
+        let cached_keys = || self.ptr(tp + o.ht_cached_keys);
+        let at = |off: i64| obj.wrapping_add_signed(off);
+        match self.layout.managed_dict {
+            ManagedDict::PreHeader { dict, values } if tp_flags & flags::MANAGED_DICT != 0 => {
+                let d = self.ptr(at(dict))?;
+                if d != 0 {
+                    return self.dict_get(d, name);
+                }
+                let v = self.ptr(at(values))?;
+                if v == 0 {
+                    return Ok(None);
+                }
+                self.keys_get(cached_keys()?, Some(v + self.layout.dict.values_array), name)
+            }
+            ManagedDict::Tagged { dict_or_values } if tp_flags & flags::MANAGED_DICT != 0 => {
+                let w = self.ptr(at(dict_or_values))?;
+                match w {
+                    0 => Ok(None),
+                    w if w & 1 == 1 => {
+                        self.keys_get(cached_keys()?, Some(w - 1 + self.layout.dict.values_array), name)
+                    }
+                    d => self.dict_get(d, name),
+                }
+            }
+            ManagedDict::Inline { dict, valid }
+                if tp_flags & (flags::INLINE_VALUES | flags::MANAGED_DICT) != 0 =>
+            {
+                if tp_flags & flags::INLINE_VALUES != 0 {
+                    let basicsize = self.mem.read_u64(tp + o.tp_basicsize)?;
+                    let values = obj + basicsize;
+                    if self.mem.read_u8(values + valid)? != 0 {
+                        return self.keys_get(
+                            cached_keys()?,
+                            Some(values + self.layout.dict.values_array),
+                            name,
+                        );
+                    }
+                }
+                match self.ptr(at(dict))? {
+                    0 => Ok(None),
+                    d => self.dict_get(d, name),
+                }
+            }
+            _ => {
+                let offset = self.mem.read_i64(tp + o.tp_dictoffset)?;
+                if offset <= 0 {
+                    return Ok(None);
+                }
+                match self.ptr(obj + offset as u64)? {
+                    0 => Ok(None),
+                    d => self.dict_get(d, name),
+                }
+            }
+        }
+    }
+
+    /// Live keys of a set or frozenset, the first `max` of them, and the length.
+    pub fn set_items(&self, obj: u64, max: usize) -> Result<(usize, Vec<u64>)> {
+        let s = &self.layout.set;
+        let used = self.mem.read_i64(obj + s.used)?.max(0) as usize;
+        let mask = self.mem.read_i64(obj + s.mask)?;
+        if mask < 0 || mask as u64 >= MAX_ENTRIES * 8 {
+            return Err(Error::Inconsistent(format!("set at {obj:#x} has mask {mask}")));
+        }
+        let table = self.ptr(obj + s.table)?;
+        let slots = mask as u64 + 1;
+        let raw = self.mem.read_vec(table, (slots * 16) as usize, (MAX_ENTRIES * 8 * 16) as usize)?;
+        // A deleted slot holds the `dummy` sentinel, a key of type "object"; skip it by type.
+        let mut out = Vec::new();
+        for entry in raw.chunks_exact(16) {
+            let key = u64::from_le_bytes(entry[..8].try_into().expect("8"));
+            if key == 0 {
+                continue;
+            }
+            if self.ob_type(key).and_then(|t| self.type_name(t)).is_ok_and(|n| &*n == "object") {
+                continue;
+            }
+            out.push(key);
+            if out.len() >= max {
+                break;
+            }
+        }
+        Ok((used, out))
+    }
+
+    /// A bounded Python-style repr of any object.
+    pub fn repr(&self, obj: u64, limits: &ReprLimits) -> String {
+        let mut out = String::new();
+        let mut stack = Vec::new();
+        self.repr_into(obj, limits, 0, &mut stack, &mut out);
+        if out.chars().count() > limits.max_len {
+            out = out.chars().take(limits.max_len.saturating_sub(3)).collect();
+            out.push_str("...");
+        }
+        out
+    }
+
+    fn repr_into(&self, obj: u64, limits: &ReprLimits, depth: usize, stack: &mut Vec<u64>, out: &mut String) {
+        if out.len() > limits.max_len * 4 {
+            return;
+        }
+        if let Err(e) = self.try_repr(obj, limits, depth, stack, out) {
+            let _ = write!(out, "<unreadable object at {obj:#x}: {}>", short_error(&e));
+        }
+    }
+
+    fn try_repr(
+        &self,
+        obj: u64,
+        limits: &ReprLimits,
+        depth: usize,
+        stack: &mut Vec<u64>,
+        out: &mut String,
+    ) -> Result<()> {
+        let (kind, tp) = self.kind(obj)?;
+        let container = |open: &str, close: &str, out: &mut String| -> bool {
+            if stack.contains(&obj) || depth >= limits.max_depth {
+                let _ = write!(out, "{open}...{close}");
+                return false;
+            }
+            true
+        };
+        match kind {
+            Kind::None => out.push_str("None"),
+            Kind::Bool => out.push_str(if self.read_bool(obj)? { "True" } else { "False" }),
+            Kind::Int => out.push_str(&elide(&self.read_int(obj)?, limits.max_string)),
+            Kind::Float => out.push_str(&float_repr(self.read_float(obj)?)),
+            Kind::Str => {
+                let (text, cut) = self.read_str(obj, limits.max_string)?;
+                out.push_str(&str_repr(&text));
+                if cut {
+                    out.push_str("...");
+                }
+            }
+            Kind::Bytes => {
+                let (data, len) = self.read_bytes(obj, limits.max_string)?;
+                out.push_str(&bytes_repr(&data));
+                if len > data.len() {
+                    out.push_str("...");
+                }
+            }
+            Kind::List | Kind::Tuple => {
+                let (open, close) = if kind == Kind::List { ("[", "]") } else { ("(", ")") };
+                if !container(open, close, out) {
+                    return Ok(());
+                }
+                let (len, items) = self.sequence(obj, kind, limits.max_items)?;
+                stack.push(obj);
+                out.push_str(open);
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    self.repr_into(*item, limits, depth + 1, stack, out);
+                }
+                if len > items.len() {
+                    out.push_str(", ...");
+                } else if kind == Kind::Tuple && len == 1 {
+                    out.push(',');
+                }
+                out.push_str(close);
+                stack.pop();
+            }
+            Kind::Dict => {
+                if !container("{", "}", out) {
+                    return Ok(());
+                }
+                let (len, items) = self.dict_items(obj, limits.max_items)?;
+                stack.push(obj);
+                out.push('{');
+                for (i, (k, v)) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    self.repr_into(*k, limits, depth + 1, stack, out);
+                    out.push_str(": ");
+                    self.repr_into(*v, limits, depth + 1, stack, out);
+                }
+                if len > items.len() {
+                    out.push_str(", ...");
+                }
+                out.push('}');
+                stack.pop();
+            }
+            Kind::Set | Kind::FrozenSet => {
+                let (open, close) = if kind == Kind::Set { ("{", "}") } else { ("frozenset({", "})") };
+                if !container(open, close, out) {
+                    return Ok(());
+                }
+                let (len, items) = self.set_items(obj, limits.max_items)?;
+                if len == 0 {
+                    out.push_str(if kind == Kind::Set { "set()" } else { "frozenset()" });
+                    return Ok(());
+                }
+                stack.push(obj);
+                out.push_str(open);
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    self.repr_into(*item, limits, depth + 1, stack, out);
+                }
+                if len > items.len() {
+                    out.push_str(", ...");
+                }
+                out.push_str(close);
+                stack.pop();
+            }
+            Kind::Cell => match self.cell_contents(obj)? {
+                0 => out.push_str("<cell: empty>"),
+                inner => self.repr_into(inner, limits, depth, stack, out),
+            },
+            Kind::Other => {
+                let _ = write!(out, "<{} object at {obj:#x}>", self.type_name(tp)?);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn short_error(e: &Error) -> String {
+    match e {
+        Error::Memory(_) => "memory not readable".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Base-2^30 little-endian digits to decimal.
+fn digits_to_decimal(digits: &[u32]) -> String {
+    // Accumulate in base 10^9, most significant digit first.
+    const BASE: u64 = 1_000_000_000;
+    let mut acc: Vec<u64> = vec![0];
+    for &d in digits.iter().rev() {
+        let mut carry = u64::from(d & ((1 << 30) - 1));
+        for limb in acc.iter_mut() {
+            let v = (*limb << 30) + carry;
+            *limb = v % BASE;
+            carry = v / BASE;
+        }
+        while carry > 0 {
+            acc.push(carry % BASE);
+            carry /= BASE;
+        }
+    }
+    let mut out = acc.last().map(|v| v.to_string()).unwrap_or_default();
+    for limb in acc.iter().rev().skip(1) {
+        let _ = write!(out, "{limb:09}");
+    }
+    out
+}
+
+/// Keeps the first and last characters of a long text around an ellipsis.
+fn elide(text: &str, max: usize) -> String {
+    let n = text.chars().count();
+    if n <= max || max < 8 {
+        return text.to_string();
+    }
+    let head: String = text.chars().take(max / 2).collect();
+    let tail: String = text.chars().skip(n - max / 2).collect();
+    format!("{head}...{tail}")
+}
+
+/// Python's `repr` of a float: shortest round-trip digits, fixed notation for exponents from
+/// -4 to 15, scientific with a signed two-digit exponent otherwise.
+pub(crate) fn float_repr(x: f64) -> String {
+    if x.is_nan() {
+        return "nan".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let sci = format!("{x:e}");
+    let (mantissa, exp) = sci.split_once('e').expect("LowerExp always has an exponent");
+    let exp: i32 = exp.parse().expect("LowerExp exponent is an integer");
+    let negative = mantissa.starts_with('-');
+    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
+    let sign = if negative { "-" } else { "" };
+    if (-4..16).contains(&exp) {
+        let point = exp + 1;
+        let body = if point <= 0 {
+            format!("0.{}{}", "0".repeat((-point) as usize), digits)
+        } else if point as usize >= digits.len() {
+            format!("{}{}.0", digits, "0".repeat(point as usize - digits.len()))
+        } else {
+            format!("{}.{}", &digits[..point as usize], &digits[point as usize..])
+        };
+        format!("{sign}{body}")
+    } else {
+        let mantissa = if digits.len() > 1 { format!("{}.{}", &digits[..1], &digits[1..]) } else { digits };
+        let esign = if exp < 0 { '-' } else { '+' };
+        format!("{sign}{mantissa}e{esign}{:02}", exp.abs())
+    }
+}
+
+/// Python's `repr` of a str: single quotes unless the text has a single quote and no double.
+pub(crate) fn str_repr(text: &str) -> String {
+    let quote = if text.contains('\'') && !text.contains('"') { '"' } else { '\'' };
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push(quote);
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || (0x7f..0xa0).contains(&(c as u32)) => {
+                let _ = write!(out, "\\x{:02x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// Python's `repr` of bytes.
+pub(crate) fn bytes_repr(data: &[u8]) -> String {
+    let quote = if data.contains(&b'\'') && !data.contains(&b'"') { b'"' } else { b'\'' };
+    let mut out = String::from("b");
+    out.push(char::from(quote));
+    for &b in data {
+        match b {
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            b if b == quote => {
+                out.push('\\');
+                out.push(char::from(b));
+            }
+            0x20..=0x7e => out.push(char::from(b)),
+            b => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    out.push(char::from(quote));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floats_print_like_python() {
+        let cases = [
+            (1.0, "1.0"),
+            (0.1, "0.1"),
+            (-2.5, "-2.5"),
+            (123456.0, "123456.0"),
+            (1e16, "1e+16"),
+            (1.5e16, "1.5e+16"),
+            (1e15, "1000000000000000.0"),
+            (0.0001, "0.0001"),
+            (0.00001, "1e-05"),
+            (5e-324, "5e-324"),
+            (0.0, "0.0"),
+            (f64::INFINITY, "inf"),
+        ];
+        for (x, want) in cases {
+            assert_eq!(float_repr(x), want, "{x}");
+        }
+    }
+
+    #[test]
+    fn strings_and_bytes_quote_like_python() {
+        assert_eq!(str_repr("abc"), "'abc'");
+        assert_eq!(str_repr("it's"), "\"it's\"");
+        assert_eq!(str_repr("a'b\"c"), "'a\\'b\"c'");
+        assert_eq!(str_repr("tab\there\n\u{1}"), "'tab\\there\\n\\x01'");
+        assert_eq!(str_repr("héllo"), "'héllo'");
+        assert_eq!(bytes_repr(b"a\x00\xff'"), "b\"a\\x00\\xff'\"");
+    }
+
+    #[test]
+    fn big_ints_convert_exactly() {
+        // 2**30 + 5 and 2**60 as base-2^30 digits.
+        assert_eq!(digits_to_decimal(&[5, 1]), "1073741829");
+        assert_eq!(digits_to_decimal(&[0, 0, 1]), "1152921504606846976");
+        assert_eq!(digits_to_decimal(&[7]), "7");
+    }
+
+    #[test]
+    fn long_texts_keep_both_ends() {
+        let s = "1234567890".repeat(5);
+        let e = elide(&s, 10);
+        assert_eq!(e, "12345...67890");
+    }
+}

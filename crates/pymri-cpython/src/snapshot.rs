@@ -1,0 +1,454 @@
+//! Reading every thread's stack: the snapshot behind `pymri dump`.
+
+use crate::code::{CodeInfo, Position, CO_FAST_CELL, CO_FAST_FREE, CO_FAST_HIDDEN};
+use crate::objects::{Kind, Objects, ReprLimits};
+use crate::{Error, Located, Result};
+use pymri_layouts::{FrameRef, GilAccess, GilLayout, InstructionRef};
+use pymri_memory::{Memory, MemoryExt, PageCache, RunState};
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+
+/// What to read besides stacks.
+pub struct SnapshotOptions<'a> {
+    pub locals: bool,
+    pub limits: ReprLimits,
+    /// Frames read per thread before the stack is reported as cut.
+    pub max_frames: usize,
+    /// The kernel's view of a thread (`None` for core files, which do not record it).
+    pub run_state: Option<&'a dyn Fn(i32) -> Option<RunState>>,
+    /// The kernel thread ids that exist, to validate ids read from memory.
+    pub known_tids: &'a [i32],
+}
+
+impl Default for SnapshotOptions<'_> {
+    fn default() -> Self {
+        SnapshotOptions {
+            locals: false,
+            limits: ReprLimits::default(),
+            max_frames: 4096,
+            run_state: None,
+            known_tids: &[],
+        }
+    }
+}
+
+/// Every Python thread of a process, innermost frame first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub threads: Vec<ThreadDump>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadDump {
+    /// Kernel thread id, when it could be learned.
+    pub tid: Option<i32>,
+    /// `threading.get_ident()` of the thread (its `pthread_t`).
+    pub ident: u64,
+    /// The `threading` name, for threads the `threading` module knows.
+    pub name: Option<String>,
+    pub state: ThreadState,
+    pub holds_gil: bool,
+    pub frames: Vec<Frame>,
+    /// Why the stack is incomplete, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThreadState {
+    /// On a CPU, or ready to run, without the GIL.
+    Running,
+    /// Asleep in the kernel: blocked in I/O, a lock, a sleep.
+    Idle,
+    /// Asleep until the thread holding the GIL lets go of it.
+    WaitingForGil,
+    /// Holds the GIL (running Python code, or blocked without releasing it).
+    HoldingGil,
+    /// A core file does not record what a thread was doing.
+    Unknown,
+}
+
+impl ThreadState {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ThreadState::Running => "running",
+            ThreadState::Idle => "idle",
+            ThreadState::WaitingForGil => "waiting for the GIL",
+            ThreadState::HoldingGil => "holding the GIL",
+            ThreadState::Unknown => "unknown",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Frame {
+    pub function: String,
+    pub file: String,
+    pub line: i32,
+    /// Arguments and locals in slot order (present when locals were asked for).
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_locals")]
+    pub locals: Option<Vec<Local>>,
+    /// Names of the locals that are the function's arguments.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Local {
+    pub name: String,
+    pub repr: String,
+    pub is_argument: bool,
+}
+
+fn serialize_locals<S: Serializer>(locals: &Option<Vec<Local>>, s: S) -> Result<S::Ok, S::Error> {
+    let locals = locals.as_deref().unwrap_or_default();
+    let mut map = s.serialize_map(Some(locals.len()))?;
+    for l in locals {
+        map.serialize_entry(&l.name, &l.repr)?;
+    }
+    map.end()
+}
+
+/// Bounds on the interpreter and thread lists: more means a corrupt or torn list.
+const MAX_INTERPRETERS: usize = 256;
+const MAX_THREADS: usize = 16384;
+/// glibc's `struct pthread` keeps the kernel thread id right after its 0x2c0-byte `tcbhead_t`
+/// and a two-pointer list node on x86_64. Only used for 3.9/3.10, whose thread states do not
+/// record the kernel id, and only when the value matches a real thread.
+#[cfg(target_arch = "x86_64")]
+const GLIBC_PTHREAD_TID: Option<u64> = Some(0x2d0);
+#[cfg(not(target_arch = "x86_64"))]
+const GLIBC_PTHREAD_TID: Option<u64> = None;
+/// Pages cached during one snapshot: 16 MiB, far more than a dump touches.
+const CACHE_PAGES: usize = 4096;
+
+impl Located {
+    /// Reads every thread of every interpreter.
+    pub fn snapshot<M: Memory>(&self, mem: &M, options: &SnapshotOptions<'_>) -> Result<Snapshot> {
+        let cache = PageCache::new(mem, CACHE_PAGES);
+        let reader = Reader {
+            located: self,
+            objects: Objects::new(&cache, &self.layout),
+            codes: HashMap::new(),
+            options,
+        };
+        reader.run()
+    }
+
+    /// Whether the target allows PEP 768 remote debugging (3.14+), read from its memory.
+    pub fn remote_debug_enabled<M: Memory>(&self, mem: &M) -> Result<Option<bool>> {
+        let Some(remote) = &self.remote else { return Ok(None) };
+        let mut interp = mem.read_u64(self.runtime + self.layout.runtime.interpreters_head)?;
+        // The main interpreter is the last of the list; it carries the process's config.
+        for _ in 0..MAX_INTERPRETERS {
+            let next = mem.read_u64(interp + self.layout.interpreter.next)?;
+            if next == 0 {
+                return Ok(Some(mem.read_i32(interp + remote.remote_debugging_enabled)? != 0));
+            }
+            interp = next;
+        }
+        Err(Error::Inconsistent("interpreter list does not end".into()))
+    }
+}
+
+struct Reader<'a, M: Memory> {
+    located: &'a Located,
+    objects: Objects<'a, PageCache<&'a M>>,
+    codes: HashMap<u64, Rc<CodeInfo>>,
+    options: &'a SnapshotOptions<'a>,
+}
+
+struct Gil {
+    locked: bool,
+    holder: u64,
+}
+
+impl<'a, M: Memory> Reader<'a, M> {
+    fn run(mut self) -> Result<Snapshot> {
+        let layout = &self.located.layout;
+        let runtime = self.located.runtime;
+        let mut interp = self.objects.ptr(runtime + layout.runtime.interpreters_head)?;
+        if interp == 0 {
+            return Err(Error::Inconsistent(
+                "the interpreter is not initialised (no interpreter state)".into(),
+            ));
+        }
+        let runtime_gil = match &layout.runtime.gil {
+            Some(g) => Some(self.read_gil(runtime, g)?),
+            None => None,
+        };
+        let mut threads = Vec::new();
+        let mut seen = HashSet::new();
+        for _ in 0..MAX_INTERPRETERS {
+            if interp == 0 {
+                break;
+            }
+            if !seen.insert(interp) {
+                return Err(Error::Inconsistent("interpreter list loops".into()));
+            }
+            let gil = match (&runtime_gil, &layout.interpreter.gil) {
+                (Some(g), _) => Some(Gil { locked: g.locked, holder: g.holder }),
+                (None, Some(g)) => self.read_gil(interp, g).ok(),
+                (None, None) => None,
+            };
+            let names = self.thread_names(interp).unwrap_or_default();
+            let mut interp_threads = self.read_threads(interp, gil.as_ref(), &names)?;
+            // CPython prepends new threads; show them oldest (the main thread) first.
+            interp_threads.reverse();
+            threads.extend(interp_threads);
+            interp = self.objects.ptr(interp + layout.interpreter.next)?;
+        }
+        Ok(Snapshot { threads })
+    }
+
+    fn read_gil(&self, owner: u64, gil: &GilLayout) -> Result<Gil> {
+        let base = match gil.access {
+            GilAccess::Embedded(off) => owner + off,
+            GilAccess::Pointer(off) => self.objects.ptr(owner + off)?,
+        };
+        Ok(Gil {
+            locked: self.objects.mem.read_i32(base + gil.locked)? != 0,
+            holder: self.objects.ptr(base + gil.last_holder)?,
+        })
+    }
+
+    fn read_threads(
+        &mut self,
+        interp: u64,
+        gil: Option<&Gil>,
+        names: &HashMap<u64, String>,
+    ) -> Result<Vec<ThreadDump>> {
+        let layout = &self.located.layout;
+        let mut tstate = self.objects.ptr(interp + layout.interpreter.threads_head)?;
+        let mut out = Vec::new();
+        let mut seen = HashSet::new();
+        while tstate != 0 && out.len() < MAX_THREADS {
+            if !seen.insert(tstate) {
+                return Err(Error::Inconsistent("thread list loops".into()));
+            }
+            out.push(self.read_thread(tstate, gil, names)?);
+            tstate = self.objects.ptr(tstate + layout.thread.next)?;
+        }
+        Ok(out)
+    }
+
+    fn read_thread(
+        &mut self,
+        tstate: u64,
+        gil: Option<&Gil>,
+        names: &HashMap<u64, String>,
+    ) -> Result<ThreadDump> {
+        let layout = &self.located.layout;
+        let mem = self.objects.mem;
+        let ident = self.objects.ptr(tstate + layout.thread.thread_id)?;
+        let tid = match layout.thread.native_thread_id {
+            Some(off) => Some(mem.read_u64(tstate + off)? as i32),
+            None => {
+                GLIBC_PTHREAD_TID.and_then(|off| mem.read_u32(ident.wrapping_add(off)).ok()).map(|t| t as i32)
+            }
+        }
+        .filter(|t| *t > 0 && (self.options.known_tids.is_empty() || self.options.known_tids.contains(t)));
+
+        let flags = &self.located.gil_flags;
+        let holds_gil = match flags.holds_gil {
+            Some(off) => mem.read_i32(tstate + off)? != 0,
+            None => gil.is_some_and(|g| g.locked && g.holder == tstate),
+        };
+        let gil_requested = match flags.gil_requested {
+            Some(off) => mem.read_i32(tstate + off)? != 0,
+            None => false,
+        };
+        let run_state = self.options.run_state.and_then(|f| tid.and_then(f));
+        let state = if holds_gil {
+            ThreadState::HoldingGil
+        } else if gil_requested {
+            ThreadState::WaitingForGil
+        } else {
+            match run_state {
+                Some(RunState::Running) => ThreadState::Running,
+                Some(RunState::Sleeping) => ThreadState::Idle,
+                None if self.options.run_state.is_some() => ThreadState::Idle,
+                None => ThreadState::Unknown,
+            }
+        };
+
+        let (frames, error) = self.read_frames(tstate);
+        Ok(ThreadDump { tid, ident, name: names.get(&ident).cloned(), state, holds_gil, frames, error })
+    }
+
+    fn current_frame(&self, tstate: u64) -> Result<u64> {
+        match self.located.layout.thread.current_frame {
+            FrameRef::Direct(off) => self.objects.ptr(tstate + off),
+            FrameRef::ViaCFrame { cframe, current_frame } => match self.objects.ptr(tstate + cframe)? {
+                0 => Ok(0),
+                cf => self.objects.ptr(cf + current_frame),
+            },
+        }
+    }
+
+    /// Reads a thread's frames, innermost first. A failure part-way keeps what was read.
+    fn read_frames(&mut self, tstate: u64) -> (Vec<Frame>, Option<String>) {
+        let mut frames = Vec::new();
+        let mut frame = match self.current_frame(tstate) {
+            Ok(f) => f,
+            Err(e) => return (frames, Some(format!("cannot read the current frame: {e}"))),
+        };
+        let mut seen = HashSet::new();
+        while frame != 0 {
+            if frames.len() >= self.options.max_frames {
+                return (frames, Some(format!("stack cut at {} frames", self.options.max_frames)));
+            }
+            if !seen.insert(frame) {
+                return (frames, Some("frame chain loops (the thread was running while read)".into()));
+            }
+            match self.read_frame(frame) {
+                Ok((shown, previous)) => {
+                    frames.extend(shown);
+                    frame = previous;
+                }
+                Err(e) => {
+                    return (
+                        frames,
+                        Some(format!("stack incomplete: {e} (the thread was running while read)")),
+                    )
+                }
+            }
+        }
+        (frames, None)
+    }
+
+    fn code_info(&mut self, code: u64) -> Result<Rc<CodeInfo>> {
+        if let Some(info) = self.codes.get(&code) {
+            return Ok(info.clone());
+        }
+        let info = Rc::new(CodeInfo::read(&self.objects, code)?);
+        self.codes.insert(code, info.clone());
+        Ok(info)
+    }
+
+    /// One frame: what to show of it (nothing for an interpreter shim) and the next frame out.
+    fn read_frame(&mut self, frame: u64) -> Result<(Option<Frame>, u64)> {
+        let f = &self.located.layout.frame;
+        let mem = self.objects.mem;
+        let previous = self.objects.ptr(frame + f.previous)?;
+        if let Some((owner_off, first_shim)) = f.owner {
+            if mem.read_u8(frame + owner_off)? >= first_shim {
+                return Ok((None, previous));
+            }
+        }
+        let mut code = self.objects.ptr(frame + f.code)?;
+        if f.code_is_tagged {
+            code &= !STACKREF_TAG_BITS;
+        }
+        if code == 0 {
+            return Ok((None, previous));
+        }
+        // 3.12+ entry frames may hold something other than a code object; skip them.
+        let (kind, tp) = self.objects.kind(code)?;
+        if kind != Kind::Other || &*self.objects.type_name(tp)? != "code" {
+            return Ok((None, previous));
+        }
+        let info = self.code_info(code)?;
+        let position = match f.instruction {
+            InstructionRef::LastiBytes(off) => Position::Bytes(i64::from(mem.read_i32(frame + off)?)),
+            InstructionRef::LastiUnits(off) => Position::Units(i64::from(mem.read_i32(frame + off)?)),
+            InstructionRef::Pointer(off) => {
+                let ptr = self.objects.ptr(frame + off)?;
+                Position::Units((ptr as i64).wrapping_sub(info.code_start as i64) / 2)
+            }
+        };
+        let line = info.line(position);
+        let (locals, arguments) = if self.options.locals {
+            let locals = self.read_locals(frame, &info);
+            let args = locals.iter().filter(|l| l.is_argument).map(|l| l.name.clone()).collect();
+            (Some(locals), Some(args))
+        } else {
+            (None, None)
+        };
+        Ok((
+            Some(Frame {
+                function: info.function().to_string(),
+                file: info.filename.clone(),
+                line,
+                locals,
+                arguments,
+            }),
+            previous,
+        ))
+    }
+
+    fn read_locals(&self, frame: u64, info: &CodeInfo) -> Vec<Local> {
+        let f = &self.located.layout.frame;
+        let limits = &self.options.limits;
+        let n = info.locals.len();
+        let Ok(raw) = self.objects.mem.read_vec(frame + f.localsplus, n * 8, n * 8) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, ((name, kind), slot)) in info.locals.iter().zip(raw.chunks_exact(8)).enumerate() {
+            if kind & CO_FAST_HIDDEN != 0 {
+                continue;
+            }
+            let mut value = u64::from_le_bytes(slot.try_into().expect("8 bytes"));
+            if f.code_is_tagged {
+                if value & STACKREF_TAG_BITS == STACKREF_INT_TAG {
+                    out.push(Local {
+                        name: name.clone(),
+                        repr: ((value as i64) >> 2).to_string(),
+                        is_argument: i < info.nargs,
+                    });
+                    continue;
+                }
+                value &= !STACKREF_TAG_BITS;
+            }
+            if value == 0 {
+                continue;
+            }
+            // Cell and free variables hold a cell once the frame has started.
+            if kind & (CO_FAST_CELL | CO_FAST_FREE) != 0 {
+                if let Ok((Kind::Cell, _)) = self.objects.kind(value) {
+                    match self.objects.cell_contents(value) {
+                        Ok(0) | Err(_) => continue,
+                        Ok(inner) => value = inner,
+                    }
+                }
+            }
+            out.push(Local {
+                name: name.clone(),
+                repr: self.objects.repr(value, limits),
+                is_argument: i < info.nargs,
+            });
+        }
+        out
+    }
+
+    /// `threading._active`: thread ident to `Thread.name`, for one interpreter.
+    fn thread_names(&self, interp: u64) -> Result<HashMap<u64, String>> {
+        let o = &self.objects;
+        let modules = o.ptr(interp + self.located.layout.interpreter.modules)?;
+        let mut names = HashMap::new();
+        let Some(threading) = o.dict_get(modules, "threading")? else { return Ok(names) };
+        let module_dict = o.ptr(threading + MODULE_DICT)?;
+        let Some(active) = o.dict_get(module_dict, "_active")? else { return Ok(names) };
+        let (_, items) = o.dict_items(active, MAX_THREADS)?;
+        for (key, thread) in items {
+            let Ok(ident) = o.read_int(key).map(|s| s.parse::<u64>()) else { continue };
+            let Ok(ident) = ident else { continue };
+            if let Ok(Some(name)) = o.attribute(thread, "_name") {
+                if let Ok((name, _)) = o.read_str(name, 200) {
+                    names.insert(ident, name);
+                }
+            }
+        }
+        Ok(names)
+    }
+}
+
+/// `PyModuleObject.md_dict`, right after the object header in every version.
+const MODULE_DICT: u64 = 16;
+/// `_PyStackRef` tags (3.14+): the low two bits; both set marks a tagged small int.
+const STACKREF_TAG_BITS: u64 = 3;
+const STACKREF_INT_TAG: u64 = 3;

@@ -1,0 +1,247 @@
+//! Reading another process's memory, from the outside.
+//!
+//! The [`Memory`] trait is the one abstraction every reader in pymri is written against: a
+//! live process ([`ProcessMemory`]) and a core file (in `pymri-object`) both implement it, so
+//! the CPython model never knows which one it reads.
+//!
+//! Design:
+//! - Reads never trust the target. A read either fills the whole buffer or fails with
+//!   [`MemoryError`]; helpers that read variable-sized data take an explicit upper bound.
+//! - Live reads use `process_vm_readv`, one syscall per request, falling back to
+//!   `/proc/PID/mem` only where the syscall is unavailable. [`PageCache`] turns the many small
+//!   reads of one snapshot into one syscall per touched page.
+//! - [`Freeze`] stops every thread with `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, never with
+//!   `SIGSTOP`: the kernel detaches seized threads when the tracer exits for any reason,
+//!   SIGKILL included, and they resume, so a killed pymri cannot leave its target stopped.
+//!
+//! Non-goals: writing memory outside the narrow [`write_memory`] used by injection, and any
+//! platform other than Linux.
+
+mod freeze;
+mod maps;
+mod process;
+
+pub use freeze::Freeze;
+pub use maps::{parse_maps, Mapping};
+pub use process::{
+    diagnose_permission, process_exists, process_root, thread_ids, thread_run_state, write_memory,
+    PermissionCause, ProcessMemory, RunState,
+};
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// Errors from reading or controlling a target process.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemoryError {
+    #[error("cannot read {len} bytes at {addr:#x}")]
+    Unreadable { addr: u64, len: usize },
+    #[error("a read of {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { len: usize, limit: usize },
+    #[error("process {pid} does not exist")]
+    NoSuchProcess { pid: i32 },
+    #[error("process {pid} exited while being read")]
+    Exited { pid: i32 },
+    #[error("permission denied reading process {pid}: {cause}")]
+    PermissionDenied { pid: i32, cause: PermissionCause },
+    #[error("{what} on process {pid}: {source}")]
+    Os {
+        what: &'static str,
+        pid: i32,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Memory of a target that can be read at arbitrary addresses.
+pub trait Memory {
+    /// Fills `buf` with the bytes at `addr`, or fails without a partial result.
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError>;
+}
+
+impl<M: Memory + ?Sized> Memory for &M {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        (**self).read(addr, buf)
+    }
+}
+
+/// Typed reads on top of [`Memory`]. Targets are little-endian 64-bit.
+pub trait MemoryExt: Memory {
+    fn read_array<const N: usize>(&self, addr: u64) -> Result<[u8; N], MemoryError> {
+        let mut buf = [0u8; N];
+        self.read(addr, &mut buf)?;
+        Ok(buf)
+    }
+    fn read_u8(&self, addr: u64) -> Result<u8, MemoryError> {
+        Ok(self.read_array::<1>(addr)?[0])
+    }
+    fn read_u16(&self, addr: u64) -> Result<u16, MemoryError> {
+        Ok(u16::from_le_bytes(self.read_array(addr)?))
+    }
+    fn read_u32(&self, addr: u64) -> Result<u32, MemoryError> {
+        Ok(u32::from_le_bytes(self.read_array(addr)?))
+    }
+    fn read_i32(&self, addr: u64) -> Result<i32, MemoryError> {
+        Ok(i32::from_le_bytes(self.read_array(addr)?))
+    }
+    fn read_u64(&self, addr: u64) -> Result<u64, MemoryError> {
+        Ok(u64::from_le_bytes(self.read_array(addr)?))
+    }
+    fn read_i64(&self, addr: u64) -> Result<i64, MemoryError> {
+        Ok(i64::from_le_bytes(self.read_array(addr)?))
+    }
+    /// Reads `len` bytes, refusing more than `limit`: lengths read from a target are untrusted.
+    fn read_vec(&self, addr: u64, len: usize, limit: usize) -> Result<Vec<u8>, MemoryError> {
+        if len > limit {
+            return Err(MemoryError::TooLarge { len, limit });
+        }
+        let mut buf = vec![0u8; len];
+        self.read(addr, &mut buf)?;
+        Ok(buf)
+    }
+    /// Reads a NUL-terminated string of at most `limit` bytes (without the NUL).
+    fn read_c_string(&self, addr: u64, limit: usize) -> Result<Vec<u8>, MemoryError> {
+        let mut out = Vec::new();
+        let mut chunk = [0u8; 64];
+        let mut at = addr;
+        while out.len() < limit {
+            // A string may end just before an unmapped page: shrink the chunk to the page end.
+            let to_page_end = (PAGE_SIZE - (at % PAGE_SIZE)) as usize;
+            let mut n = chunk.len().min(to_page_end).min(limit - out.len());
+            if self.read(at, &mut chunk[..n]).is_err() {
+                // The readable region may end inside the chunk; a single byte tells.
+                n = 1;
+                self.read(at, &mut chunk[..1])?;
+            }
+            if let Some(end) = chunk[..n].iter().position(|&b| b == 0) {
+                out.extend_from_slice(&chunk[..end]);
+                return Ok(out);
+            }
+            out.extend_from_slice(&chunk[..n]);
+            at += n as u64;
+        }
+        out.truncate(limit);
+        Ok(out)
+    }
+}
+
+impl<M: Memory + ?Sized> MemoryExt for M {}
+
+/// Page size of every Linux x86_64 and of the common aarch64 configurations; only used to
+/// group reads, never to interpret the target's layout.
+pub const PAGE_SIZE: u64 = 4096;
+
+/// A read-through cache of whole pages for the duration of one snapshot.
+///
+/// A dump touches the same frames, code objects and strings many times; reading each page once
+/// cuts the syscalls by an order of magnitude. The cache never outlives a snapshot, since a
+/// running target changes under it.
+pub struct PageCache<M> {
+    inner: M,
+    pages: RefCell<HashMap<u64, Option<Box<[u8]>>>>,
+    max_pages: usize,
+}
+
+impl<M: Memory> PageCache<M> {
+    /// Caches at most `max_pages` pages; reads beyond that go straight to `inner`.
+    pub fn new(inner: M, max_pages: usize) -> Self {
+        PageCache { inner, pages: RefCell::new(HashMap::new()), max_pages }
+    }
+
+    pub fn inner(&self) -> &M {
+        &self.inner
+    }
+
+    fn page(&self, page: u64) -> Option<std::cell::Ref<'_, [u8]>> {
+        if !self.pages.borrow().contains_key(&page) {
+            if self.pages.borrow().len() >= self.max_pages {
+                return None;
+            }
+            let mut buf = vec![0u8; PAGE_SIZE as usize].into_boxed_slice();
+            let entry = self.inner.read(page, &mut buf).ok().map(|()| buf);
+            self.pages.borrow_mut().insert(page, entry);
+        }
+        let pages = self.pages.borrow();
+        std::cell::Ref::filter_map(pages, |p| p.get(&page).and_then(|e| e.as_deref())).ok()
+    }
+}
+
+impl<M: Memory> Memory for PageCache<M> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let end =
+            addr.checked_add(buf.len() as u64).ok_or(MemoryError::Unreadable { addr, len: buf.len() })?;
+        let mut at = addr;
+        let mut filled = 0usize;
+        while at < end {
+            let page = at & !(PAGE_SIZE - 1);
+            let off = (at - page) as usize;
+            let n = ((PAGE_SIZE as usize) - off).min((end - at) as usize);
+            match self.page(page) {
+                Some(bytes) => buf[filled..filled + n].copy_from_slice(&bytes[off..off + n]),
+                // Not cacheable or not readable as a whole page: ask the source for exactly
+                // these bytes, which yields its own precise error.
+                None => self.inner.read(at, &mut buf[filled..filled + n])?,
+            }
+            filled += n;
+            at += n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Memory backed by a byte slice at a base address; for tests and small in-memory images.
+pub struct SliceMemory<'a> {
+    pub base: u64,
+    pub bytes: &'a [u8],
+}
+
+impl Memory for SliceMemory<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let err = MemoryError::Unreadable { addr, len: buf.len() };
+        let start =
+            addr.checked_sub(self.base).ok_or(MemoryError::Unreadable { addr, len: buf.len() })?;
+        let start = usize::try_from(start).map_err(|_| MemoryError::Unreadable { addr, len: buf.len() })?;
+        let src = start.checked_add(buf.len()).and_then(|end| self.bytes.get(start..end)).ok_or(err)?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_cache_reads_across_page_boundaries() {
+        let bytes: Vec<u8> = (0..3 * PAGE_SIZE as usize).map(|i| (i % 251) as u8).collect();
+        let mem = SliceMemory { base: 0x10000, bytes: &bytes };
+        let cache = PageCache::new(&mem, 16);
+        let mut buf = [0u8; 100];
+        cache.read(0x10000 + PAGE_SIZE - 50, &mut buf).unwrap();
+        assert_eq!(&buf[..], &bytes[PAGE_SIZE as usize - 50..PAGE_SIZE as usize + 50]);
+    }
+
+    #[test]
+    fn page_cache_reports_unreadable_bytes_precisely() {
+        let bytes = vec![7u8; 100];
+        let mem = SliceMemory { base: 0x10000, bytes: &bytes };
+        let cache = PageCache::new(&mem, 16);
+        assert_eq!(cache.read_u32(0x10000 + 10).unwrap(), 0x07070707);
+        assert!(matches!(cache.read_u32(0x10000 + 98), Err(MemoryError::Unreadable { .. })));
+    }
+
+    #[test]
+    fn c_string_stops_at_nul_and_limit() {
+        let bytes = b"hello\0world-without-end".to_vec();
+        let mem = SliceMemory { base: 0x1000, bytes: &bytes };
+        assert_eq!(mem.read_c_string(0x1000, 100).unwrap(), b"hello");
+        assert_eq!(mem.read_c_string(0x1006, 5).unwrap(), b"world");
+    }
+
+    #[test]
+    fn read_vec_refuses_untrusted_lengths() {
+        let mem = SliceMemory { base: 0, bytes: &[] };
+        assert!(matches!(mem.read_vec(0, 1 << 40, 1 << 20), Err(MemoryError::TooLarge { .. })));
+    }
+}

@@ -1,0 +1,277 @@
+//! A live process: memory, threads, root, and why access was refused.
+
+use crate::{Memory, MemoryError};
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+/// The memory of a live process, read with `process_vm_readv`.
+pub struct ProcessMemory {
+    pid: i32,
+    /// `/proc/PID/mem`, opened only when the kernel lacks `process_vm_readv`.
+    fallback: OnceLock<Option<File>>,
+}
+
+impl ProcessMemory {
+    /// Checks that the process exists and that this process may read its memory.
+    pub fn open(pid: i32) -> Result<Self, MemoryError> {
+        if !process_exists(pid) {
+            return Err(MemoryError::NoSuchProcess { pid });
+        }
+        let mem = ProcessMemory { pid, fallback: OnceLock::new() };
+        mem.probe()?;
+        Ok(mem)
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    fn probe(&self) -> Result<(), MemoryError> {
+        // A read at address 0 fails with EFAULT when access is allowed and with EPERM when it
+        // is not, so it tells the two apart without touching any real memory.
+        let mut byte = [0u8; 1];
+        match self.vm_read(0, &mut byte) {
+            Ok(()) | Err(MemoryError::Unreadable { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn vm_read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: buf.len() };
+        // SAFETY: `local` points at `buf`, which is valid for writes of `buf.len()` bytes for the
+        // duration of the call; `remote` is only interpreted by the kernel in the target.
+        let n = unsafe { libc::process_vm_readv(self.pid, &local, 1, &remote, 1, 0) };
+        if n == buf.len() as isize {
+            return Ok(());
+        }
+        if n >= 0 {
+            return Err(MemoryError::Unreadable { addr, len: buf.len() });
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EFAULT) | Some(libc::EIO) => Err(MemoryError::Unreadable { addr, len: buf.len() }),
+            Some(libc::ESRCH) => Err(MemoryError::Exited { pid: self.pid }),
+            Some(libc::EPERM) | Some(libc::EACCES) => {
+                Err(MemoryError::PermissionDenied { pid: self.pid, cause: diagnose_permission(self.pid) })
+            }
+            Some(libc::ENOSYS) => self.file_read(addr, buf),
+            _ => Err(MemoryError::Os { what: "process_vm_readv", pid: self.pid, source: err }),
+        }
+    }
+
+    fn file_read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let file =
+            self.fallback.get_or_init(|| File::open(format!("/proc/{}/mem", self.pid)).ok()).as_ref().ok_or(
+                MemoryError::PermissionDenied { pid: self.pid, cause: diagnose_permission(self.pid) },
+            )?;
+        file.read_exact_at(buf, addr).map_err(|_| {
+            if process_exists(self.pid) {
+                MemoryError::Unreadable { addr, len: buf.len() }
+            } else {
+                MemoryError::Exited { pid: self.pid }
+            }
+        })
+    }
+}
+
+impl Memory for ProcessMemory {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.vm_read(addr, buf)
+    }
+}
+
+/// Whether `/proc/PID` exists (and is not a zombie we could never read).
+pub fn process_exists(pid: i32) -> bool {
+    pid > 0 && std::path::Path::new(&format!("/proc/{pid}/maps")).exists()
+}
+
+/// The root directory the process runs in, when it is not this machine's `/`: a chroot or a
+/// container's root, as a path seen from here.
+pub fn process_root(pid: i32) -> Option<PathBuf> {
+    let root = std::fs::read_link(format!("/proc/{pid}/root")).ok()?;
+    (root != std::path::Path::new("/")).then_some(root)
+}
+
+/// Kernel thread ids of the process.
+pub fn thread_ids(pid: i32) -> Result<Vec<i32>, MemoryError> {
+    let dir = std::fs::read_dir(format!("/proc/{pid}/task")).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => MemoryError::NoSuchProcess { pid },
+        _ => MemoryError::Os { what: "listing threads", pid, source: e },
+    })?;
+    let mut tids: Vec<i32> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    tids.sort_unstable();
+    Ok(tids)
+}
+
+/// What the kernel says a thread is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunState {
+    /// On a CPU or waiting for one (`R`).
+    Running,
+    /// Sleeping, blocked in the kernel, stopped or traced.
+    Sleeping,
+}
+
+/// Reads the state letter of `/proc/PID/task/TID/stat`.
+pub fn thread_run_state(pid: i32, tid: i32) -> Option<RunState> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses; the state follows the last ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    match after.trim_start().chars().next()? {
+        'R' => Some(RunState::Running),
+        _ => Some(RunState::Sleeping),
+    }
+}
+
+/// Writes `bytes` at `addr` in the target with `process_vm_writev`; all or nothing is reported.
+pub fn write_memory(pid: i32, addr: u64, bytes: &[u8]) -> Result<(), MemoryError> {
+    let local = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };
+    let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: bytes.len() };
+    // SAFETY: `local` describes `bytes`, valid for reads of its length for the whole call; the
+    // kernel only writes into the target's address space.
+    let n = unsafe { libc::process_vm_writev(pid, &local, 1, &remote, 1, 0) };
+    if n == bytes.len() as isize {
+        return Ok(());
+    }
+    let err = io::Error::last_os_error();
+    match (n, err.raw_os_error()) {
+        (-1, Some(libc::ESRCH)) => Err(MemoryError::Exited { pid }),
+        (-1, Some(libc::EPERM)) => {
+            Err(MemoryError::PermissionDenied { pid, cause: diagnose_permission(pid) })
+        }
+        (-1, Some(libc::EFAULT)) | (0.., _) => Err(MemoryError::Unreadable { addr, len: bytes.len() }),
+        _ => Err(MemoryError::Os { what: "process_vm_writev", pid, source: err }),
+    }
+}
+
+/// Why the kernel refused access to a process, with the fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PermissionCause {
+    /// `kernel.yama.ptrace_scope` is 1: only ancestors may trace.
+    YamaRestricted,
+    /// `kernel.yama.ptrace_scope` is 2: only `CAP_SYS_PTRACE` may trace.
+    YamaAdminOnly,
+    /// `kernel.yama.ptrace_scope` is 3: nobody may trace until reboot.
+    YamaDisabled,
+    /// Running as root without `CAP_SYS_PTRACE`: typically a container started without it.
+    MissingCapability,
+    /// The target belongs to another user.
+    OtherUser { uid: u32 },
+    /// None of the above: a security module (AppArmor, SELinux) or a non-dumpable target.
+    Unknown,
+}
+
+impl fmt::Display for PermissionCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PermissionCause::YamaRestricted => f.write_str(
+                "kernel.yama.ptrace_scope is 1 (only parent processes may trace)\n\
+                 hint: run pymri with sudo, or allow it with `sudo sysctl kernel.yama.ptrace_scope=0`",
+            ),
+            PermissionCause::YamaAdminOnly => f.write_str(
+                "kernel.yama.ptrace_scope is 2 (only CAP_SYS_PTRACE may trace)\n\
+                 hint: run pymri with sudo",
+            ),
+            PermissionCause::YamaDisabled => f.write_str(
+                "kernel.yama.ptrace_scope is 3 (tracing is disabled until reboot)\n\
+                 hint: no process can be read on this machine until it restarts with a lower ptrace_scope",
+            ),
+            PermissionCause::MissingCapability => f.write_str(
+                "pymri runs as root but without CAP_SYS_PTRACE\n\
+                 hint: in a container, start it with `--cap-add=SYS_PTRACE` (Kubernetes: add SYS_PTRACE to securityContext.capabilities)",
+            ),
+            PermissionCause::OtherUser { uid } => write!(
+                f,
+                "the process belongs to uid {uid}\nhint: run pymri as that user or with sudo"
+            ),
+            PermissionCause::Unknown => f.write_str(
+                "ptrace access was refused\n\
+                 hint: a security module (AppArmor, SELinux) may forbid it; try sudo",
+            ),
+        }
+    }
+}
+
+/// Works out why reading `pid` was refused, from the machine's settings and our credentials.
+pub fn diagnose_permission(pid: i32) -> PermissionCause {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let has_cap = effective_caps().is_some_and(|caps| caps & (1 << CAP_SYS_PTRACE) != 0);
+    let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    if scope >= 3 {
+        return PermissionCause::YamaDisabled;
+    }
+    if euid == 0 && !has_cap {
+        return PermissionCause::MissingCapability;
+    }
+    if !has_cap {
+        if let Some(uid) = process_uid(pid) {
+            if uid != euid {
+                return PermissionCause::OtherUser { uid };
+            }
+        }
+        match scope {
+            1 => return PermissionCause::YamaRestricted,
+            2 => return PermissionCause::YamaAdminOnly,
+            _ => {}
+        }
+    }
+    PermissionCause::Unknown
+}
+
+/// Bit number of `CAP_SYS_PTRACE` in the capability sets (linux/capability.h).
+const CAP_SYS_PTRACE: u32 = 19;
+
+fn effective_caps() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("CapEff:"))?;
+    u64::from_str_radix(line["CapEff:".len()..].trim(), 16).ok()
+}
+
+fn process_uid(pid: i32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryExt;
+
+    #[test]
+    fn reads_own_memory_through_the_kernel() {
+        let value: u64 = 0x1122_3344_5566_7788;
+        let mem = ProcessMemory::open(std::process::id() as i32).unwrap();
+        assert_eq!(mem.read_u64(&value as *const u64 as u64).unwrap(), value);
+    }
+
+    #[test]
+    fn unmapped_address_is_unreadable_not_fatal() {
+        let mem = ProcessMemory::open(std::process::id() as i32).unwrap();
+        assert!(matches!(mem.read_u64(8), Err(MemoryError::Unreadable { .. })));
+    }
+
+    #[test]
+    fn missing_process_is_named() {
+        assert!(matches!(ProcessMemory::open(i32::MAX), Err(MemoryError::NoSuchProcess { .. })));
+    }
+
+    #[test]
+    fn lists_own_threads() {
+        let tids = thread_ids(std::process::id() as i32).unwrap();
+        assert!(tids.contains(&(std::process::id() as i32)));
+    }
+}

@@ -1,0 +1,107 @@
+//! `pymri dump`: every thread's Python stack of a live process or a core file.
+
+use crate::printer::Printer;
+use crate::render::{dump_text, Header};
+use crate::target::{Core, Live};
+use anyhow::Result;
+use pymri_cpython::{Snapshot, SnapshotOptions, ThreadDump};
+use pymri_memory::{thread_run_state, Freeze};
+use serde::Serialize;
+use std::path::PathBuf;
+
+pub struct DumpOptions {
+    pub pid: Option<i32>,
+    pub core: Option<PathBuf>,
+    pub exe: Option<PathBuf>,
+    pub sysroot: Option<PathBuf>,
+    pub locals: bool,
+    pub json: bool,
+    pub blocking: bool,
+}
+
+/// The `--json` document. `schema` changes only when a field changes meaning or disappears.
+#[derive(Serialize)]
+struct Report<'a> {
+    schema: u32,
+    pid: i32,
+    command: &'a str,
+    python_version: String,
+    python_binary: &'a str,
+    root: Option<String>,
+    source: &'static str,
+    blocking: bool,
+    threads: &'a [ThreadDump],
+}
+
+pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
+    let locals = opts.locals;
+    let (header_pid, command, root, source, located, snapshot) = match (&opts.core, opts.pid) {
+        (Some(path), _) => {
+            let core = Core::open(path, opts.exe.as_deref(), opts.sysroot.as_deref())?;
+            let located = core.locate()?;
+            let tids = core.known_tids();
+            let options = SnapshotOptions { locals, known_tids: &tids, ..SnapshotOptions::default() };
+            let snapshot = located.snapshot(&core.core, &options)?;
+            let root = opts.sysroot.as_ref().map(|p| p.display().to_string());
+            (core.core.pid(), core.core.command().to_string(), root, "core", located, snapshot)
+        }
+        (None, Some(pid)) => {
+            let live = Live::open(pid)?;
+            let located = live.locate()?;
+            let tids = live.known_tids();
+            let run_state = |tid: i32| thread_run_state(pid, live.host_tid(tid));
+            let options = SnapshotOptions {
+                locals,
+                known_tids: &tids,
+                run_state: Some(&run_state),
+                ..SnapshotOptions::default()
+            };
+            // The freeze lives exactly as long as the read; dropping it resumes every thread,
+            // and if pymri dies instead the kernel resumes them (see pymri_memory::Freeze).
+            let snapshot = {
+                let _freeze = if opts.blocking { Some(Freeze::new(pid)?) } else { None };
+                located.snapshot(&live.mem, &options)?
+            };
+            let snapshot = to_host_tids(snapshot, &live);
+            let root = live.root.as_ref().map(|p| p.display().to_string());
+            (pid, live.command.clone(), root, "live", located, snapshot)
+        }
+        (None, None) => anyhow::bail!("give a process id or --core FILE"),
+    };
+    let version = located.version.to_string();
+    if opts.json {
+        let report = Report {
+            schema: 1,
+            pid: header_pid,
+            command: &command,
+            python_version: version,
+            python_binary: &located.binary,
+            root,
+            source,
+            blocking: opts.blocking,
+            threads: &snapshot.threads,
+        };
+        let mut text = serde_json::to_string_pretty(&report)?;
+        text.push('\n');
+        printer.write_str(&text)?;
+    } else {
+        let header = Header {
+            pid: header_pid,
+            command: &command,
+            version: &version,
+            binary: &located.binary,
+            root: root.as_deref(),
+            source: if source == "core" { " [core file]" } else { "" },
+        };
+        printer.write_str(&dump_text(&header, &snapshot, locals))?;
+    }
+    printer.flush()?;
+    Ok(())
+}
+
+fn to_host_tids(mut snapshot: Snapshot, live: &Live) -> Snapshot {
+    for t in &mut snapshot.threads {
+        t.tid = t.tid.map(|tid| live.host_tid(tid));
+    }
+    snapshot
+}

@@ -1,0 +1,4 @@
+//! One module per subcommand, each with an options struct and a `run` function.
+
+pub mod dump;
+pub mod ps;

@@ -1,0 +1,73 @@
+//! Exit statuses, and the mapping from errors to them.
+
+use pymri_cpython::Error as PyError;
+use pymri_memory::MemoryError;
+use pymri_object::ObjectError;
+use std::process::ExitCode;
+
+/// Documented exit statuses (README, `pymri --help`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Success = 0,
+    /// The target or the input is at fault: not Python, exited mid-read, corrupt core.
+    TargetFailure = 1,
+    /// Bad command-line usage (clap's own code).
+    Usage = 2,
+    /// No such process or file.
+    NotFound = 3,
+    PermissionDenied = 4,
+    /// A Python version or build pymri cannot read.
+    Unsupported = 5,
+}
+
+impl From<Status> for ExitCode {
+    fn from(s: Status) -> ExitCode {
+        ExitCode::from(s as u8)
+    }
+}
+
+/// Picks the status for an error from the most specific cause in its chain.
+pub fn status_of(err: &anyhow::Error) -> Status {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<MemoryError>() {
+            return memory_status(e);
+        }
+        if let Some(e) = cause.downcast_ref::<PyError>() {
+            return match e {
+                PyError::Memory(m) => memory_status(m),
+                PyError::Object(o) => object_status(o),
+                PyError::UnsupportedVersion { .. } | PyError::FreeThreaded { .. } => Status::Unsupported,
+                _ => Status::TargetFailure,
+            };
+        }
+        if let Some(e) = cause.downcast_ref::<ObjectError>() {
+            return object_status(e);
+        }
+        if let Some(e) = cause.downcast_ref::<std::io::Error>() {
+            return match e.kind() {
+                std::io::ErrorKind::NotFound => Status::NotFound,
+                std::io::ErrorKind::PermissionDenied => Status::PermissionDenied,
+                _ => Status::TargetFailure,
+            };
+        }
+    }
+    Status::TargetFailure
+}
+
+fn memory_status(e: &MemoryError) -> Status {
+    match e {
+        MemoryError::NoSuchProcess { .. } => Status::NotFound,
+        MemoryError::PermissionDenied { .. } => Status::PermissionDenied,
+        _ => Status::TargetFailure,
+    }
+}
+
+fn object_status(e: &ObjectError) -> Status {
+    match e {
+        ObjectError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Status::NotFound,
+        ObjectError::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            Status::PermissionDenied
+        }
+        _ => Status::TargetFailure,
+    }
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what is missing (Debian packages,
+# cargo-nextest), builds or reuses the CPython interpreter roots, then runs every test.
+# Run as root. Set PYMRI_ROOTS to keep the interpreter roots elsewhere than /var/cache/pymri.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export DEBIAN_FRONTEND=noninteractive
+apt_install() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+    done
+    if ((${#missing[@]})); then
+        echo "test: installing ${missing[*]}" >&2
+        apt-get update -q >/dev/null 2>&1 || true
+        apt-get install -y -q "${missing[@]}" >/dev/null
+    fi
+}
+
+if ! command -v cargo >/dev/null; then
+    echo "error: cargo is not installed; pymri needs a Rust toolchain (rustup) to build" >&2
+    exit 1
+fi
+apt_install debootstrap gdb python3.11 util-linux
+if ! cargo nextest --version >/dev/null 2>&1; then
+    echo "test: installing cargo-nextest" >&2
+    cargo install --locked cargo-nextest
+fi
+
+# The interpreters every test run needs; the tests fail if any is missing.
+PYMRI_INTERPRETERS=$(bash scripts/provision-interpreters.sh)
+export PYMRI_INTERPRETERS
+
+cargo fmt --all --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo build --workspace --locked
+cargo nextest run --workspace --locked --no-fail-fast "$@"
