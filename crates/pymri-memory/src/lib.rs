@@ -199,8 +199,7 @@ pub struct SliceMemory<'a> {
 impl Memory for SliceMemory<'_> {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         let err = MemoryError::Unreadable { addr, len: buf.len() };
-        let start =
-            addr.checked_sub(self.base).ok_or(MemoryError::Unreadable { addr, len: buf.len() })?;
+        let start = addr.checked_sub(self.base).ok_or(MemoryError::Unreadable { addr, len: buf.len() })?;
         let start = usize::try_from(start).map_err(|_| MemoryError::Unreadable { addr, len: buf.len() })?;
         let src = start.checked_add(buf.len()).and_then(|end| self.bytes.get(start..end)).ok_or(err)?;
         buf.copy_from_slice(src);
