@@ -104,9 +104,6 @@ impl fmt::Display for Version {
         if !self.level.is_empty() {
             write!(f, "{}{}", self.level, self.serial)?;
         }
-        if self.debug_build {
-            f.write_str(" (debug build)")?;
-        }
         Ok(())
     }
 }

@@ -7,6 +7,7 @@ pub struct Header<'a> {
     pub pid: i32,
     pub command: &'a str,
     pub version: &'a str,
+    pub debug: bool,
     pub binary: &'a str,
     pub root: Option<&'a str>,
     pub source: &'a str,
@@ -15,7 +16,8 @@ pub struct Header<'a> {
 pub fn dump_text(header: &Header<'_>, snapshot: &Snapshot, locals: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Process {}: {}", header.pid, header.command);
-    let _ = write!(out, "Python v{} ({}", header.version, header.binary);
+    let debug = if header.debug { " (debug build)" } else { "" };
+    let _ = write!(out, "Python v{}{debug} ({}", header.version, header.binary);
     if let Some(root) = header.root {
         let _ = write!(out, " in root {root}");
     }

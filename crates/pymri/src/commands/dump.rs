@@ -26,6 +26,7 @@ struct Report<'a> {
     pid: i32,
     command: &'a str,
     python_version: String,
+    debug_build: bool,
     python_binary: &'a str,
     root: Option<String>,
     source: &'static str,
@@ -69,13 +70,19 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
         (None, None) => anyhow::bail!("give a process id or --core FILE"),
     };
     let version = located.version.to_string();
+    // The binary as the target sees it, inside its root.
+    let binary = match &root {
+        Some(r) => located.binary.strip_prefix(r.as_str()).unwrap_or(&located.binary).to_string(),
+        None => located.binary.clone(),
+    };
     if opts.json {
         let report = Report {
             schema: 1,
             pid: header_pid,
             command: &command,
             python_version: version,
-            python_binary: &located.binary,
+            debug_build: located.version.debug_build,
+            python_binary: &binary,
             root,
             source,
             blocking: opts.blocking,
@@ -89,7 +96,8 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             pid: header_pid,
             command: &command,
             version: &version,
-            binary: &located.binary,
+            debug: located.version.debug_build,
+            binary: &binary,
             root: root.as_deref(),
             source: if source == "core" { " [core file]" } else { "" },
         };

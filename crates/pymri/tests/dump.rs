@@ -1,0 +1,213 @@
+//! `pymri dump` against real interpreters: live, blocking, and from core files.
+
+mod common;
+
+use common::{interpreter, mark, pymri, run_with_deadline, text, Interpreter, Target};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Duration;
+
+const FIXTURE: &str = "named_threads.py";
+
+fn start(interp: &Interpreter) -> Target {
+    Target::start(interp, FIXTURE, &["{ready}"])
+}
+
+/// Kernel thread ids the fixture reported for its named threads.
+fn reported_tids(target: &Target) -> HashMap<String, i64> {
+    let v: Value = serde_json::from_str(&target.ready_line).expect("ready line is JSON");
+    v["threads"]
+        .as_object()
+        .expect("threads")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_i64().expect("tid")))
+        .collect()
+}
+
+fn thread<'a>(dump: &'a Value, name: &str) -> &'a Value {
+    dump["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no thread named {name} in {dump:#}"))
+}
+
+/// The frame of `function` (a suffix, since 3.11+ shows qualified names) in the fixture file.
+fn frame<'a>(thread: &'a Value, function: &str) -> &'a Value {
+    thread["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .find(|f| {
+            f["function"].as_str().is_some_and(|n| n == function || n.ends_with(&format!(".{function}")))
+                && f["file"].as_str().is_some_and(|p| p.ends_with(FIXTURE))
+        })
+        .unwrap_or_else(|| panic!("no frame {function} in {thread:#}"))
+}
+
+fn local<'a>(frame: &'a Value, name: &str) -> &'a str {
+    frame["locals"][name].as_str().unwrap_or_else(|| panic!("no local {name} in {frame:#}"))
+}
+
+/// Everything the fixture guarantees, checked on one dump.
+fn check_named_threads(interp: &Interpreter, dump: &Value, tids: &HashMap<String, i64>, live: bool) {
+    let version = interp.name.trim_end_matches('d');
+    assert!(
+        dump["python_version"].as_str().is_some_and(|v| v.starts_with(&format!("{version}."))),
+        "{interp:?}: version {}",
+        dump["python_version"]
+    );
+    assert_eq!(dump["debug_build"].as_bool(), Some(interp.name.ends_with('d')));
+
+    for name in ["MainThread", "worker-1", "worker-2", "mapper", "service"] {
+        let t = thread(dump, name);
+        assert_eq!(t["tid"].as_i64(), tids.get(name).copied(), "{name}: kernel thread id");
+        if live {
+            assert_eq!(t["state"], "idle", "{name} is parked: {t:#}");
+        }
+        assert_eq!(t["holds_gil"], false, "{name} is parked");
+        let innermost = &t["frames"][0];
+        assert!(innermost["line"].as_i64().is_some_and(|l| l > 0), "{name}: {innermost:#}");
+    }
+
+    let w1 = frame(thread(dump, "worker-1"), "park_worker");
+    assert_eq!(w1["line"].as_i64(), Some(mark(FIXTURE, "worker").into()));
+    assert_eq!(local(w1, "number"), "1");
+    assert_eq!(local(w1, "label"), "'alpha'");
+    assert_eq!(local(w1, "counter"), "10");
+    assert_eq!(local(w1, "items"), "[1, 'x', None]");
+    assert_eq!(w1["arguments"], serde_json::json!(["number", "label"]));
+    let w2 = frame(thread(dump, "worker-2"), "park_worker");
+    assert_eq!(local(w2, "label"), "'beta'");
+    assert_eq!(local(w2, "counter"), "20");
+
+    let m = frame(thread(dump, "mapper"), "park_mapper");
+    assert_eq!(m["line"].as_i64(), Some(mark(FIXTURE, "mapper").into()));
+    let expected = [
+        ("config", "{'k': (1, 2)}"),
+        ("rest", "(9,)"),
+        ("flag", "True"),
+        ("extra", "{'z': 1}"),
+        ("ratio", "0.5"),
+        ("big", "1267650600228229401496703205383"),
+        ("negative", "-12345678901234567890"),
+        ("text", r#"'it\'s a "quoted"\tline'"#),
+        ("raw", r"b'\x00\xffbytes'"),
+        ("nested", "[[[[...]]]]"),
+        ("many", "[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, ...]"),
+        ("empty_set", "set()"),
+        ("pair", "{3}"),
+    ];
+    for (name, repr) in expected {
+        assert_eq!(local(m, name), repr, "{interp:?} local {name}");
+    }
+    let mut args: Vec<&str> =
+        m["arguments"].as_array().expect("arguments").iter().filter_map(Value::as_str).collect();
+    args.sort_unstable();
+    assert_eq!(args, ["config", "extra", "flag", "rest"]);
+
+    let s = frame(thread(dump, "service"), "handle");
+    assert_eq!(s["line"].as_i64(), Some(mark(FIXTURE, "method").into()));
+    assert!(local(s, "self").starts_with("<Service object at 0x"), "{s:#}");
+    assert_eq!(local(s, "request_id"), "42");
+    assert_eq!(local(s, "pending"), "{'id': 42, 'ok': False}");
+    if version != "3.9" && version != "3.10" {
+        assert_eq!(s["function"], "Service.handle");
+    }
+
+    let main = frame(thread(dump, "MainThread"), "main");
+    assert_eq!(main["line"].as_i64(), Some(mark(FIXTURE, "main").into()));
+}
+
+fn dump_json(args: &[&str]) -> Value {
+    let out = pymri(args);
+    assert!(out.status.success(), "pymri {args:?} failed: {}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "unexpected stderr: {}", text(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+fn live(name: &str) {
+    let Some(interp) = interpreter(name) else { return };
+    let target = start(&interp);
+    let tids = reported_tids(&target);
+    let pid = target.pid().to_string();
+
+    let dump = dump_json(&["dump", "--locals", "--json", &pid]);
+    check_named_threads(&interp, &dump, &tids, true);
+    assert_eq!(dump["pid"].as_i64(), Some(target.pid().into()));
+    assert_eq!(dump["source"], "live");
+    if interp.in_root() {
+        assert_eq!(dump["root"].as_str(), interp.root.to_str(), "the root is reported");
+        assert_eq!(dump["python_binary"].as_str(), Some(interp.exe.as_str()), "binary as the target sees it");
+    } else {
+        assert_eq!(dump["root"], Value::Null);
+    }
+
+    // The text form carries the same facts in py-spy's shape.
+    let out = pymri(&["dump", "--locals", &pid]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    let script = target.script_path(FIXTURE);
+    let w1_tid = tids["worker-1"];
+    assert!(shown.starts_with(&format!("Process {pid}: ")), "{shown}");
+    assert!(shown.contains(&format!("Thread {w1_tid} (idle): \"worker-1\"\n")), "{shown}");
+    assert!(shown.contains(&format!("    park_worker ({script}:{})\n", mark(FIXTURE, "worker"))), "{shown}");
+    assert!(
+        shown.contains("        Arguments:\n            number: 1\n            label: 'alpha'\n"),
+        "{shown}"
+    );
+    assert!(shown.contains("        Locals:\n            counter: 10\n"), "{shown}");
+}
+
+fn blocking(name: &str) {
+    let Some(interp) = interpreter(name) else { return };
+    let target = start(&interp);
+    let tids = reported_tids(&target);
+    let pid = target.pid().to_string();
+    let dump = dump_json(&["dump", "--blocking", "--locals", "--json", &pid]);
+    assert_eq!(dump["blocking"], true);
+    check_named_threads(&interp, &dump, &tids, false);
+    assert!(!target.any_thread_stopped(), "threads left stopped");
+    assert_eq!(target.tracer_pid(), 0, "pymri left attached");
+}
+
+/// A core written by gdb's `gcore` while the process keeps running.
+fn gcore(name: &str) {
+    let Some(interp) = interpreter(name) else { return };
+    let target = start(&interp);
+    let tids = reported_tids(&target);
+    let core = target.scratch.host.join("gcore");
+    let mut cmd = Command::new("gcore");
+    cmd.arg("-o").arg(&core).arg(target.pid().to_string());
+    let out = run_with_deadline(cmd, Duration::from_secs(120));
+    assert!(out.status.success(), "gcore failed: {}", text(&out.stderr));
+    let core = format!("{}.{}", core.display(), target.pid());
+    let dump = dump_json(&["dump", "--locals", "--json", "--core", &core]);
+    assert_eq!(dump["source"], "core");
+    assert_eq!(dump["pid"].as_i64(), Some(target.pid().into()));
+    check_named_threads(&interp, &dump, &tids, false);
+}
+
+macro_rules! per_interpreter {
+    ($($version:literal => $live:ident, $blocking:ident, $core:ident;)*) => {
+        $(
+            #[test]
+            fn $live() { live($version) }
+            #[test]
+            fn $blocking() { blocking($version) }
+            #[test]
+            fn $core() { gcore($version) }
+        )*
+    };
+}
+
+per_interpreter! {
+    "3.9" => live_3_9, blocking_3_9, gcore_3_9;
+    "3.11" => live_3_11, blocking_3_11, gcore_3_11;
+    "3.13" => live_3_13, blocking_3_13, gcore_3_13;
+    "3.14" => live_3_14, blocking_3_14, gcore_3_14;
+    "3.14d" => live_3_14d, blocking_3_14d, gcore_3_14d;
+    "3.15" => live_3_15, blocking_3_15, gcore_3_15;
+}
