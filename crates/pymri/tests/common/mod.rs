@@ -138,7 +138,6 @@ impl FifoReader {
     /// The next line, or an error if the deadline passes or every writer is gone.
     pub fn line(&mut self, timeout: Duration) -> Result<String, String> {
         let deadline = Instant::now() + timeout;
-        let mut seen_writer = false;
         loop {
             if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
                 let line: Vec<u8> = self.buf.drain(..=pos).collect();
@@ -158,12 +157,9 @@ impl FifoReader {
             // SAFETY: reading into a local buffer from a descriptor we own.
             let r = unsafe { libc::read(self.fd.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
             if r > 0 {
-                seen_writer = true;
                 self.buf.extend_from_slice(&chunk[..r as usize]);
             } else if r == 0 && (pfd.revents & libc::POLLHUP) != 0 {
-                if seen_writer || self.buf.is_empty() {
-                    return Err("the writer closed the FIFO (target exited?)".into());
-                }
+                return Err("the writer closed the FIFO (target exited?)".into());
             }
         }
     }
