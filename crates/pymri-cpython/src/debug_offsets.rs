@@ -70,6 +70,7 @@ struct Spec {
     interp_next: usize,
     interp_threads_head: usize,
     interp_modules: usize,
+    gil_state: usize,
     gil_locked: usize,
     gil_holder: usize,
     thread_size: usize,
@@ -132,6 +133,7 @@ const V3_13: Spec = Spec {
     interp_next: 64,
     interp_threads_head: 72,
     interp_modules: 88,
+    gil_state: 120,
     gil_locked: 136,
     gil_holder: 144,
     thread_size: 152,
@@ -192,6 +194,7 @@ const V3_14: Spec = Spec {
     interp_next: 64,
     interp_threads_head: 72,
     interp_modules: 96,
+    gil_state: 128,
     gil_locked: 144,
     gil_holder: 152,
     thread_size: 176,
@@ -252,6 +255,7 @@ const V3_15: Spec = Spec {
     interp_next: 64,
     interp_threads_head: 72,
     interp_modules: 96,
+    gil_state: 128,
     gil_locked: 144,
     gil_holder: 152,
     thread_size: 176,
@@ -390,6 +394,7 @@ pub fn decode(bytes: &[u8]) -> Result<DebugOffsets> {
         None => (structural::SET_USED, structural::SET_TABLE, structural::SET_MASK),
     };
     let argcount = at(spec.code_argcount)?;
+    let gil_state = at(spec.gil_state)?;
     let layout = Layout {
         version: (version.major, version.minor),
         runtime: RuntimeLayout { interpreters_head: at(spec.interpreters_head)?, gil: None },
@@ -398,11 +403,11 @@ pub fn decode(bytes: &[u8]) -> Result<DebugOffsets> {
             threads_head: at(spec.interp_threads_head)?,
             modules: at(spec.interp_modules)?,
             gil: Some(GilLayout {
-                // The main interpreter's own `_gil`, whose fields are published as offsets
-                // from the interpreter state itself.
-                access: GilAccess::Embedded(0),
-                locked: at(spec.gil_locked)?,
-                last_holder: at(spec.gil_holder)?,
+                // The main interpreter's own `_gil`; its fields are published as offsets from
+                // the interpreter state, turned here into offsets inside the GIL state.
+                access: GilAccess::Embedded(gil_state),
+                locked: at(spec.gil_locked)?.wrapping_sub(gil_state),
+                last_holder: at(spec.gil_holder)?.wrapping_sub(gil_state),
             }),
         },
         thread: ThreadLayout {

@@ -24,8 +24,8 @@ mod process;
 pub use freeze::Freeze;
 pub use maps::{parse_maps, Mapping};
 pub use process::{
-    diagnose_permission, process_exists, process_root, thread_ids, thread_run_state, write_memory,
-    PermissionCause, ProcessMemory, RunState,
+    diagnose_permission, process_exists, process_root, thread_futex_wait, thread_ids, thread_run_state,
+    write_memory, PermissionCause, ProcessMemory, RunState,
 };
 
 use std::cell::RefCell;

@@ -131,6 +131,18 @@ pub fn thread_run_state(pid: i32, tid: i32) -> Option<RunState> {
     }
 }
 
+/// The address of the futex a thread sleeps on, from `/proc/PID/task/TID/syscall`: the first
+/// argument of the `futex` system call the thread is blocked in, if it is blocked in one.
+pub fn thread_futex_wait(pid: i32, tid: i32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
+    let mut fields = text.split_whitespace();
+    let number: i64 = fields.next()?.parse().ok()?;
+    if number != libc::SYS_futex {
+        return None;
+    }
+    u64::from_str_radix(fields.next()?.trim_start_matches("0x"), 16).ok()
+}
+
 /// Writes `bytes` at `addr` in the target with `process_vm_writev`; all or nothing is reported.
 pub fn write_memory(pid: i32, addr: u64, bytes: &[u8]) -> Result<(), MemoryError> {
     let local = libc::iovec { iov_base: bytes.as_ptr() as *mut libc::c_void, iov_len: bytes.len() };

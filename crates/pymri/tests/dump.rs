@@ -190,9 +190,29 @@ fn gcore(name: &str) {
     check_named_threads(&interp, &dump, &tids, false);
 }
 
+/// The holder of the GIL and a thread waiting for it are told apart from idle threads.
+fn gil_states(name: &str) {
+    let Some(interp) = interpreter(name) else { return };
+    let target = Target::start(&interp, "gil_states.py", &["{ready}"]);
+    let dump = dump_json(&["dump", "--json", &target.pid().to_string()]);
+    let holder = thread(&dump, "holder");
+    assert_eq!(holder["state"], "holding_gil", "{holder:#}");
+    assert_eq!(holder["holds_gil"], true);
+    assert_eq!(holder["frames"][0]["line"].as_i64(), Some(mark("gil_states.py", "holder").into()));
+    let waiter = thread(&dump, "waiter");
+    assert_eq!(waiter["state"], "waiting_for_gil", "{waiter:#}");
+    assert_eq!(waiter["holds_gil"], false);
+    assert_eq!(waiter["frames"][0]["line"].as_i64(), Some(mark("gil_states.py", "waiter").into()));
+    let holders =
+        dump["threads"].as_array().expect("threads").iter().filter(|t| t["holds_gil"] == true).count();
+    assert_eq!(holders, 1, "exactly one thread holds the GIL");
+}
+
 macro_rules! per_interpreter {
-    ($($version:literal => $live:ident, $blocking:ident, $core:ident;)*) => {
+    ($($version:literal => $live:ident, $blocking:ident, $core:ident, $gil:ident;)*) => {
         $(
+            #[test]
+            fn $gil() { gil_states($version) }
             #[test]
             fn $live() { live($version) }
             #[test]
@@ -204,10 +224,10 @@ macro_rules! per_interpreter {
 }
 
 per_interpreter! {
-    "3.9" => live_3_9, blocking_3_9, gcore_3_9;
-    "3.11" => live_3_11, blocking_3_11, gcore_3_11;
-    "3.13" => live_3_13, blocking_3_13, gcore_3_13;
-    "3.14" => live_3_14, blocking_3_14, gcore_3_14;
-    "3.14d" => live_3_14d, blocking_3_14d, gcore_3_14d;
-    "3.15" => live_3_15, blocking_3_15, gcore_3_15;
+    "3.9" => live_3_9, blocking_3_9, gcore_3_9, gil_3_9;
+    "3.11" => live_3_11, blocking_3_11, gcore_3_11, gil_3_11;
+    "3.13" => live_3_13, blocking_3_13, gcore_3_13, gil_3_13;
+    "3.14" => live_3_14, blocking_3_14, gcore_3_14, gil_3_14;
+    "3.14d" => live_3_14d, blocking_3_14d, gcore_3_14d, gil_3_14d;
+    "3.15" => live_3_15, blocking_3_15, gcore_3_15, gil_3_15;
 }

@@ -5,7 +5,7 @@ use crate::render::{dump_text, Header};
 use crate::target::{Core, Live};
 use anyhow::Result;
 use pymri_cpython::{Snapshot, SnapshotOptions, ThreadDump};
-use pymri_memory::{thread_run_state, Freeze};
+use pymri_memory::{thread_futex_wait, thread_run_state, Freeze};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -51,10 +51,12 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             let located = live.locate()?;
             let tids = live.known_tids();
             let run_state = |tid: i32| thread_run_state(pid, live.host_tid(tid));
+            let futex_wait = |tid: i32| thread_futex_wait(pid, live.host_tid(tid));
             let options = SnapshotOptions {
                 locals,
                 known_tids: &tids,
                 run_state: Some(&run_state),
+                futex_wait: Some(&futex_wait),
                 ..SnapshotOptions::default()
             };
             // The freeze lives exactly as long as the read; dropping it resumes every thread,

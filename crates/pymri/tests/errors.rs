@@ -1,0 +1,225 @@
+//! Every error a user can meet: one clear line (plus hints) on stderr, a documented exit
+//! status, no panic, no hang.
+
+mod common;
+
+use common::{interpreter, pymri, pymri_with, run_with_deadline, text, Target};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+/// Exit status and stderr, with the run-specific parts replaced, for snapshots.
+fn outcome(out: &Output, replace: &[(&str, &str)]) -> String {
+    let mut stderr = text(&out.stderr);
+    for (from, to) in replace {
+        stderr = stderr.replace(from, to);
+    }
+    format!("exit: {:?}\nstdout: {:?}\nstderr:\n{stderr}", out.status.code(), text(&out.stdout))
+}
+
+/// A process that is not Python, killed on drop.
+struct Sleeper(std::process::Child);
+
+impl Sleeper {
+    fn start() -> Sleeper {
+        Sleeper(Command::new("sleep").arg("1000").stdout(Stdio::null()).spawn().expect("sleep"))
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn no_such_process() {
+    let out = pymri(&["dump", "2147483647"]);
+    insta::assert_snapshot!(outcome(&out, &[]));
+}
+
+#[test]
+fn not_a_python_process() {
+    let sleeper = Sleeper::start();
+    let pid = sleeper.0.id().to_string();
+    let out = pymri(&["dump", &pid]);
+    insta::assert_snapshot!(outcome(&out, &[(&pid, "[PID]")]));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(pymri(&["dump"]).status.code(), Some(2));
+    assert_eq!(pymri(&["dump", "notapid"]).status.code(), Some(2));
+    assert_eq!(pymri(&["dump", "1", "--core", "x"]).status.code(), Some(2));
+    assert_eq!(pymri(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn permission_denied_for_another_user_names_the_fix() {
+    let interp = interpreter("3.11").expect("3.11");
+    let target = Target::start(&interp, "named_threads.py", &["{ready}"]);
+    let pid = target.pid().to_string();
+    let out = pymri_with(&["dump", &pid], |cmd| {
+        // setpriv runs pymri as nobody, with no capabilities.
+        let exe = cmd.get_program().to_owned();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+        *cmd = Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--"])
+            .arg(exe)
+            .args(args);
+    });
+    insta::assert_snapshot!(outcome(&out, &[(&pid, "[PID]")]));
+}
+
+#[test]
+fn permission_denied_without_cap_sys_ptrace_names_the_container_fix() {
+    let interp = interpreter("3.11").expect("3.11");
+    let target = Target::start(&interp, "named_threads.py", &["{ready}"]);
+    let pid = target.pid().to_string();
+    let out = pymri_with(&["dump", &pid], |cmd| {
+        let exe = cmd.get_program().to_owned();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+        *cmd = Command::new("setpriv");
+        cmd.args(["--bounding-set=-sys_ptrace", "--inh-caps=-sys_ptrace", "--"]).arg(exe).args(args);
+    });
+    insta::assert_snapshot!(outcome(&out, &[(&pid, "[PID]")]));
+}
+
+#[test]
+fn a_process_that_has_exited_is_reported_not_read() {
+    let interp = interpreter("3.11").expect("3.11");
+    let mut child = Command::new(&interp.exe).args(["-c", "pass"]).spawn().expect("python");
+    let pid = child.id() as i32;
+    // Wait for the exit without reaping, so the pid stays a zombie: a process that is gone
+    // but whose id still names it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid out-parameter; WNOWAIT leaves the child to `child.wait()`.
+    let rc =
+        unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) };
+    assert_eq!(rc, 0);
+    let out = pymri(&["dump", &pid.to_string()]);
+    let _ = child.wait();
+    insta::assert_snapshot!(outcome(&out, &[(&pid.to_string(), "[PID]")]));
+}
+
+#[test]
+fn broken_pipe_exits_quietly() {
+    let interp = interpreter("3.11").expect("3.11");
+    let target = Target::start(&interp, "named_threads.py", &["{ready}"]);
+    // pipefail makes the pipeline's status pymri's own.
+    let mut cmd = Command::new("bash");
+    cmd.arg("-o").arg("pipefail").arg("-c").arg(format!(
+        "'{}' dump --locals {} | head -n 3 >/dev/null",
+        env!("CARGO_BIN_EXE_pymri"),
+        target.pid()
+    ));
+    let out = run_with_deadline(cmd, Duration::from_secs(60));
+    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
+    assert!(out.stderr.is_empty(), "stderr: {}", text(&out.stderr));
+}
+
+fn gcore_of(pid: u32, dir: &std::path::Path) -> std::path::PathBuf {
+    let prefix = dir.join("core");
+    let mut cmd = Command::new("gcore");
+    cmd.arg("-o").arg(&prefix).arg(pid.to_string());
+    let out = run_with_deadline(cmd, Duration::from_secs(120));
+    assert!(out.status.success(), "gcore: {}", text(&out.stderr));
+    dir.join(format!("core.{pid}"))
+}
+
+#[test]
+fn core_of_a_process_that_is_not_python() {
+    let sleeper = Sleeper::start();
+    let dir = common::Scratch::new(&common::Interpreter {
+        name: "host".into(),
+        root: "/".into(),
+        exe: String::new(),
+    });
+    let core = gcore_of(sleeper.0.id(), &dir.host);
+    let out = pymri(&["dump", "--core", core.to_str().expect("utf-8")]);
+    insta::assert_snapshot!(outcome(&out, &[]));
+}
+
+#[test]
+fn truncated_core_is_refused_clearly() {
+    let interp = interpreter("3.11").expect("3.11");
+    let target = Target::start(&interp, "named_threads.py", &["{ready}"]);
+    let core = gcore_of(target.pid() as u32, &target.scratch.host);
+    let len = std::fs::metadata(&core).expect("core").len();
+    for keep in [len / 3, 200, 10] {
+        let cut = target.scratch.host.join(format!("cut-{keep}"));
+        let bytes = std::fs::read(&core).expect("read core");
+        std::fs::write(&cut, &bytes[..keep as usize]).expect("write");
+        let out = pymri(&["dump", "--core", cut.to_str().expect("utf-8")]);
+        assert_eq!(out.status.code(), Some(1), "keep {keep}: {}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(stderr.starts_with("error: "), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[test]
+fn a_file_that_is_not_a_core() {
+    let out = pymri(&["dump", "--core", env!("CARGO_BIN_EXE_pymri")]);
+    insta::assert_snapshot!(outcome(&out, &[(env!("CARGO_BIN_EXE_pymri"), "[PYMRI]")]));
+    let out = pymri(&["dump", "--core", "/no/such/core"]);
+    insta::assert_snapshot!("missing_core_file", outcome(&out, &[]));
+}
+
+/// A core the kernel writes when the interpreter crashes inside a root: its file paths are
+/// the target's own, so it takes `--sysroot`.
+#[test]
+fn kernel_core_of_a_crash_in_a_root_needs_sysroot() {
+    let interp = interpreter("3.14").expect("3.14");
+    let scratch_dir;
+    let pid;
+    {
+        let target = Target::start_with(&interp, "named_threads.py", &["{ready}"], &[], |cmd| {
+            // SAFETY: setrlimit and chdir are async-signal-safe, run in the child before exec.
+            unsafe {
+                cmd.pre_exec(|| {
+                    let unlimited =
+                        libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+                    if libc::setrlimit(libc::RLIMIT_CORE, &unlimited) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        });
+        pid = target.pid();
+        scratch_dir = target.scratch.host.clone();
+        // The kernel writes `core` into the crashing process's working directory, which is the
+        // root's `/` for chroot(8): move it to the scratch dir afterwards.
+        // SAFETY: sending a signal to our own child.
+        unsafe { libc::kill(pid, libc::SIGABRT) };
+        let mut target = target;
+        let status = target.child.wait().expect("wait");
+        use std::os::unix::process::ExitStatusExt;
+        assert!(
+            status.core_dumped(),
+            "no core was dumped: {status:?} (kernel.core_pattern must be a plain file name)"
+        );
+        let core_in_root = interp.root.join("core");
+        std::fs::rename(&core_in_root, scratch_dir.join("core")).expect("core file in the root's /");
+        let core = scratch_dir.join("core");
+        let core = core.to_str().expect("utf-8").to_string();
+
+        let out = pymri(&["dump", "--core", &core]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("hint: pass --sysroot DIR"), "{stderr}");
+
+        let root = interp.root.to_str().expect("utf-8");
+        let out = pymri(&["dump", "--locals", "--json", "--core", &core, "--sysroot", root]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let dump: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(dump["pid"].as_i64(), Some(pid.into()));
+        let names: Vec<&str> =
+            dump["threads"].as_array().expect("threads").iter().filter_map(|t| t["name"].as_str()).collect();
+        for name in ["MainThread", "worker-1", "worker-2", "mapper", "service"] {
+            assert!(names.contains(&name), "{name} missing from {names:?}");
+        }
+    }
+}

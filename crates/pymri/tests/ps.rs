@@ -1,0 +1,66 @@
+//! `pymri ps` against real interpreters, in roots and on the host.
+
+mod common;
+
+use common::{interpreter, pymri, text, Target};
+use serde_json::Value;
+
+fn entry(list: &Value, pid: i32) -> &Value {
+    list.as_array()
+        .expect("array")
+        .iter()
+        .find(|e| e["pid"].as_i64() == Some(pid.into()))
+        .unwrap_or_else(|| panic!("pid {pid} not listed in {list:#}"))
+}
+
+#[test]
+fn lists_versions_roots_and_remote_debug_state() {
+    let host = interpreter("3.11").expect("3.11");
+    let old = interpreter("3.9").expect("3.9");
+    let new = interpreter("3.14").expect("3.14");
+    let next = interpreter("3.15").expect("3.15");
+    let args = ["{ready}"];
+    let t311 = Target::start(&host, "named_threads.py", &args);
+    let t39 = Target::start(&old, "named_threads.py", &args);
+    let t314 = Target::start(&new, "named_threads.py", &args);
+    let off_flag =
+        Target::start_with(&new, "named_threads.py", &args, &["-X", "disable-remote-debug"], |_| {});
+    let off_env = Target::start_with(&new, "named_threads.py", &args, &[], |c| {
+        c.env("PYTHON_DISABLE_REMOTE_DEBUG", "1");
+    });
+    // CPython ignores the underscore spelling: remote debugging stays on.
+    let underscore =
+        Target::start_with(&new, "named_threads.py", &args, &["-X", "disable_remote_debug"], |_| {});
+    let t315_off =
+        Target::start_with(&next, "named_threads.py", &args, &["-X", "disable-remote-debug"], |_| {});
+
+    let out = pymri(&["ps", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let list: Value = serde_json::from_slice(&out.stdout).expect("json");
+
+    let e = entry(&list, t311.pid());
+    assert!(e["python_version"].as_str().is_some_and(|v| v.starts_with("3.11.")));
+    assert_eq!(e["root"], Value::Null);
+    assert_eq!(e["remote_debug"], Value::Null);
+    assert!(e["command"].as_str().is_some_and(|c| c.contains("named_threads.py")));
+
+    let e = entry(&list, t39.pid());
+    assert!(e["python_version"].as_str().is_some_and(|v| v.starts_with("3.9.")));
+    assert_eq!(e["root"].as_str(), old.root.to_str());
+    assert_eq!(e["remote_debug"], Value::Null);
+
+    for (target, enabled) in
+        [(&t314, true), (&off_flag, false), (&off_env, false), (&underscore, true), (&t315_off, false)]
+    {
+        let e = entry(&list, target.pid());
+        assert_eq!(e["root"].as_str(), new.root.to_str());
+        assert_eq!(e["remote_debug"], Value::Bool(enabled), "{e:#}");
+    }
+
+    let out = pymri(&["ps"]);
+    assert!(out.status.success());
+    let table = text(&out.stdout);
+    assert!(table.starts_with("PID"), "{table}");
+    let line = table.lines().find(|l| l.starts_with(&format!("{} ", off_flag.pid()))).expect("row");
+    assert!(line.contains(" disabled "), "{line}");
+}
