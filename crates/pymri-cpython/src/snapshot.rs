@@ -271,10 +271,16 @@ impl<'a, M: Memory> Reader<'a, M> {
         let gil_requested = match flags.gil_requested {
             Some(off) => mem.read_i32(tstate + off)? != 0,
             None => false,
-        } || gil.zip(self.options.futex_wait.zip(tid)).is_some_and(|(g, (wait, tid))| {
-            wait(tid).is_some_and(|addr| addr >= g.base && addr < g.base + GIL_STATE_SPAN)
-        });
+        };
         let run_state = self.options.run_state.and_then(|f| tid.and_then(f));
+        // Only a sleeping thread can wait for a locked GIL; asking costs a /proc read.
+        let gil_requested = gil_requested
+            || (!holds_gil && run_state == Some(RunState::Sleeping))
+                && gil.filter(|g| g.locked).zip(self.options.futex_wait.zip(tid)).is_some_and(
+                    |(g, (wait, tid))| {
+                        wait(tid).is_some_and(|addr| addr >= g.base && addr < g.base + GIL_STATE_SPAN)
+                    },
+                );
         let state = if holds_gil {
             ThreadState::HoldingGil
         } else if gil_requested {

@@ -20,8 +20,10 @@
 //!
 //! This crate contains data only: no I/O, no unsafe, no dependencies.
 
+pub mod inject;
 mod tables;
 
+pub use inject::{pending_calls, pending_calls_for, PendingCallsLayout};
 pub use tables::{v3_10, v3_11, v3_12, v3_9};
 
 /// Where each field lives, as byte offsets from the start of its structure.

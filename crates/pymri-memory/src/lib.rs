@@ -24,12 +24,13 @@ mod process;
 pub use freeze::Freeze;
 pub use maps::{parse_maps, Mapping};
 pub use process::{
-    diagnose_permission, process_exists, process_root, thread_futex_wait, thread_ids, thread_run_state,
-    write_memory, PermissionCause, ProcessMemory, RunState,
+    diagnose_permission, process_exists, process_root, read_proc, thread_futex_wait, thread_ids,
+    thread_run_state, write_memory, PermissionCause, ProcessMemory, RunState,
 };
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Errors from reading or controlling a target process.
 #[derive(Debug, thiserror::Error)]
@@ -139,14 +140,14 @@ pub const PAGE_SIZE: u64 = 4096;
 /// running target changes under it.
 pub struct PageCache<M> {
     inner: M,
-    pages: RefCell<HashMap<u64, Option<Box<[u8]>>>>,
+    pages: RefCell<HashMap<u64, Option<Box<[u8]>>, BuildHasherDefault<PageHasher>>>,
     max_pages: usize,
 }
 
 impl<M: Memory> PageCache<M> {
     /// Caches at most `max_pages` pages; reads beyond that go straight to `inner`.
     pub fn new(inner: M, max_pages: usize) -> Self {
-        PageCache { inner, pages: RefCell::new(HashMap::new()), max_pages }
+        PageCache { inner, pages: RefCell::new(HashMap::default()), max_pages }
     }
 
     pub fn inner(&self) -> &M {
@@ -158,14 +159,52 @@ impl<M: Memory> PageCache<M> {
             if self.pages.borrow().len() >= self.max_pages {
                 return None;
             }
-            let mut buf = vec![0u8; PAGE_SIZE as usize].into_boxed_slice();
-            let entry = self.inner.read(page, &mut buf).ok().map(|()| buf);
-            self.pages.borrow_mut().insert(page, entry);
+            self.fill(page);
         }
         let pages = self.pages.borrow();
         std::cell::Ref::filter_map(pages, |p| p.get(&page).and_then(|e| e.as_deref())).ok()
     }
+
+    /// Loads the aligned block of pages around `page` in one read, which is what a walk over
+    /// frames, objects and their neighbours mostly needs next. A block that runs into
+    /// unreadable memory is retried as the single page.
+    fn fill(&self, page: u64) {
+        let block = page & !(BLOCK_PAGES * PAGE_SIZE - 1);
+        let mut buf = vec![0u8; (BLOCK_PAGES * PAGE_SIZE) as usize];
+        let mut pages = self.pages.borrow_mut();
+        if self.inner.read(block, &mut buf).is_ok() {
+            for (i, chunk) in buf.chunks_exact(PAGE_SIZE as usize).enumerate() {
+                pages.entry(block + i as u64 * PAGE_SIZE).or_insert_with(|| Some(chunk.into()));
+            }
+            return;
+        }
+        let mut one = vec![0u8; PAGE_SIZE as usize].into_boxed_slice();
+        let entry = self.inner.read(page, &mut one).ok().map(|()| one);
+        pages.insert(page, entry);
+    }
 }
+
+/// Page addresses are distinct multiples of the page size: a multiplicative hash spreads them
+/// well, at a fraction of SipHash's cost, and a target cannot choose them to collide.
+#[derive(Default)]
+struct PageHasher(u64);
+
+impl Hasher for PageHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, page: u64) {
+        self.0 = (page >> 12).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// Pages fetched per cache miss.
+const BLOCK_PAGES: u64 = 4;
 
 impl<M: Memory> Memory for PageCache<M> {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {

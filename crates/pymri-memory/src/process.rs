@@ -88,6 +88,28 @@ impl Memory for ProcessMemory {
     }
 }
 
+/// Reads a `/proc` file whole. `/proc` files report a size of zero, which makes
+/// `read_to_string` grow its buffer from a few bytes; one large buffer takes one or two reads.
+pub fn read_proc(path: &str) -> io::Result<String> {
+    use std::io::Read;
+    let mut file = File::open(path)?;
+    let mut buf = Vec::with_capacity(16 * 1024);
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(buf.capacity());
+        }
+        let spare = buf.capacity() - buf.len();
+        let start = buf.len();
+        buf.resize(start + spare, 0);
+        let n = file.read(&mut buf[start..])?;
+        buf.truncate(start + n);
+        if n == 0 {
+            break;
+        }
+    }
+    String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
 /// Whether `/proc/PID` exists (and is not a zombie we could never read).
 pub fn process_exists(pid: i32) -> bool {
     pid > 0 && std::path::Path::new(&format!("/proc/{pid}/maps")).exists()
@@ -122,7 +144,7 @@ pub enum RunState {
 
 /// Reads the state letter of `/proc/PID/task/TID/stat`.
 pub fn thread_run_state(pid: i32, tid: i32) -> Option<RunState> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    let stat = read_proc(&format!("/proc/{pid}/task/{tid}/stat")).ok()?;
     // The command name may contain spaces and parentheses; the state follows the last ')'.
     let after = &stat[stat.rfind(')')? + 1..];
     match after.trim_start().chars().next()? {
@@ -134,7 +156,7 @@ pub fn thread_run_state(pid: i32, tid: i32) -> Option<RunState> {
 /// The address of the futex a thread sleeps on, from `/proc/PID/task/TID/syscall`: the first
 /// argument of the `futex` system call the thread is blocked in, if it is blocked in one.
 pub fn thread_futex_wait(pid: i32, tid: i32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
+    let text = read_proc(&format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
     let mut fields = text.split_whitespace();
     let number: i64 = fields.next()?.parse().ok()?;
     if number != libc::SYS_futex {

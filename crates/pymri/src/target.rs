@@ -2,7 +2,7 @@
 
 use anyhow::{anyhow, Context, Result};
 use pymri_cpython::{locate, Located, TargetFiles};
-use pymri_memory::{parse_maps, process_root, thread_ids, Mapping, MemoryError, ProcessMemory};
+use pymri_memory::{parse_maps, process_root, read_proc, thread_ids, Mapping, MemoryError, ProcessMemory};
 use pymri_object::CoreFile;
 use std::collections::HashMap;
 use std::fs::File;
@@ -27,7 +27,7 @@ pub struct Live {
 impl Live {
     pub fn open(pid: i32) -> Result<Live> {
         let mem = ProcessMemory::open(pid)?;
-        let maps_text = std::fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| match e.kind() {
+        let maps_text = read_proc(&format!("/proc/{pid}/maps")).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => anyhow!(MemoryError::NoSuchProcess { pid }),
             io::ErrorKind::PermissionDenied => {
                 anyhow!(MemoryError::PermissionDenied { pid, cause: pymri_memory::diagnose_permission(pid) })
@@ -155,9 +155,14 @@ pub fn command_line(pid: i32) -> String {
 /// to the id seen here. The two differ for a process in a container with its own PID space.
 fn namespace_tids(pid: i32) -> HashMap<i32, i32> {
     let Ok(tids) = thread_ids(pid) else { return HashMap::new() };
+    let namespace = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    let theirs = namespace(&format!("/proc/{pid}/ns/pid"));
+    if theirs.is_some() && theirs == namespace("/proc/self/ns/pid") {
+        return tids.into_iter().map(|t| (t, t)).collect();
+    }
     tids.into_iter()
         .map(|tid| {
-            let inner = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+            let inner = read_proc(&format!("/proc/{pid}/task/{tid}/status"))
                 .ok()
                 .and_then(|s| {
                     let line = s.lines().find(|l| l.starts_with("NSpid:"))?.to_string();
