@@ -133,6 +133,9 @@ impl<M: Memory + ?Sized> MemoryExt for M {}
 /// group reads, never to interpret the target's layout.
 pub const PAGE_SIZE: u64 = 4096;
 
+/// Cached pages by address; `None` marks a page that could not be read.
+type PageMap = HashMap<u64, Option<Box<[u8]>>, BuildHasherDefault<PageHasher>>;
+
 /// A read-through cache of whole pages for the duration of one snapshot.
 ///
 /// A dump touches the same frames, code objects and strings many times; reading each page once
@@ -140,7 +143,7 @@ pub const PAGE_SIZE: u64 = 4096;
 /// running target changes under it.
 pub struct PageCache<M> {
     inner: M,
-    pages: RefCell<HashMap<u64, Option<Box<[u8]>>, BuildHasherDefault<PageHasher>>>,
+    pages: RefCell<PageMap>,
     max_pages: usize,
 }
 
