@@ -231,3 +231,48 @@ per_interpreter! {
     "3.14d" => live_3_14d, blocking_3_14d, gcore_3_14d, gil_3_14d;
     "3.15" => live_3_15, blocking_3_15, gcore_3_15, gil_3_15;
 }
+
+/// A target in its own mount and PID namespaces, as in a container: no extra flags, and
+/// thread ids shown as this machine sees them.
+#[test]
+fn target_in_other_mount_and_pid_namespaces() {
+    let interp = interpreter("3.14").expect("3.14");
+    let proc_dir = interp.host_path("/proc");
+    let target = Target::start_with(&interp, FIXTURE, &["{ready}"], &[], |cmd| {
+        let program = cmd.get_program().to_owned();
+        let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+        let mut wrapped = Command::new("unshare");
+        wrapped
+            .arg("--mount")
+            .arg("--pid")
+            .arg("--fork")
+            .arg("--kill-child")
+            .arg(format!("--mount-proc={}", proc_dir.display()));
+        wrapped.arg(program).args(args);
+        wrapped.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null());
+        wrapped
+            .stderr(std::fs::File::create(std::env::temp_dir().join("pymri-unshare.err")).expect("stderr"));
+        *cmd = wrapped;
+    });
+    // `unshare --fork` runs Python as its only child.
+    let children =
+        std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", target.pid())).expect("children");
+    let python: i32 = children.split_whitespace().next().expect("python child").parse().expect("pid");
+    let ns_tids = reported_tids(&target);
+    assert_eq!(ns_tids["MainThread"], 1, "Python is pid 1 of its namespace");
+
+    let dump = dump_json(&["dump", "--json", &python.to_string()]);
+    for name in ["MainThread", "worker-1", "mapper"] {
+        let host_tid = thread(&dump, name)["tid"].as_i64().expect("tid");
+        let status = std::fs::read_to_string(format!("/proc/{python}/task/{host_tid}/status"))
+            .expect("host tid exists");
+        let inner: i64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|v| v.split_whitespace().last()?.parse().ok())
+            .expect("NSpid");
+        assert_eq!(inner, ns_tids[name], "{name}: host tid {host_tid} is the namespace's {}", ns_tids[name]);
+    }
+    let worker = frame(thread(&dump, "worker-1"), "park_worker");
+    assert_eq!(worker["line"].as_i64(), Some(mark(FIXTURE, "worker").into()));
+}
