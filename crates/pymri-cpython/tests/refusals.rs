@@ -55,7 +55,7 @@ fn the_unpatched_binary_is_accepted() {
 
 #[test]
 fn a_free_threaded_build_is_refused() {
-    let err = locate_patched(|rt| rt[16..24].copy_from_slice(&1u64.to_le_bytes())).err().expect("refused");
+    let err = locate_patched(|rt| rt[16..24].copy_from_slice(&1u64.to_le_bytes())).expect_err("refused");
     assert!(matches!(err, Error::FreeThreaded { .. }), "{err}");
     assert_eq!(err.to_string(), "Python 3.14.10 is a free-threaded build, which pymri does not read yet");
 }
@@ -63,7 +63,7 @@ fn a_free_threaded_build_is_refused() {
 #[test]
 fn a_version_without_a_table_is_refused() {
     let err =
-        locate_patched(|rt| rt[8..16].copy_from_slice(&0x031000f0u64.to_le_bytes())).err().expect("refused");
+        locate_patched(|rt| rt[8..16].copy_from_slice(&0x031000f0u64.to_le_bytes())).expect_err("refused");
     assert!(matches!(err, Error::UnsupportedVersion { .. }), "{err}");
     assert!(err.to_string().starts_with("Python 3.16.0 is not supported"), "{err}");
 }
@@ -71,6 +71,6 @@ fn a_version_without_a_table_is_refused() {
 #[test]
 fn a_corrupt_table_is_refused_not_trusted() {
     // thread_state.size = 8 while its fields lie beyond it.
-    let err = locate_patched(|rt| rt[176..184].copy_from_slice(&8u64.to_le_bytes())).err().expect("refused");
+    let err = locate_patched(|rt| rt[176..184].copy_from_slice(&8u64.to_le_bytes())).expect_err("refused");
     assert!(matches!(err, Error::Inconsistent(_)), "{err}");
 }
