@@ -175,20 +175,24 @@ fn is_debug_name(path: &str) -> bool {
 }
 
 /// Finds the micro version in the `PY_VERSION` string ("3.9.2") stored in `.rodata`, for the
-/// versions that do not export `Py_Version`.
+/// versions that do not export `Py_Version`. The linker may merge the literal into the tail
+/// of a longer string (`.../Python-3.10.13`), so a separator before it is accepted too.
 fn micro_from_rodata(elf: &Elf<'_>, major: u8, minor: u8) -> Option<u8> {
     let rodata = elf.section_by_name(".rodata")?;
     let data = elf.section_data(&rodata)?;
-    let needle = format!("\0{major}.{minor}.");
+    let needle = format!("{major}.{minor}.");
     let needle = needle.as_bytes();
     let mut start = 0;
     while let Some(pos) = find(&data[start..], needle) {
-        let rest = &data[start + pos + needle.len()..];
+        let at = start + pos;
+        let before = at.checked_sub(1).map(|i| data[i]);
+        let rest = &data[at + needle.len()..];
         let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        if digits > 0 && digits <= 3 && matches!(rest.get(digits), Some(0) | Some(b'+')) {
+        let separated = matches!(before, None | Some(0) | Some(b'-') | Some(b'/'));
+        if separated && (1..=3).contains(&digits) && matches!(rest.get(digits), Some(0) | Some(b'+')) {
             return std::str::from_utf8(&rest[..digits]).ok()?.parse().ok();
         }
-        start += pos + 1;
+        start = at + 1;
     }
     None
 }

@@ -366,8 +366,9 @@ impl<'a, M: Memory> Objects<'a, M> {
                 let w = self.ptr(at(dict_or_values))?;
                 match w {
                     0 => Ok(None),
+                    // CPython stores the values pointer minus one, which makes it odd.
                     w if w & 1 == 1 => {
-                        self.keys_get(cached_keys()?, Some(w - 1 + self.layout.dict.values_array), name)
+                        self.keys_get(cached_keys()?, Some(w + 1 + self.layout.dict.values_array), name)
                     }
                     d => self.dict_get(d, name),
                 }
@@ -733,6 +734,63 @@ mod tests {
         assert_eq!(digits_to_decimal(&[5, 1]), "1073741829");
         assert_eq!(digits_to_decimal(&[0, 0, 1]), "1152921504606846976");
         assert_eq!(digits_to_decimal(&[7]), "7");
+    }
+
+    /// A little 3.12 heap: a `str` type, two strings, a class with managed attributes and an
+    /// instance whose values live in the tagged dict-or-values word.
+    #[test]
+    fn regression_3_12_tagged_values_pointer_is_stored_minus_one() {
+        use pymri_memory::SliceMemory;
+        let layout = pymri_layouts::v3_12();
+        let base = 0x10000u64;
+        let mut heap = vec![0u8; 0x4000];
+        let mut put = |addr: u64, value: u64| {
+            let at = (addr - base) as usize;
+            heap[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        };
+        let (str_type, class, name_key, name_value, keys, values, instance) = (
+            base + 0x100,
+            base + 0x800,
+            base + 0x1000,
+            base + 0x1100,
+            base + 0x1200,
+            base + 0x1400,
+            base + 0x1800,
+        );
+        let tp_name = base + 0x40;
+        put(str_type + layout.object.tp_name, tp_name);
+        let mut bytes_at = |addr: u64, text: &[u8]| (addr, text.to_vec());
+        let mut writes = vec![bytes_at(tp_name, b"str\0")];
+        for (obj, text) in [(name_key, &b"_name"[..]), (name_value, &b"worker-7"[..])] {
+            put(obj + layout.object.ob_type, str_type);
+            put(obj + layout.unicode.length, text.len() as u64);
+            // kind 1, compact, ascii
+            put(obj + layout.unicode.state, (1 << 2) | (1 << 5) | (1 << 6));
+            writes.push(bytes_at(obj + layout.unicode.ascii_data, text));
+        }
+        put(class + layout.object.tp_flags, flags::MANAGED_DICT);
+        put(class + layout.object.ht_cached_keys, keys);
+        let DictKeysFormat::Log2 { log2_index_bytes, kind, nentries, indices, .. } = layout.dict.keys_format
+        else {
+            panic!("3.12 keys are log2");
+        };
+        writes.push(bytes_at(keys + log2_index_bytes, &[3]));
+        writes.push(bytes_at(keys + kind, &[2]));
+        put(keys + nentries, 1);
+        put(keys + indices + 8, name_key);
+        put(values, name_value);
+        put(instance + layout.object.ob_type, class);
+        let ManagedDict::Tagged { dict_or_values } = layout.managed_dict else { panic!("3.12 is tagged") };
+        put(instance.wrapping_add_signed(dict_or_values), values - 1);
+        for (addr, data) in writes {
+            let at = (addr - base) as usize;
+            heap[at..at + data.len()].copy_from_slice(&data);
+        }
+        let mem = SliceMemory { base, bytes: &heap };
+        let objects = Objects::new(&mem, &layout);
+        let found = objects.attribute(instance, "_name").expect("readable").expect("present");
+        assert_eq!(found, name_value);
+        assert_eq!(objects.string(found).expect("str"), "worker-7");
     }
 
     #[test]
