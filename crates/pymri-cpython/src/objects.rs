@@ -759,7 +759,7 @@ mod tests {
         );
         let tp_name = base + 0x40;
         put(str_type + layout.object.tp_name, tp_name);
-        let mut bytes_at = |addr: u64, text: &[u8]| (addr, text.to_vec());
+        let bytes_at = |addr: u64, text: &[u8]| (addr, text.to_vec());
         let mut writes = vec![bytes_at(tp_name, b"str\0")];
         for (obj, text) in [(name_key, &b"_name"[..]), (name_value, &b"worker-7"[..])] {
             put(obj + layout.object.ob_type, str_type);
