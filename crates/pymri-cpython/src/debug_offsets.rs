@@ -28,6 +28,8 @@ pub const MAX_SIZE: usize = 1024;
 /// Offsets the PEP 768 remote-debugging protocol needs (3.14+).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteDebugOffsets {
+    /// `PyInterpreterState.threads.main`: the main thread's state.
+    pub threads_main: u64,
     /// `PyThreadState.eval_breaker`.
     pub eval_breaker: u64,
     /// `PyThreadState.remote_debugger_support`.
@@ -481,6 +483,8 @@ pub fn decode(bytes: &[u8]) -> Result<DebugOffsets> {
     };
     let remote = match spec.debugger_support {
         Some(base) => Some(RemoteDebugOffsets {
+            // `threads_main` follows `threads_head` in the 3.14+ table.
+            threads_main: at(spec.interp_threads_head + 8)?,
             eval_breaker: at(base)?,
             remote_debugger_support: at(base + 8)?,
             remote_debugging_enabled: at(base + 16)?,

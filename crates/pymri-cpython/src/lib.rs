@@ -23,10 +23,12 @@
 
 mod code;
 pub mod debug_offsets;
+mod live;
 mod locate;
 mod objects;
 mod snapshot;
 
+pub use live::{command_line, LiveProcess};
 pub use locate::{locate, Located, TargetFiles};
 pub use objects::ReprLimits;
 pub use snapshot::{Frame, Local, Snapshot, SnapshotOptions, ThreadDump, ThreadState};

@@ -29,6 +29,24 @@ pub struct Located {
     pub binary: String,
     pub gil_flags: ThreadGilFlags,
     pub remote: Option<RemoteDebugOffsets>,
+    /// `sizeof(_PyRuntimeState)`: published on 3.13+, the size of the `_PyRuntime` symbol
+    /// before. Tells release and debug builds, and patch releases, apart.
+    pub runtime_size: Option<u64>,
+    /// Where the binary's linked addresses are in the target: add to a symbol's value.
+    pub bias: u64,
+}
+
+impl Located {
+    /// The address in the target of a symbol the interpreter binary defines, such as
+    /// `PyRun_SimpleString`.
+    pub fn symbol(&self, files: &TargetFiles<'_>, name: &str) -> Result<Option<u64>> {
+        let file = (files.open)(&self.binary)
+            .map_err(|e| Error::NotPython { reason: format!("cannot reopen {}: {e}", self.binary) })?;
+        // SAFETY: a read-only private map, as in `locate_in`.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::NotPython { reason: e.to_string() })?;
+        let elf = Elf::parse(&map)?;
+        Ok(elf.symbol(name).map(|s| self.bias.wrapping_add(s.value)))
+    }
 }
 
 /// An interpreter binary larger than this is not one; it bounds the work spent on a wrong file.
@@ -109,6 +127,8 @@ fn locate_in<M: Memory>(mem: &M, files: &TargetFiles<'_>, path: &str) -> Result<
             binary: path.to_string(),
             gil_flags: decoded.gil_flags,
             remote: decoded.remote,
+            runtime_size: Some(decoded.runtime_size),
+            bias,
         }));
     }
 
@@ -145,6 +165,8 @@ fn locate_in<M: Memory>(mem: &M, files: &TargetFiles<'_>, path: &str) -> Result<
         binary: path.to_string(),
         gil_flags: ThreadGilFlags::default(),
         remote: None,
+        runtime_size: (symbol.size > 0).then_some(symbol.size),
+        bias,
     }))
 }
 

@@ -2,8 +2,9 @@
 
 use crate::printer::Printer;
 use crate::render::{dump_text, Header};
-use crate::target::{Core, Live};
+use crate::target::Core;
 use anyhow::Result;
+use pymri_cpython::LiveProcess as Live;
 use pymri_cpython::{Snapshot, SnapshotOptions, ThreadDump};
 use pymri_memory::{thread_futex_wait, thread_run_state, Freeze};
 use serde::Serialize;

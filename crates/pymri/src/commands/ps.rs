@@ -1,8 +1,8 @@
 //! `pymri ps`: the Python processes on this machine.
 
 use crate::printer::{note, Printer};
-use crate::target::Live;
 use anyhow::Result;
+use pymri_cpython::LiveProcess as Live;
 use pymri_memory::MemoryError;
 use serde::Serialize;
 

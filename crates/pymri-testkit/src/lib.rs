@@ -1,0 +1,322 @@
+//! Test support shared by pymri's integration tests: the provisioned interpreters, targets that
+//! signal readiness through a FIFO and are killed (and reaped) on drop, and commands run with a
+//! deadline so that a hang fails a test instead of stalling the suite.
+//!
+//! Interpreters come from `PYMRI_INTERPRETERS` (the output of
+//! `scripts/provision-interpreters.sh`) or `$PYMRI_ROOTS/interpreters.env`. A missing one fails
+//! the test loudly; `PYMRI_ALLOW_MISSING_PYTHON=1` is for local use only and never set in CI.
+#![allow(clippy::print_stderr)]
+
+use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::fs;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+/// Every interpreter the suite needs; a run missing any of them fails.
+pub const REQUIRED: [&str; 6] = ["3.9", "3.11", "3.13", "3.14", "3.14d", "3.15"];
+
+/// How long a target may take to say it is ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone)]
+pub struct Interpreter {
+    /// "3.9", "3.14d", ...
+    pub name: String,
+    /// Root filesystem it runs in ("/" for the host).
+    pub root: PathBuf,
+    /// Path of the executable inside the root.
+    pub exe: String,
+}
+
+impl Interpreter {
+    pub fn in_root(&self) -> bool {
+        self.root != Path::new("/")
+    }
+    /// A path inside the root, as seen from the host.
+    pub fn host_path(&self, inside: &str) -> PathBuf {
+        self.root.join(inside.trim_start_matches('/'))
+    }
+}
+
+/// The interpreters named by `PYMRI_INTERPRETERS` (the provisioning script's output) or
+/// `$PYMRI_ROOTS/interpreters.env`. Missing ones fail the test unless
+/// `PYMRI_ALLOW_MISSING_PYTHON=1`, which is for local use only and never set in CI.
+pub fn interpreters() -> Vec<Interpreter> {
+    let text = std::env::var("PYMRI_INTERPRETERS").ok().unwrap_or_else(|| {
+        let roots = std::env::var("PYMRI_ROOTS").unwrap_or_else(|_| "/var/cache/pymri/roots".into());
+        fs::read_to_string(Path::new(&roots).join("interpreters.env")).unwrap_or_default()
+    });
+    let mut found = BTreeMap::new();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else { continue };
+        let Some((root, exe)) = value.split_once(':') else { continue };
+        let Some(digits) = key.strip_prefix("PYTHON3") else { continue };
+        let (minor, debug) = match digits.strip_suffix('D') {
+            Some(m) => (m, "d"),
+            None => (digits, ""),
+        };
+        let name = format!("3.{minor}{debug}");
+        if Path::new(root).join(exe.trim_start_matches('/')).exists() {
+            found.insert(name.clone(), Interpreter { name, root: root.into(), exe: exe.into() });
+        }
+    }
+    let missing: Vec<&str> = REQUIRED.iter().copied().filter(|n| !found.contains_key(*n)).collect();
+    if !missing.is_empty() && std::env::var("PYMRI_ALLOW_MISSING_PYTHON").as_deref() != Ok("1") {
+        panic!(
+            "interpreters missing: {missing:?}; run scripts/provision-interpreters.sh \
+             (or set PYMRI_ALLOW_MISSING_PYTHON=1 locally to skip them)"
+        );
+    }
+    found.into_values().collect()
+}
+
+pub fn interpreter(name: &str) -> Option<Interpreter> {
+    interpreters().into_iter().find(|i| i.name == name)
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).ancestors().nth(2).expect("repository root").to_path_buf()
+}
+
+static UNIQUE: AtomicU32 = AtomicU32::new(0);
+
+/// A scratch directory inside an interpreter's root, removed on drop.
+pub struct Scratch {
+    pub host: PathBuf,
+    pub inside: String,
+}
+
+impl Scratch {
+    pub fn new(interp: &Interpreter) -> Scratch {
+        let n = UNIQUE.fetch_add(1, Ordering::Relaxed);
+        let inside = format!("/tmp/pymri-test-{}-{n}", std::process::id());
+        let host = interp.host_path(&inside);
+        fs::create_dir_all(&host).expect("scratch dir");
+        Scratch { host, inside }
+    }
+
+    pub fn fifo(&self, name: &str) -> (PathBuf, String) {
+        let host = self.host.join(name);
+        let c = CString::new(host.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: `c` is a valid NUL-terminated path.
+        let rc = unsafe { libc::mkfifo(c.as_ptr(), 0o600) };
+        assert_eq!(rc, 0, "mkfifo {}", host.display());
+        (host, format!("{}/{name}", self.inside))
+    }
+
+    pub fn copy_fixture(&self, name: &str) -> String {
+        let src = repo_root().join("fixtures").join(name);
+        fs::copy(&src, self.host.join(name)).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+        format!("{}/{name}", self.inside)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.host);
+    }
+}
+
+/// Reads lines from a FIFO with a deadline per line.
+pub struct FifoReader {
+    fd: OwnedFd,
+    buf: Vec<u8>,
+}
+
+impl FifoReader {
+    /// Opens without waiting for a writer.
+    pub fn open(path: &Path) -> FifoReader {
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        FifoReader { fd: file.into(), buf: Vec::new() }
+    }
+
+    /// The next line, or an error if the deadline passes or every writer is gone.
+    pub fn line(&mut self, timeout: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=pos).collect();
+                return Ok(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned());
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("no line within {timeout:?}"));
+            }
+            let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd.
+            let n = unsafe { libc::poll(&mut pfd, 1, left.as_millis().min(i32::MAX as u128) as i32) };
+            if n <= 0 {
+                continue;
+            }
+            let mut chunk = [0u8; 4096];
+            // SAFETY: reading into a local buffer from a descriptor we own.
+            let r = unsafe { libc::read(self.fd.as_raw_fd(), chunk.as_mut_ptr().cast(), chunk.len()) };
+            if r > 0 {
+                self.buf.extend_from_slice(&chunk[..r as usize]);
+            } else if r == 0 && (pfd.revents & libc::POLLHUP) != 0 {
+                return Err("the writer closed the FIFO (target exited?)".into());
+            }
+        }
+    }
+}
+
+/// A running target program, killed and reaped on drop.
+pub struct Target {
+    pub child: Child,
+    pub interp: Interpreter,
+    pub ready: FifoReader,
+    /// The first line the target wrote once ready.
+    pub ready_line: String,
+    pub scratch: Scratch,
+    pub stderr_path: PathBuf,
+}
+
+impl Target {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Starts `fixture` with `args`, where `{ready}` and `{control}` are replaced by the FIFOs'
+    /// paths inside the root, and waits for its first line.
+    pub fn start(interp: &Interpreter, fixture: &str, args: &[&str]) -> Target {
+        Self::start_with(interp, fixture, args, &[], |_| {})
+    }
+
+    pub fn start_with(
+        interp: &Interpreter,
+        fixture: &str,
+        args: &[&str],
+        python_flags: &[&str],
+        configure: impl FnOnce(&mut Command),
+    ) -> Target {
+        let scratch = Scratch::new(interp);
+        let script = scratch.copy_fixture(fixture);
+        let (ready_host, ready_inside) = scratch.fifo("ready");
+        let (_, control_inside) = scratch.fifo("control");
+        let ready = FifoReader::open(&ready_host);
+        let stderr_path = scratch.host.join("stderr");
+        let stderr = fs::File::create(&stderr_path).expect("stderr file");
+        let mut cmd = if interp.in_root() {
+            let mut c = Command::new("chroot");
+            c.arg(&interp.root).arg(&interp.exe);
+            c
+        } else {
+            Command::new(&interp.exe)
+        };
+        cmd.args(python_flags).arg(&script);
+        for a in args {
+            cmd.arg(a.replace("{ready}", &ready_inside).replace("{control}", &control_inside));
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr).env("PYTHONDONTWRITEBYTECODE", "1");
+        configure(&mut cmd);
+        let child = cmd.spawn().expect("spawn target");
+        let mut target =
+            Target { child, interp: interp.clone(), ready_line: String::new(), ready, scratch, stderr_path };
+        match target.ready.line(READY_TIMEOUT) {
+            Ok(line) => target.ready_line = line,
+            Err(e) => panic!(
+                "{} {fixture} did not become ready: {e}\nstderr:\n{}",
+                interp.name,
+                fs::read_to_string(&target.stderr_path).unwrap_or_default()
+            ),
+        }
+        target
+    }
+
+    /// Sends a line on the control FIFO and returns the reply line.
+    pub fn ask(&mut self, line: &str) -> String {
+        let mut control =
+            fs::OpenOptions::new().write(true).open(self.scratch.host.join("control")).expect("control fifo");
+        writeln!(control, "{line}").expect("write control");
+        self.ready.line(READY_TIMEOUT).expect("reply from target")
+    }
+
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Whether any thread of the target is stopped (`T`) or traced (`t`).
+    pub fn any_thread_stopped(&self) -> bool {
+        let Ok(dir) = fs::read_dir(format!("/proc/{}/task", self.pid())) else { return false };
+        dir.filter_map(|e| e.ok()).any(|e| {
+            let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let state = stat.rfind(')').and_then(|i| stat[i + 1..].trim_start().chars().next());
+            matches!(state, Some('T') | Some('t'))
+        })
+    }
+
+    pub fn tracer_pid(&self) -> i32 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("TracerPid:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The line number of the `# @mark NAME` comment in the fixture.
+    pub fn mark(&self, fixture: &str, name: &str) -> i32 {
+        mark(fixture, name)
+    }
+
+    pub fn script_path(&self, fixture: &str) -> String {
+        format!("{}/{fixture}", self.scratch.inside)
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn mark(fixture: &str, name: &str) -> i32 {
+    let text = fs::read_to_string(repo_root().join("fixtures").join(fixture)).expect("fixture");
+    let needle = format!("# @mark {name}");
+    text.lines().position(|l| l.trim_end().ends_with(&needle)).map(|i| i as i32 + 1).expect("mark in fixture")
+}
+
+pub fn run_with_deadline(mut cmd: Command, deadline: Duration) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let out_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stdout.read_to_end(&mut v);
+        v
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = stderr.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            panic!("command {cmd:?} did not finish within {deadline:?}");
+        }
+        // Waiting on a child process, not synchronising with a target: a short poll.
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    Output { status, stdout: out_thread.join().expect("stdout"), stderr: err_thread.join().expect("stderr") }
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
