@@ -28,6 +28,13 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 
+# The kernel-core test needs crashes to leave plain core files; a machine that pipes cores to a
+# handler (systemd-coredump, apport) is switched to plain files for the run.
+if [[ $(cat /proc/sys/kernel/core_pattern) == \|* ]]; then
+    echo "test: kernel.core_pattern pipes cores to a handler; writing plain 'core' files instead" >&2
+    echo core >/proc/sys/kernel/core_pattern
+fi
+
 # The interpreters every test run needs; the tests fail if any is missing.
 PYMRI_INTERPRETERS=$(bash scripts/provision-interpreters.sh)
 export PYMRI_INTERPRETERS
