@@ -24,6 +24,7 @@
 //! Non-goals: choosing when the script runs (a thread blocked in C runs it when it returns to
 //! Python), and running code in a free-threaded build.
 
+pub mod attach;
 pub mod pending;
 pub mod pep768;
 pub mod stage;

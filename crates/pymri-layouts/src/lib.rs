@@ -22,6 +22,7 @@
 
 pub mod inject;
 mod tables;
+pub mod tracing;
 
 pub use inject::{pending_calls, pending_calls_for, PendingCallsLayout};
 pub use tables::{v3_10, v3_11, v3_12, v3_9};

@@ -1,0 +1,79 @@
+"""Entry point of `pymri attach PID`: the injected bootstrap calls `start(config)`.
+
+config = {
+    "connect": "tcp:127.0.0.1:PORT" | "unix:PATH" | "fd:N",
+    "secret": "<hex>",            # shared with the controller
+    "nonce": "<hex>",             # attach nonce: proves to the controller that THIS injection ran
+    "thread_offsets": {"c_tracefunc": N, "c_traceobj": N, "thread_id": N},   # CPython < 3.12
+    "stop_thread": <thread ident or None>,   # None: stop the thread running the bootstrap
+    "stop": True,                 # optional; False attaches without stopping
+}
+
+`start` connects back, authenticates, then stops the calling thread in the frame the bootstrap
+interrupted, and returns when the user continues or detaches. It never raises.
+"""
+
+import os
+import sys
+import threading
+
+# Import everything the agent needs now: the package directory leaves sys.path right after.
+from . import engine, inspection, protocol, transport  # noqa: F401
+from . import _monitoring, _settrace, _alltrace, breakpoints  # noqa: F401
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_PATH_ENTRY = os.path.dirname(_PACKAGE_DIR)
+
+
+def _remove_path_entry():
+    for entry in list(sys.path):
+        try:
+            if entry and os.path.abspath(entry) == _PATH_ENTRY:
+                sys.path.remove(entry)
+                sys.path_importer_cache.pop(entry, None)
+        except (ValueError, TypeError):
+            pass
+
+
+def _forget_modules():
+    for name in list(sys.modules):
+        if name == "pymri_agent" or name.startswith("pymri_agent."):
+            mod = sys.modules.get(name)
+            if getattr(mod, "__file__", "") and os.path.abspath(mod.__file__).startswith(_PACKAGE_DIR):
+                sys.modules.pop(name, None)
+
+
+def start(config):
+    """Connect, authenticate, stop here. Returns None; never raises into the program."""
+    caller = sys._getframe(1)
+    _remove_path_entry()
+    try:
+        return _start(config, caller)
+    except Exception:
+        return None
+    finally:
+        del caller
+
+
+def _start(config, caller):
+    key = protocol.parse_secret(config["secret"])
+    attach_nonce = str(config.get("nonce") or "")
+    sock = transport.connect(config["connect"])
+    channel = protocol.Channel(sock)
+    try:
+        protocol.agent_handshake(channel, key, attach_nonce)
+    except Exception:
+        channel.close()
+        return None
+    agent = engine.Agent(channel, "attach", config.get("thread_offsets"))
+    agent.hide_code(caller.f_code)
+    agent.detach_callbacks.append(_forget_modules)
+    agent.activate()
+    if not config.get("stop", True):
+        return None
+    stop_thread = config.get("stop_thread")
+    if stop_thread is None or stop_thread == threading.get_ident():
+        agent.stop_here_attach(caller.f_back)
+    else:
+        agent.pause_thread(stop_thread, reason="attach")
+    return None

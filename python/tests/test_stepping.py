@@ -1,0 +1,143 @@
+from helpers import AgentTestCase, RequestFailed, line_of  # first: puts progs/ on sys.path
+import prog_basic as pb  # noqa: E402
+
+F = pb.__file__
+
+
+def L(marker):
+    return line_of(F, marker)
+
+
+class SteppingTests(AgentTestCase):
+    def stop_at(self, target, marker):
+        p, c = self.attach(target)
+        tid = c.wait_event("stopped", reason="attach")["thread"]
+        c.request("set_breakpoint", file=F, line=L(marker), temporary=True)
+        c.request("continue", thread=tid)
+        st = c.wait_event("stopped", reason="breakpoint")
+        self.assertEqual(st["frame"]["line"], L(marker))
+        return p, c, tid
+
+    def step(self, c, tid, cmd, **args):
+        c.request(cmd, thread=tid, **args)
+        c.wait_event("continued", thread=tid)
+        return c.wait_event("stopped", thread=tid)
+
+    def test_next_steps_over_calls(self):
+        p, c, tid = self.stop_at(pb.caller, "caller-first")
+        st = self.step(c, tid, "next")
+        self.assertEqual((st["reason"], st["frame"]["line"]), ("step", L("caller-call")))
+        st = self.step(c, tid, "next")
+        self.assertEqual(st["frame"]["line"], L("caller-after"))
+        self.assertEqual(c.request("evaluate", thread=tid, expression="b")["result"], "3")
+        c.request("continue", thread=tid)
+        self.assertEqual(p.wait_result(), 26)
+
+    def test_step_into_and_return(self):
+        p, c, tid = self.stop_at(pb.caller, "caller-call")
+        st = self.step(c, tid, "step")
+        self.assertEqual((st["frame"]["function"], st["frame"]["line"]), ("helper", L("helper-first")))
+        st = self.step(c, tid, "step_out")
+        self.assertEqual(st["reason"], "return")
+        self.assertEqual(st["frame"]["function"], "helper")
+        self.assertEqual(st["return_value"], "3")
+        self.assertEqual(c.request("retval", thread=tid)["value"], "3")
+        st = self.step(c, tid, "next")
+        self.assertEqual((st["frame"]["function"], st["frame"]["line"]), ("caller", L("caller-after")))
+        c.request("continue", thread=tid)
+        self.assertEqual(p.wait_result(), 26)
+
+    def test_next_stops_at_return_then_caller(self):
+        p, c, tid = self.stop_at(pb.caller, "helper-second")
+        st = self.step(c, tid, "next")
+        self.assertEqual(st["frame"]["line"], L("helper-return"))
+        st = self.step(c, tid, "next")
+        self.assertEqual((st["reason"], st["frame"]["function"]), ("return", "helper"))
+        st = self.step(c, tid, "next")
+        self.assertEqual((st["frame"]["function"], st["frame"]["line"]), ("caller", L("caller-after")))
+        # DAP style: no stop at the return event
+        c.request("set_breakpoint", file=F, line=L("inner-return"), temporary=True)
+        c.request("continue", thread=tid)
+        p.wait_result()
+
+    def test_next_without_return_stops(self):
+        p, c, tid = self.stop_at(pb.caller, "helper-return")
+        st = self.step(c, tid, "next", stop_at_return=False)
+        self.assertEqual((st["frame"]["function"], st["frame"]["line"]), ("caller", L("caller-after")))
+        c.request("continue", thread=tid)
+        p.wait_result()
+
+    def test_until(self):
+        p, c, tid = self.stop_at(lambda: pb.loop(5), "loop-body")
+        st = self.step(c, tid, "until")
+        self.assertEqual(st["frame"]["line"], L("loop-return"))
+        self.assertEqual(c.request("evaluate", thread=tid, expression="c.total")["result"], "10")
+        c.request("continue", thread=tid)
+        self.assertEqual(p.wait_result(), 10)
+
+    def test_until_line(self):
+        p, c, tid = self.stop_at(pb.caller, "caller-first")
+        st = self.step(c, tid, "until", line=L("caller-more"))
+        self.assertEqual(st["frame"]["line"], L("caller-more"))
+        with self.assertRaises(RequestFailed):
+            c.request("until", thread=tid, line=L("caller-first"))
+        c.request("continue", thread=tid)
+        p.wait_result()
+
+    def test_jump(self):
+        p, c, tid = self.stop_at(pb.jumper, "jump-skip")
+        body = c.request("jump", thread=tid, line=L("jump-target"))
+        self.assertEqual(body["line"], L("jump-target"))
+        st = self.step(c, tid, "next")
+        self.assertEqual(st["frame"]["line"], L("jump-return"))
+        self.assertEqual(c.request("evaluate", thread=tid, expression="n")["result"], "100")
+        with self.assertRaises(RequestFailed):
+            c.request("jump", thread=tid, line=10000)
+        c.request("continue", thread=tid)
+        self.assertEqual(p.wait_result(), 100)
+
+    def test_step_from_attach_stop(self):
+        p, c = self.attach(lambda: pb.helper(1))
+        tid = c.wait_event("stopped", reason="attach")["thread"]
+        with self.assertRaises(RequestFailed) as cm:
+            c.request("jump", thread=tid, line=1)
+        self.assertEqual(cm.exception.code, "bad_state")
+        st = self.step(c, tid, "step")
+        # the first line the program runs after the bootstrap returned (never the agent's)
+        self.assertFalse(st["frame"]["file"].endswith(("attach.py", "engine.py")))
+        stack = c.request("stack", thread=tid)["frames"]
+        self.assertFalse(any("pymri_agent" in f["file"] for f in stack))
+        c.request("continue", thread=tid)
+        p.wait_result()
+
+    def test_breakpoint_in_generator_and_coroutine(self):
+        p, c, tid = self.stop_at(lambda: (pb.consume_gen(), pb.run_async()), "gen-yield")
+        self.assertEqual(c.request("evaluate", thread=tid, expression="i")["result"], "0")
+        c.request("set_breakpoint", file=F, line=L("gen-yield"), condition="i == 2")
+        c.request("set_breakpoint", file=F, line=L("coro"))
+        c.request("continue", thread=tid)
+        st = c.wait_event("stopped", reason="breakpoint")
+        self.assertEqual(c.request("evaluate", thread=tid, expression="i")["result"], "2")
+        c.request("continue", thread=tid)
+        st = c.wait_event("stopped", reason="breakpoint")
+        self.assertEqual(st["frame"]["function"], "coro_work")
+        self.assertEqual(c.request("evaluate", thread=tid, expression="x")["result"], "41")
+        c.request("continue", thread=tid)
+        self.assertEqual(p.wait_result(), (30, 42))
+
+    def test_recursive_function_breakpoint(self):
+        p, c = self.attach(lambda: pb.fact(4))
+        tid = c.wait_event("stopped", reason="attach")["thread"]
+        c.request("set_function_breakpoints", breakpoints=[{"function": "prog_basic.fact",
+                                                            "hit_condition": ">= 3"}])
+        c.request("continue", thread=tid)
+        st = c.wait_event("stopped", reason="breakpoint")
+        self.assertEqual(st["frame"]["line"], L("fact-first"))
+        self.assertEqual(c.request("evaluate", thread=tid, expression="n")["result"], "2")
+        stack = c.request("stack", thread=tid)["frames"]
+        self.assertEqual([f["function"] for f in stack[:3]], ["fact", "fact", "fact"])
+        c.request("set_function_breakpoints", breakpoints=[])  # else fact(1) would stop first
+        st = self.step(c, tid, "step_out")
+        self.assertEqual((st["reason"], st["return_value"]), ("return", "2"))
+        c.request("continue", thread=tid)
+        self.assertEqual(p.wait_result(), 24)
