@@ -43,3 +43,5 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --locked
 cargo nextest run --workspace --locked --no-fail-fast "$@"
+# The in-target agent's own suite, on every interpreter.
+bash python/tests/run_all.sh

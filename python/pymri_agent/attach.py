@@ -7,6 +7,8 @@ config = {
     "thread_offsets": {"c_tracefunc": N, "c_traceobj": N, "thread_id": N},   # CPython < 3.12
     "stop_thread": <thread ident or None>,   # None: stop the thread running the bootstrap
     "stop": True,                 # optional; False attaches without stopping
+    "skip_frames": 0,             # optional; frames between the bootstrap and the interrupted
+                                  # code (1 when PyRun_SimpleString ran the bootstrap)
 }
 
 `start` connects back, authenticates, then stops the calling thread in the frame the bootstrap
@@ -71,9 +73,15 @@ def _start(config, caller):
     agent.activate()
     if not config.get("stop", True):
         return None
+    interrupted = caller.f_back
+    for _ in range(int(config.get("skip_frames") or 0)):
+        if interrupted is None or interrupted.f_back is None:
+            break
+        agent.hide_code(interrupted.f_code)
+        interrupted = interrupted.f_back
     stop_thread = config.get("stop_thread")
     if stop_thread is None or stop_thread == threading.get_ident():
-        agent.stop_here_attach(caller.f_back)
+        agent.stop_here_attach(interrupted)
     else:
         agent.pause_thread(stop_thread, reason="attach")
     return None

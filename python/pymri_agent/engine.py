@@ -215,7 +215,7 @@ class Agent(object):
             self.channel.send_message({"kind": "event", "event": name, "body": body})
         except ConnectionClosed:
             self._async_detach("connection lost")
-        except ProtocolError:
+        except Exception:  # unencodable or oversized body: drop the event, never raise
             pass
 
     def _respond(self, rid, body=None, error=None):
@@ -234,6 +234,8 @@ class Agent(object):
                 pass
         except ConnectionClosed:
             self._async_detach("connection lost")
+        except Exception:
+            pass
 
     def _async_detach(self, reason):
         if self.detached:

@@ -1,0 +1,82 @@
+"""The codec and handshake in isolation (the shapes docs/protocol.md specifies)."""
+
+import hashlib
+import hmac
+import json
+import socket
+import struct
+import threading
+import unittest
+
+import helpers  # noqa: F401 - puts the package on sys.path
+from pymri_agent import protocol, transport
+
+
+class CodecTests(unittest.TestCase):
+    def test_frame_layout(self):
+        frame = protocol.encode_frame({"kind": "event", "event": "x", "body": {"é": 1}})
+        (length,) = struct.unpack(">I", frame[:4])
+        self.assertEqual(length, len(frame) - 4)
+        self.assertEqual(json.loads(frame[4:].decode("utf-8"))["body"], {"é": 1})
+
+    def test_lone_surrogates_are_escaped(self):
+        payload = protocol.encode_payload({"value": "bad \udcff byte"})
+        text = payload.decode("utf-8")  # valid UTF-8
+        self.assertIn("\\\\udcff", text)
+
+    def test_limits(self):
+        with self.assertRaises(protocol.ProtocolError):
+            protocol.decode_length(struct.pack(">I", 0))
+        with self.assertRaises(protocol.ProtocolError):
+            protocol.decode_length(struct.pack(">I", protocol.MAX_FRAME + 1))
+        self.assertEqual(protocol.decode_length(struct.pack(">I", protocol.MAX_FRAME)), protocol.MAX_FRAME)
+        with self.assertRaises(protocol.ProtocolError):
+            protocol.decode_length(struct.pack(">I", 5000), protocol.HANDSHAKE_MAX_FRAME)
+        with self.assertRaises(protocol.ProtocolError):
+            protocol.encode_frame({"x": "y" * 100}, max_frame=50)
+        for bad in (b"\xff\xfe", b"{", b"[1]", b"\"s\""):
+            with self.assertRaises(protocol.ProtocolError):
+                protocol.decode_payload(bad)
+
+    def test_proofs_match_the_spec(self):
+        key = bytes(range(32))
+        cn, an, nonce = "1" * 64, "2" * 64, "abcd"
+        msg = b"pymri agent proof v1\n" + cn.encode() + b"\n" + an.encode() + b"\nabcd"
+        self.assertEqual(protocol.agent_proof(key, cn, an, nonce), hmac.new(key, msg, hashlib.sha256).hexdigest())
+        msg = b"pymri controller proof v1\n" + cn.encode() + b"\n" + an.encode() + b"\n"
+        self.assertEqual(protocol.controller_proof(key, cn, an, ""), hmac.new(key, msg, hashlib.sha256).hexdigest())
+
+    def test_secret_parsing(self):
+        self.assertEqual(protocol.parse_secret(" " + "ab" * 16 + "\n"), b"\xab" * 16)
+        for bad in ("zz" * 16, "ab" * 8, ""):
+            with self.assertRaises(protocol.AuthError):
+                protocol.parse_secret(bad)
+
+    def test_addresses(self):
+        self.assertEqual(transport.parse_address("tcp:127.0.0.1:80"), ("tcp", "127.0.0.1", 80))
+        self.assertEqual(transport.parse_address("tcp:[::1]:80"), ("tcp", "::1", 80))
+        self.assertEqual(transport.parse_address("unix:/run/x"), ("unix", "/run/x"))
+        self.assertEqual(transport.parse_address("fd:3"), ("fd", 3))
+        for bad in ("tcp:host", "udp:1:2", "fd:x", "unix:", 5):
+            with self.assertRaises(ValueError):
+                transport.parse_address(bad)
+
+    def test_handshake_over_a_socket_pair(self):
+        a, b = socket.socketpair()
+        key = protocol.parse_secret(helpers.SECRET)
+        errors = []
+
+        def agent_side():
+            try:
+                protocol.agent_handshake(protocol.Channel(a), key, "feed")
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        t = threading.Thread(target=agent_side)
+        t.start()
+        ch = protocol.Channel(b)
+        protocol.controller_handshake(ch, key, "feed")
+        t.join(helpers.TIMEOUT)
+        self.assertEqual(errors, [])
+        ch.close()
+        a.close()
