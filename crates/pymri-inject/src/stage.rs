@@ -65,7 +65,10 @@ impl Stage {
         let (inside, host) = self.path(name);
         if let Some(parent) = host.parent().filter(|p| *p != self.host) {
             if !parent.exists() {
-                fs::DirBuilder::new().mode(0o500).create(parent)?;
+                // Writable by its owner: the files are written into it next, and a user who is
+                // not root cannot create files in a 0500 directory. It is private all the same,
+                // inside the 0700 stage.
+                fs::DirBuilder::new().mode(0o700).create(parent)?;
                 chown(parent, self.uid, self.gid)?;
             }
         }

@@ -11,7 +11,9 @@ use std::path::PathBuf;
     about = "Look inside running Python processes without stopping them",
     long_about = "Look inside running Python processes without stopping them.\n\n\
                   Exit status: 0 success, 1 the target or input is at fault, 2 usage error,\n\
-                  3 no such process or file, 4 permission denied, 5 unsupported interpreter."
+                  3 no such process or file, 4 permission denied, 5 unsupported interpreter.\n\
+                  `pymri run` exits with the program's own status (128+N if signal N killed it);\n\
+                  the statuses above are for failures before the program could start."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -24,6 +26,41 @@ pub enum Command {
     Ps(PsArgs),
     /// Print every thread's Python stack of a live process or a core file
     Dump(DumpArgs),
+    /// Run a Python program under the debugger (like `python -m pdb`)
+    #[command(long_about = RUN_ABOUT)]
+    Run(RunArgs),
+}
+
+const RUN_ABOUT: &str = "Run a Python program under the debugger, like `python -m pdb`.\n\n\
+It stops at the program's first line with pdb's prompt and commands (`help` lists them); \
+an uncaught exception stops in the failing frame (post-mortem); when the program ends it is \
+restarted. `q` ends the program, `detach` lets it finish without the debugger. Ctrl-C while \
+the program runs stops it at its next line (the program starts with SIGINT ignored, so it \
+gets no KeyboardInterrupt).\n\n\
+Exit status: the program's own (128+N if signal N killed it). Before the program starts, \
+pymri's own: 1 if the debugger agent could not start in the interpreter, 2 for a usage error, \
+3 if the interpreter or the script does not exist.";
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("program").required(true).args(["module", "target"])))]
+pub struct RunArgs {
+    /// The Python interpreter [default: python3 from PATH]
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+    /// Run the program chrooted in DIR (a container's or a distribution's root file system);
+    /// --python and the script are then paths inside DIR
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// A debugger command to run at the first stop, as if typed (repeatable; `-c continue`
+    /// runs to the first breakpoint)
+    #[arg(short = 'c', value_name = "COMMAND")]
+    pub commands: Vec<String>,
+    /// Run a library module as a script (like `python -m`); what follows is its arguments
+    #[arg(short = 'm', value_name = "MODULE", num_args = 1.., allow_hyphen_values = true)]
+    pub module: Option<Vec<String>>,
+    /// The script, then its arguments
+    #[arg(value_name = "SCRIPT [ARGS]", trailing_var_arg = true, allow_hyphen_values = true)]
+    pub target: Vec<String>,
 }
 
 #[derive(Args)]

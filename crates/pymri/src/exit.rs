@@ -1,4 +1,9 @@
 //! Exit statuses, and the mapping from errors to them.
+//!
+//! `pymri run` is the exception: once the program started, pymri exits with the program's own
+//! status (128 + N if signal N killed it), like `python -m pdb`; these statuses only describe
+//! failures before that (1: the debugger agent did not start in the interpreter, 2: usage,
+//! 3: no such interpreter or script).
 
 use pymri_cpython::Error as PyError;
 use pymri_memory::MemoryError;

@@ -9,6 +9,7 @@ mod commands;
 mod exit;
 mod printer;
 mod render;
+mod repl;
 mod target;
 
 use clap::Parser;
@@ -21,6 +22,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut printer = Printer::new();
     let result = match cli.command {
+        Command::Run(args) => {
+            return match commands::run::run(run_options(args)) {
+                // The program's own exit status.
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    printer::report_error(&e);
+                    exit::status_of(&e).into()
+                }
+            };
+        }
         Command::Ps(args) => commands::ps::run(commands::ps::PsOptions { json: args.json }, &mut printer),
         Command::Dump(args) => commands::dump::run(
             commands::dump::DumpOptions {
@@ -44,4 +55,20 @@ fn main() -> ExitCode {
             exit::status_of(&e).into()
         }
     }
+}
+
+fn run_options(args: cli::RunArgs) -> commands::run::RunOptions {
+    use commands::run::{Program, RunOptions};
+    let (program, rest) = match args.module {
+        Some(mut module) => {
+            let rest = module.split_off(1);
+            (Program::Module(module.remove(0)), rest)
+        }
+        None => {
+            let mut target = args.target;
+            let rest = target.split_off(1.min(target.len()));
+            (Program::Script(target.pop().unwrap_or_default()), rest)
+        }
+    };
+    RunOptions { python: args.python, root: args.root, commands: args.commands, program, args: rest }
 }

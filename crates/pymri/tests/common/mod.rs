@@ -1,6 +1,8 @@
 //! Running the `pymri` binary under test; everything else comes from `pymri-testkit`.
 #![allow(dead_code)]
 
+pub mod pty;
+
 pub use pymri_testkit::*;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;

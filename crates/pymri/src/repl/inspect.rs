@@ -1,0 +1,335 @@
+//! Looking at the stopped program: `where`, `up`, `down`, `p`, `pp`, `args`, `whatis`,
+//! `retval`, `display`, `undisplay`, `interact`, `threads`, `thread`, and Python statements.
+
+use super::editor::Input;
+use super::{user_error, CmdError, CmdResult, Display, Flow, Repl};
+use pymri_session::protocol::messages::{Location, StopReason};
+use pymri_session::protocol::requests::{
+    Args, EvalMode, Evaluate, Evaluated, Interact, InteractAction, Retval, StackFrame, Threads, Whatis,
+};
+
+pub(crate) fn location_of(frame: &StackFrame) -> Location {
+    Location {
+        file: frame.file.clone(),
+        line: frame.line,
+        function: frame.function.clone(),
+        module: frame.module.clone(),
+    }
+}
+
+pub(crate) fn where_(repl: &mut Repl, _arg: &str) -> CmdResult {
+    let sel = repl.selection()?;
+    let stop = repl.selected_stop()?;
+    let frames = repl.frames()?;
+    for frame in frames.iter().rev() {
+        let retval = if frame.index == 0 && stop.reason == StopReason::Return {
+            stop.return_value.as_deref()
+        } else {
+            None
+        };
+        let text = repl.entry_text(&location_of(frame), retval, frame.index == sel.frame);
+        repl.out.line(&text);
+    }
+    Ok(Flow::Stay)
+}
+
+fn select_frame(repl: &mut Repl, index: u32) -> CmdResult {
+    repl.session.state().select_frame(index);
+    repl.listed_to = None;
+    let frame = repl.current_frame()?;
+    let text = repl.entry_text(&location_of(&frame), None, true);
+    repl.out.line(&text);
+    Ok(Flow::Stay)
+}
+
+fn count(arg: &str) -> std::result::Result<i64, CmdError> {
+    if arg.is_empty() {
+        return Ok(1);
+    }
+    arg.parse::<i64>().or_else(|_| user_error(format!("Invalid frame count ({arg})")))
+}
+
+pub(crate) fn up(repl: &mut Repl, arg: &str) -> CmdResult {
+    let sel = repl.selection()?;
+    let total = repl.frames()?.len() as u32;
+    if sel.frame + 1 >= total {
+        return user_error("Oldest frame");
+    }
+    let n = count(arg)?;
+    let target = if n < 0 { total - 1 } else { (sel.frame as u64 + n as u64).min(total as u64 - 1) as u32 };
+    select_frame(repl, target)
+}
+
+pub(crate) fn down(repl: &mut Repl, arg: &str) -> CmdResult {
+    let sel = repl.selection()?;
+    if sel.frame == 0 {
+        return user_error("Newest frame");
+    }
+    let n = count(arg)?;
+    let target = if n < 0 { 0 } else { sel.frame.saturating_sub(n.min(u32::MAX as i64) as u32) };
+    select_frame(repl, target)
+}
+
+/// Evaluates in the selected frame; no time limit (user code may take long), Ctrl-C abandons.
+fn evaluate(repl: &mut Repl, expression: &str, mode: EvalMode) -> std::result::Result<Evaluated, CmdError> {
+    let sel = repl.selection()?;
+    let request = Evaluate {
+        thread: Some(sel.thread),
+        frame: Some(sel.frame),
+        expression: expression.to_string(),
+        mode,
+        ..Default::default()
+    };
+    Ok(repl.session.request_with_timeout(&request, None)?)
+}
+
+/// Prints what evaluated code wrote, then its value or pdb's `*** Error: message`.
+fn show(repl: &mut Repl, result: &Evaluated) {
+    repl.out.raw(&result.output);
+    if let Some(exc) = &result.exception {
+        repl.out.error(&exc.text);
+    } else if let Some(value) = &result.result {
+        repl.out.line(value);
+    }
+}
+
+/// `!statement` and anything that is not a command.
+pub(crate) fn evaluate_line(repl: &mut Repl, line: &str) -> CmdResult {
+    let result = evaluate(repl, line, EvalMode::Auto)?;
+    show(repl, &result);
+    Ok(Flow::Stay)
+}
+
+fn expression_arg(arg: &str, usage: &str) -> std::result::Result<(), CmdError> {
+    if arg.is_empty() {
+        return user_error(format!("Usage: {usage}"));
+    }
+    Ok(())
+}
+
+pub(crate) fn p(repl: &mut Repl, arg: &str) -> CmdResult {
+    expression_arg(arg, "p expression")?;
+    let result = evaluate(repl, arg, EvalMode::Eval)?;
+    show(repl, &result);
+    Ok(Flow::Stay)
+}
+
+pub(crate) fn pp(repl: &mut Repl, arg: &str) -> CmdResult {
+    expression_arg(arg, "pp expression")?;
+    let result = evaluate(repl, arg, EvalMode::Pprint)?;
+    show(repl, &result);
+    Ok(Flow::Stay)
+}
+
+pub(crate) fn args(repl: &mut Repl, _arg: &str) -> CmdResult {
+    let sel = repl.selection()?;
+    let body = repl.session.request(&Args { thread: sel.thread, frame: sel.frame })?;
+    for a in body.args {
+        repl.out.line(&format!("{} = {}", a.name, a.value));
+    }
+    Ok(Flow::Stay)
+}
+
+pub(crate) fn whatis(repl: &mut Repl, arg: &str) -> CmdResult {
+    expression_arg(arg, "whatis expression")?;
+    let sel = repl.selection()?;
+    let body = repl.session.request(&Whatis {
+        thread: sel.thread,
+        frame: sel.frame,
+        expression: arg.to_string(),
+    })?;
+    match (body.text, body.exception) {
+        (_, Some(exc)) => repl.out.error(&exc.text),
+        (Some(text), None) => repl.out.line(&text),
+        (None, None) => {}
+    }
+    Ok(Flow::Stay)
+}
+
+pub(crate) fn retval(repl: &mut Repl, _arg: &str) -> CmdResult {
+    let stop = repl.selected_stop()?;
+    if stop.reason != StopReason::Return {
+        return user_error("Not yet returned!");
+    }
+    let body = repl.session.request(&Retval { thread: stop.thread })?;
+    repl.out.line(&body.value);
+    Ok(Flow::Stay)
+}
+
+/// The value of a display expression as pdb shows it (errors included).
+fn display_value(repl: &mut Repl, expression: &str) -> std::result::Result<String, CmdError> {
+    let result = evaluate(repl, expression, EvalMode::Eval)?;
+    Ok(match (result.exception, result.result) {
+        (Some(exc), _) => format!("** raised {} **", exc.text),
+        (None, Some(v)) => v,
+        (None, None) => "None".into(),
+    })
+}
+
+pub(crate) fn display(repl: &mut Repl, arg: &str) -> CmdResult {
+    let key = repl.frame_key()?;
+    if arg.is_empty() {
+        repl.out.line("Currently displaying:");
+        let lines: Vec<String> = repl
+            .displays
+            .iter()
+            .filter(|d| d.key == key)
+            .map(|d| format!("{}: {}", d.expression, d.last))
+            .collect();
+        for line in lines {
+            repl.out.line(&line);
+        }
+        return Ok(Flow::Stay);
+    }
+    let value = display_value(repl, arg)?;
+    repl.displays.retain(|d| !(d.key == key && d.expression == arg));
+    repl.displays.push(Display { key, expression: arg.to_string(), last: value.clone() });
+    repl.out.line(&format!("display {arg}: {value}"));
+    Ok(Flow::Stay)
+}
+
+pub(crate) fn undisplay(repl: &mut Repl, arg: &str) -> CmdResult {
+    let key = repl.frame_key()?;
+    if arg.is_empty() {
+        repl.displays.retain(|d| d.key != key);
+        return Ok(Flow::Stay);
+    }
+    let before = repl.displays.len();
+    repl.displays.retain(|d| !(d.key == key && d.expression == arg));
+    if repl.displays.len() == before {
+        return user_error(format!("not displaying {arg}"));
+    }
+    Ok(Flow::Stay)
+}
+
+impl Repl {
+    /// At a stop: the display expressions of this frame whose value changed (pdb's format).
+    pub(crate) fn show_displays(&mut self) {
+        if self.displays.is_empty() {
+            return;
+        }
+        let Ok(key) = self.frame_key() else { return };
+        let exprs: Vec<String> =
+            self.displays.iter().filter(|d| d.key == key).map(|d| d.expression.clone()).collect();
+        for expression in exprs {
+            let Ok(value) = display_value(self, &expression) else { continue };
+            let Some(d) = self.displays.iter_mut().find(|d| d.key == key && d.expression == expression)
+            else {
+                continue;
+            };
+            if d.last != value {
+                let old = std::mem::replace(&mut d.last, value.clone());
+                self.out.line(&format!("display {expression}: {value}  [old: {old}]"));
+            }
+        }
+    }
+}
+
+/// pdb's `interact`: a console on the frame's names, until Ctrl-D.
+pub(crate) fn interact(repl: &mut Repl, _arg: &str) -> CmdResult {
+    let sel = repl.selection()?;
+    let start = Interact { thread: sel.thread, frame: sel.frame, action: InteractAction::Start };
+    let Some(mut session) = repl.session.request(&start)?.session else {
+        return user_error("the agent did not open a console");
+    };
+    repl.out.line("*interactive*");
+    let mut more = false;
+    loop {
+        let line = match repl.editor.read(if more { "... " } else { ">>> " }) {
+            Input::Line(l) => {
+                repl.editor.add_history(&l);
+                l
+            }
+            Input::Eof => break,
+            Input::Interrupted => {
+                repl.out.line("KeyboardInterrupt");
+                if more {
+                    // Drop the unfinished block: a fresh console (its names are the frame's).
+                    let _ = repl.session.request(&Interact {
+                        thread: sel.thread,
+                        frame: sel.frame,
+                        action: InteractAction::End { session },
+                    });
+                    match repl.session.request(&start)?.session {
+                        Some(s) => session = s,
+                        None => break,
+                    }
+                    more = false;
+                }
+                continue;
+            }
+        };
+        let push = Interact {
+            thread: sel.thread,
+            frame: sel.frame,
+            action: InteractAction::Push { session, source: line },
+        };
+        let body = repl.session.request_with_timeout(&push, None)?;
+        more = body.more;
+        repl.out.raw(&body.output);
+        if let Some(exc) = body.exception {
+            repl.out.raw(&exc.traceback);
+        }
+    }
+    repl.out.line("");
+    repl.out.line("now exiting InteractiveConsole...");
+    let end = Interact { thread: sel.thread, frame: sel.frame, action: InteractAction::End { session } };
+    repl.session.request(&end)?;
+    Ok(Flow::Stay)
+}
+
+pub(crate) fn threads(repl: &mut Repl, _arg: &str) -> CmdResult {
+    let list = repl.session.request(&Threads {})?.threads;
+    let selected = repl.session.state().selection().map(|s| s.thread);
+    let mut rows = Vec::new();
+    for t in &list {
+        let number = repl.threads.number(t.id);
+        let state = if t.stopped {
+            format!("stopped ({})", t.reason.as_deref().unwrap_or("?"))
+        } else {
+            "running".to_string()
+        };
+        let at =
+            t.frame.as_ref().map(|f| format!("{}({}){}()", f.file, f.line, f.function)).unwrap_or_default();
+        let mark = if Some(t.id) == selected { "*" } else { " " };
+        rows.push((number, format!("{mark} {number:<4}{:<16} {state:<22}{at}", t.name)));
+    }
+    rows.sort_by_key(|(n, _)| *n);
+    repl.out.line(&format!("  {:<4}{:<16} {:<22}{}", "Id", "Name", "State", "Where"));
+    for (_, row) in rows {
+        repl.out.line(row.trim_end());
+    }
+    Ok(Flow::Stay)
+}
+
+pub(crate) fn thread(repl: &mut Repl, arg: &str) -> CmdResult {
+    if arg.is_empty() {
+        let sel = repl.selection()?;
+        let stop = repl.selected_stop()?;
+        let number = repl.threads.number(sel.thread);
+        repl.out.line(&format!("Current thread is {number} ({})", stop.thread_name));
+        return Ok(Flow::Stay);
+    }
+    let Ok(number) = arg.parse::<usize>() else {
+        return user_error(format!("Invalid thread number ({arg})"));
+    };
+    let ident = match repl.threads.ident(number) {
+        Some(ident) => ident,
+        // A thread ident (as `threads` reports in the agent's terms) is accepted too.
+        None if repl.session.state().is_stopped(number as u64) => number as u64,
+        None => return user_error(format!("No thread {number} (see 'threads')")),
+    };
+    if !repl.session.state().select_thread(ident) {
+        return user_error(format!("Thread {number} is not stopped"));
+    }
+    repl.stack = None;
+    repl.listed_to = None;
+    repl.last_presented = Some(ident);
+    let stop = repl.selected_stop()?;
+    repl.out.line(&format!("[Thread {number} ({})]", stop.thread_name));
+    let frame = repl.current_frame()?;
+    let retval = if stop.reason == StopReason::Return { stop.return_value.clone() } else { None };
+    let text = repl.entry_text(&location_of(&frame), retval.as_deref(), true);
+    repl.out.line(&text);
+    Ok(Flow::Stay)
+}

@@ -1,0 +1,177 @@
+//! Driving pymri's REPL in a pseudo-terminal, typing as a person would, and reading the screen.
+//!
+//! Every wait is for text on the screen (with a deadline), never a sleep.
+
+use super::{repo_root, Interpreter, Scratch};
+use rexpect::process::WaitStatus;
+use rexpect::reader::Options;
+use rexpect::session::{spawn_with_options, PtySession};
+use std::process::Command;
+
+/// pdb's prompt, which pymri keeps.
+pub const PROMPT: &str = "(Pdb) ";
+/// Deadline for each piece of expected output.
+pub const TIMEOUT_MS: u64 = 10_000;
+
+pub struct Repl {
+    session: PtySession,
+    pub scratch: Scratch,
+    pub interp: Interpreter,
+    /// Everything read so far, escape sequences removed (shown when a test fails).
+    pub transcript: String,
+}
+
+/// How to start `pymri run`.
+pub struct Launch<'a> {
+    /// Fixtures from `fixtures/pdb/` copied next to each other into the scratch directory.
+    pub fixtures: &'a [&'a str],
+    /// Arguments after `pymri run --python ...` (the script and its arguments, `-c`, `-m`...).
+    pub args: &'a [&'a str],
+    /// Colours on (no `NO_COLOR`).
+    pub colour: bool,
+}
+
+impl Repl {
+    /// `pymri run` of `fixture` under `interp`, in the fixture's directory.
+    pub fn run(interp: &Interpreter, fixture: &str) -> Repl {
+        Repl::launch(interp, Launch { fixtures: &[fixture], args: &[fixture], colour: false })
+    }
+
+    pub fn launch(interp: &Interpreter, launch: Launch<'_>) -> Repl {
+        let scratch = Scratch::new(interp);
+        for name in launch.fixtures {
+            let src = repo_root().join("fixtures/pdb").join(name);
+            std::fs::copy(&src, scratch.host.join(name))
+                .unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+        }
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pymri"));
+        cmd.arg("run");
+        if interp.in_root() {
+            cmd.arg("--root").arg(&interp.root);
+        }
+        cmd.arg("--python").arg(&interp.exe).args(launch.args);
+        cmd.current_dir(&scratch.host)
+            .env("TERM", "xterm")
+            .env("XDG_STATE_HOME", &scratch.host)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env_remove("PYTHONPATH");
+        if launch.colour {
+            cmd.env_remove("NO_COLOR");
+        } else {
+            cmd.env("NO_COLOR", "1");
+        }
+        let options = Options::new().timeout_ms(Some(TIMEOUT_MS));
+        let session = spawn_with_options(cmd, options).expect("spawn pymri in a pty");
+        Repl { session, scratch, interp: interp.clone(), transcript: String::new() }
+    }
+
+    /// The path of a fixture as the program sees it.
+    pub fn path(&self, fixture: &str) -> String {
+        format!("{}/{fixture}", self.scratch.inside)
+    }
+
+    /// Waits for `needle`; returns the screen text before it (escapes removed, `\r` dropped).
+    pub fn expect(&mut self, needle: &str) -> String {
+        self.expect_raw(needle).0
+    }
+
+    /// Like [`expect`](Self::expect), also returning the raw bytes before the needle.
+    pub fn expect_raw(&mut self, needle: &str) -> (String, String) {
+        match self.session.exp_string(needle) {
+            Ok(raw) => {
+                let text = strip(&raw);
+                self.transcript.push_str(&text);
+                self.transcript.push_str(&strip(needle));
+                (text, raw)
+            }
+            Err(e) => panic!(
+                "[{}] waiting for {needle:?}: {e}\n---- transcript ----\n{}\n--------------------",
+                self.interp.name, self.transcript
+            ),
+        }
+    }
+
+    /// Waits for the next prompt; returns what was printed before it.
+    pub fn prompt(&mut self) -> String {
+        self.expect(PROMPT)
+    }
+
+    /// Types `line` and Enter, waits for the next prompt, returns the output in between
+    /// (without the echo of the typed line).
+    pub fn cmd(&mut self, line: &str) -> String {
+        self.type_line(line);
+        self.prompt()
+    }
+
+    /// Types `line` and Enter, and waits for the line to be taken (its echo's end).
+    pub fn type_line(&mut self, line: &str) {
+        self.send(&format!("{line}\r"));
+        self.expect("\n");
+    }
+
+    /// Sends keys as they are (`\t` for Tab, `\r` for Enter).
+    pub fn send(&mut self, keys: &str) {
+        self.session.send(keys).expect("write to the pty");
+        self.session.flush().expect("flush the pty");
+    }
+
+    /// Ctrl-C, Ctrl-D...
+    pub fn control(&mut self, c: char) {
+        self.session.send_control(c).expect("control key");
+    }
+
+    /// Waits for pymri to exit; its exit status.
+    pub fn exit_status(&mut self) -> i32 {
+        self.finish().1
+    }
+
+    /// Waits for pymri to exit: what it printed until then, and its exit status.
+    pub fn finish(&mut self) -> (String, i32) {
+        let rest = match self.session.exp_eof() {
+            Ok(raw) => strip(&raw),
+            Err(e) => panic!(
+                "[{}] pymri did not exit: {e}\n---- transcript ----\n{}",
+                self.interp.name, self.transcript
+            ),
+        };
+        self.transcript.push_str(&rest);
+        let status = match self.session.process().wait() {
+            Ok(WaitStatus::Exited(_, code)) => code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
+            other => panic!("unexpected wait status {other:?}"),
+        };
+        (rest, status)
+    }
+}
+
+/// Screen text without terminal escape sequences and carriage returns.
+pub fn strip(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => match chars.next() {
+                Some('[') => {
+                    // CSI: parameters and intermediates, then one final byte in @..~
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                Some(']') => {
+                    // OSC: up to BEL or ESC \
+                    while let Some(c) = chars.next() {
+                        if c == '\x07' || (c == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                _ => {}
+            },
+            '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
