@@ -11,7 +11,8 @@ use std::path::PathBuf;
     about = "Look inside running Python processes without stopping them",
     long_about = "Look inside running Python processes without stopping them.\n\n\
                   Exit status: 0 success, 1 the target or input is at fault, 2 usage error,\n\
-                  3 no such process or file, 4 permission denied, 5 unsupported interpreter.\n\
+                  3 no such process or file, 4 permission denied, 5 unsupported interpreter,\n\
+                  6 the target refuses debuggers, 7 the target did not reach a safe point in time.\n\
                   `pymri run` exits with the program's own status (128+N if signal N killed it);\n\
                   the statuses above are for failures before the program could start."
 )]
@@ -29,6 +30,34 @@ pub enum Command {
     /// Run a Python program under the debugger (like `python -m pdb`)
     #[command(long_about = RUN_ABOUT)]
     Run(RunArgs),
+    /// Attach the debugger to a running Python process, without restarting it
+    #[command(long_about = ATTACH_ABOUT)]
+    Attach(AttachArgs),
+}
+
+const ATTACH_ABOUT: &str = "Attach the debugger to a running Python process (CPython 3.9 to 3.15), \
+without restarting it or changing its code.\n\n\
+The chosen thread (the main one unless --thread) stops where it is, with pdb's prompt and \
+commands; other threads keep running. `q` or `detach` removes every hook and lets the process go \
+on; if pymri itself dies, the agent in the process detaches within a second.\n\n\
+pymri asks the interpreter to start its agent at its next safe point: through PEP 768 on 3.14+, \
+through the main thread's pending calls before. A thread blocked in C code (a sleep, a lock, a \
+read) runs no Python and is reached when it returns; --timeout bounds the wait. A process started \
+with PYTHON_DISABLE_REMOTE_DEBUG or -X disable-remote-debug is refused, with nothing written to it.";
+
+#[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// Process id of a running Python program
+    pub pid: i32,
+    /// Stop this thread (its kernel id, as `pymri dump` shows it) instead of the main one
+    #[arg(long, value_name = "TID")]
+    pub thread: Option<i32>,
+    /// Seconds to wait for the target to reach a safe point
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub timeout: f64,
+    /// A debugger command to run at the first stop, as if typed (repeatable)
+    #[arg(short = 'c', value_name = "COMMAND")]
+    pub commands: Vec<String>,
 }
 
 const RUN_ABOUT: &str = "Run a Python program under the debugger, like `python -m pdb`.\n\n\

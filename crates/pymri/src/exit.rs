@@ -6,6 +6,8 @@
 //! 3: no such interpreter or script).
 
 use pymri_cpython::Error as PyError;
+use pymri_inject::attach::AttachError;
+use pymri_inject::InjectError;
 use pymri_memory::MemoryError;
 use pymri_object::ObjectError;
 use std::process::ExitCode;
@@ -23,6 +25,10 @@ pub enum Status {
     PermissionDenied = 4,
     /// A Python version or build pymri cannot read.
     Unsupported = 5,
+    /// The target refuses debuggers (`PYTHON_DISABLE_REMOTE_DEBUG`, `-X disable-remote-debug`).
+    Refused = 6,
+    /// The target did not reach a safe point where the debugger could start, in time.
+    Timeout = 7,
 }
 
 impl From<Status> for ExitCode {
@@ -34,6 +40,16 @@ impl From<Status> for ExitCode {
 /// Picks the status for an error from the most specific cause in its chain.
 pub fn status_of(err: &anyhow::Error) -> Status {
     for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<AttachError>() {
+            match e {
+                AttachError::Timeout(_) => return Status::Timeout,
+                AttachError::Inject(InjectError::RemoteDebugDisabled { .. }) => return Status::Refused,
+                AttachError::Inject(InjectError::UnknownBuild { .. } | InjectError::Unsupported(_)) => {
+                    return Status::Unsupported
+                }
+                _ => {}
+            }
+        }
         if let Some(e) = cause.downcast_ref::<MemoryError>() {
             return memory_status(e);
         }

@@ -32,6 +32,13 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::Attach(args) => commands::attach::run(commands::attach::AttachOptions {
+            pid: args.pid,
+            thread: args.thread,
+            timeout: std::time::Duration::from_secs_f64(args.timeout.max(0.0)),
+            commands: args.commands,
+        })
+        .map(|_| ()),
         Command::Ps(args) => commands::ps::run(commands::ps::PsOptions { json: args.json }, &mut printer),
         Command::Dump(args) => commands::dump::run(
             commands::dump::DumpOptions {

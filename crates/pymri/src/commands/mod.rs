@@ -1,5 +1,6 @@
 //! One module per subcommand, each with an options struct and a `run` function.
 
+pub mod attach;
 pub mod dump;
 pub mod ps;
 pub mod run;

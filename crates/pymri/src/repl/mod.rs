@@ -41,7 +41,6 @@ pub enum Mode {
     /// Started by `pymri run`: `q` ends the program; when it ends it is restarted, like pdb.
     Run,
     /// A running process (`pymri attach`): `q` detaches and the program goes on.
-    #[allow(dead_code)] // constructed by `pymri attach`, which builds on this REPL
     Attach,
 }
 
