@@ -45,6 +45,14 @@ def _forget_modules():
                 sys.modules.pop(name, None)
 
 
+def _remove_stage():
+    """Removes the private directory pymri staged the agent in (also if pymri itself died)."""
+    import shutil
+
+    if os.path.basename(_PATH_ENTRY).startswith("pymri-"):
+        shutil.rmtree(_PATH_ENTRY, ignore_errors=True)
+
+
 def start(config):
     """Connect, authenticate, stop here. Returns None; never raises into the program."""
     caller = sys._getframe(1)
@@ -70,6 +78,7 @@ def _start(config, caller):
     agent = engine.Agent(channel, "attach", config.get("thread_offsets"))
     agent.hide_code(caller.f_code)
     agent.detach_callbacks.append(_forget_modules)
+    agent.detach_callbacks.append(_remove_stage)
     agent.activate()
     if not config.get("stop", True):
         return None

@@ -277,6 +277,12 @@ class Agent(object):
             self.capture.uninstall()
         except Exception:
             pass
+        # Before any stopped thread resumes, so that a resumed program implies a finished detach.
+        for callback in self.detach_callbacks:
+            try:
+                callback()
+            except Exception:
+                pass
         for stop in list(self.stops.values()):
             stop.queue.put(None)
         try:
@@ -290,11 +296,6 @@ class Agent(object):
             atexit.unregister(self._atexit)
         except Exception:
             pass
-        for callback in self.detach_callbacks:
-            try:
-                callback()
-            except Exception:
-                pass
 
     # ------------------------------------------------------------------------------------------
     # reader thread

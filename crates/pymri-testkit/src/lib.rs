@@ -13,6 +13,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -199,6 +200,30 @@ impl Target {
         python_flags: &[&str],
         configure: impl FnOnce(&mut Command),
     ) -> Target {
+        Self::spawn(interp, fixture, args, python_flags, None, configure)
+    }
+
+    /// Like [`start_with`](Self::start_with), with the target running as user and group `uid`
+    /// (its scratch directory and FIFOs handed to that user).
+    pub fn start_as(
+        interp: &Interpreter,
+        fixture: &str,
+        args: &[&str],
+        python_flags: &[&str],
+        uid: u32,
+        configure: impl FnOnce(&mut Command),
+    ) -> Target {
+        Self::spawn(interp, fixture, args, python_flags, Some(uid), configure)
+    }
+
+    fn spawn(
+        interp: &Interpreter,
+        fixture: &str,
+        args: &[&str],
+        python_flags: &[&str],
+        user: Option<u32>,
+        configure: impl FnOnce(&mut Command),
+    ) -> Target {
         let scratch = Scratch::new(interp);
         let script = scratch.copy_fixture(fixture);
         let (ready_host, ready_inside) = scratch.fifo("ready");
@@ -206,12 +231,26 @@ impl Target {
         let ready = FifoReader::open(&ready_host);
         let stderr_path = scratch.host.join("stderr");
         let stderr = fs::File::create(&stderr_path).expect("stderr file");
+        if let Some(uid) = user {
+            for path in
+                [&scratch.host, &ready_host, &scratch.host.join("control"), &scratch.host.join(fixture)]
+            {
+                chown(path, uid);
+            }
+        }
         let mut cmd = if interp.in_root() {
             let mut c = Command::new("chroot");
+            if let Some(uid) = user {
+                c.arg(format!("--userspec={uid}:{uid}"));
+            }
             c.arg(&interp.root).arg(&interp.exe);
             c
         } else {
-            Command::new(&interp.exe)
+            let mut c = Command::new(&interp.exe);
+            if let Some(uid) = user {
+                c.uid(uid).gid(uid);
+            }
+            c
         };
         cmd.args(python_flags).arg(&script);
         for a in args {
@@ -272,6 +311,13 @@ impl Target {
     pub fn script_path(&self, fixture: &str) -> String {
         format!("{}/{fixture}", self.scratch.inside)
     }
+}
+
+fn chown(path: &Path, uid: u32) {
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+    // SAFETY: a valid NUL-terminated path.
+    let rc = unsafe { libc::chown(c.as_ptr(), uid, uid) };
+    assert_eq!(rc, 0, "chown {}", path.display());
 }
 
 impl Drop for Target {

@@ -65,6 +65,22 @@ impl Repl {
         Repl { session, scratch, interp: interp.clone(), transcript: String::new() }
     }
 
+    /// `pymri attach PID` (plus `extra` arguments) in a pseudo-terminal.
+    pub fn attach(interp: &Interpreter, pid: i32, extra: &[&str]) -> Repl {
+        let scratch = Scratch::new(interp);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pymri"));
+        cmd.arg("attach").args(extra).arg(pid.to_string());
+        cmd.env("TERM", "xterm").env("XDG_STATE_HOME", &scratch.host).env("NO_COLOR", "1");
+        let options = Options::new().timeout_ms(Some(TIMEOUT_MS));
+        let session = spawn_with_options(cmd, options).expect("spawn pymri in a pty");
+        Repl { session, scratch, interp: interp.clone(), transcript: String::new() }
+    }
+
+    /// Kills pymri itself with SIGKILL, as a crash or an OOM killer would.
+    pub fn kill_hard(&mut self) {
+        self.session.process_mut().signal(rexpect::process::Signal::SIGKILL).expect("SIGKILL pymri");
+    }
+
     /// The path of a fixture as the program sees it.
     pub fn path(&self, fixture: &str) -> String {
         format!("{}/{fixture}", self.scratch.inside)
