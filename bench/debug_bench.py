@@ -86,7 +86,7 @@ def stage(interp, scratch):
 
 def elapsed_of(cmd, timeout):
     proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                          timeout=timeout, text=True)
+                          timeout=timeout, text=True, env=clean_env())
     m = re.search(r"elapsed (\d+\.\d+) result", proc.stdout)
     if not m:
         raise RuntimeError(f"{cmd[:6]}... printed no timing (exit {proc.returncode}):\n{proc.stdout[-800:]}\n{proc.stderr[-800:]}")
@@ -171,10 +171,15 @@ def time_to_prompt(cmd, prompt, timeout=30.0):
         os.close(fd)
 
 
+def clean_env():
+    """The environment of a service started normally: none of this shell's Python settings."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+
+
 def start_idle(interp, script):
     """A target idling in 50 ms sleeps; returns the process once it said it is ready."""
     read, write = os.pipe()
-    proc = subprocess.Popen(interp.python(script, str(write)), pass_fds=(write,),
+    proc = subprocess.Popen(interp.python(script, str(write)), pass_fds=(write,), env=clean_env(),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     os.close(write)
     with os.fdopen(read) as r:

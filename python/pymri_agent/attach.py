@@ -9,6 +9,7 @@ config = {
     "stop": True,                 # optional; False attaches without stopping
     "skip_frames": 0,             # optional; frames between the bootstrap and the interrupted
                                   # code (1 when PyRun_SimpleString ran the bootstrap)
+    "stage": "/tmp/pymri-...",    # optional; the session's private directory, removed on detach
 }
 
 `start` connects back, authenticates, then stops the calling thread in the frame the bootstrap
@@ -45,12 +46,14 @@ def _forget_modules():
                 sys.modules.pop(name, None)
 
 
-def _remove_stage():
-    """Removes the private directory pymri staged the agent in (also if pymri itself died)."""
+def _remove_stage(path):
+    """Removes the session's private directory (bootstrap, socket), also if pymri itself died.
+    The package directory, shared by later attaches for its bytecode cache, stays."""
     import shutil
 
-    if os.path.basename(_PATH_ENTRY).startswith("pymri-"):
-        shutil.rmtree(_PATH_ENTRY, ignore_errors=True)
+    name = os.path.basename(str(path or ""))
+    if name.startswith("pymri-") and not name.startswith("pymri-agent-"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def start(config):
@@ -78,7 +81,7 @@ def _start(config, caller):
     agent = engine.Agent(channel, "attach", config.get("thread_offsets"))
     agent.hide_code(caller.f_code)
     agent.detach_callbacks.append(_forget_modules)
-    agent.detach_callbacks.append(_remove_stage)
+    agent.detach_callbacks.append(lambda: _remove_stage(config.get("stage")))
     agent.activate()
     if not config.get("stop", True):
         return None

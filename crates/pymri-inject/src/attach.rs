@@ -8,7 +8,7 @@
 //! takes no request in time, the request is withdrawn and the error says where the thread is
 //! stuck.
 
-use crate::stage::{random_hex, Stage};
+use crate::stage::{owner, persistent_agent, random_hex, Stage};
 use crate::{check_allowed, method, pending, pep768, InjectError, Method};
 use pymri_cpython::{LiveProcess, Located, SnapshotOptions};
 use std::os::fd::AsRawFd;
@@ -76,11 +76,20 @@ pub fn start(live: &LiveProcess, located: &Located, options: &Options) -> Result
     check_allowed(pid, located, &live.mem)?;
     let how = method(located)?;
     let stage = Stage::for_process(pid).map_err(InjectError::Stage)?;
-    for (name, text) in pymri_agent_files::FILES {
-        stage
-            .write(&format!("{}/{name}", pymri_agent_files::PACKAGE), text.as_bytes())
-            .map_err(InjectError::Stage)?;
-    }
+    let (uid, gid) = owner(pid).map_err(InjectError::Stage)?;
+    let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
+    let files = pymri_agent_files::FILES;
+    let package_dir = match persistent_agent(&root, uid, gid, files, pymri_agent_files::PACKAGE) {
+        Some(dir) => dir,
+        None => {
+            for (name, text) in files {
+                stage
+                    .write(&format!("{}/{name}", pymri_agent_files::PACKAGE), text.as_bytes())
+                    .map_err(InjectError::Stage)?;
+            }
+            stage.inside().to_string()
+        }
+    };
     let (socket_inside, socket_host) = stage.path(SOCKET);
     let listener = UnixListener::bind(&socket_host).map_err(InjectError::Stage)?;
     stage.hand_over(&socket_host).map_err(InjectError::Stage)?;
@@ -93,8 +102,16 @@ pub fn start(live: &LiveProcess, located: &Located, options: &Options) -> Result
         Method::Pep768 => (None, 0),
         Method::PendingCall => (options.thread, 1),
     };
-    let bootstrap =
-        bootstrap_source(located, &stage, &socket_inside, &secret, &nonce, stop_thread, skip_frames);
+    let bootstrap = bootstrap_source(
+        located,
+        &package_dir,
+        &stage,
+        &socket_inside,
+        &secret,
+        &nonce,
+        stop_thread,
+        skip_frames,
+    );
     let script = stage.write(BOOTSTRAP, bootstrap.as_bytes()).map_err(InjectError::Stage)?;
 
     let request = match how {
@@ -224,8 +241,10 @@ fn where_stuck(live: &LiveProcess, located: &Located, thread: Option<u64>) -> St
 }
 
 /// The script the target runs: put the agent on `sys.path`, import it, hand it the config.
+#[allow(clippy::too_many_arguments)]
 fn bootstrap_source(
     located: &Located,
+    package_dir: &str,
     stage: &Stage,
     socket: &str,
     secret: &str,
@@ -247,7 +266,9 @@ fn bootstrap_source(
          sys.path.insert(0, {dir:?})\n\
          import pymri_agent.attach\n\
          pymri_agent.attach.start({{'connect': 'unix:' + {socket:?}, 'secret': {secret:?}, 'nonce': {nonce:?}, \
-         'thread_offsets': {offsets}, 'stop_thread': {stop_thread}, 'skip_frames': {skip_frames}}})\n",
-        dir = stage.inside(),
+         'thread_offsets': {offsets}, 'stop_thread': {stop_thread}, 'skip_frames': {skip_frames}, \
+         'stage': {stage_dir:?}}})\n",
+        dir = package_dir,
+        stage_dir = stage.inside(),
     )
 }

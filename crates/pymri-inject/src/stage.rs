@@ -97,7 +97,7 @@ impl Drop for Stage {
 }
 
 /// The effective user and group of a process.
-fn owner(pid: i32) -> io::Result<(u32, u32)> {
+pub fn owner(pid: i32) -> io::Result<(u32, u32)> {
     let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
     let field = |key: &str| -> io::Result<u32> {
         status
@@ -121,6 +121,85 @@ fn chown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
     Ok(())
 }
 
+/// The agent package, staged once per target root, user and agent version in a directory that
+/// persists (`/var/tmp/pymri-agent-DIGEST-UID`), so that CPython's own bytecode cache makes
+/// every attach after the first skip compiling the agent. Returns the directory to put on the
+/// target's `sys.path`, as the target sees it.
+///
+/// The directory belongs to the target's user, with no permission for anyone else: only that
+/// user (the trust domain of the target already) can write the sources or the bytecode CPython
+/// caches next to them. An existing directory is used only if it is a real directory with that
+/// owner, those permissions and exactly these sources; otherwise `None`, and the caller stages
+/// the package privately for this session.
+pub fn persistent_agent(
+    root: &Path,
+    uid: u32,
+    gid: u32,
+    files: &[(&str, &str)],
+    package: &str,
+) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let digest = digest(files);
+    for place in ["/var/tmp", "/tmp"] {
+        let inside = format!("{place}/pymri-agent-{digest}-{uid}");
+        let host = root.join(inside.trim_start_matches('/'));
+        let trusted = |path: &Path| {
+            fs::symlink_metadata(path).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0)
+        };
+        let pkg = host.join(package);
+        let complete = || {
+            trusted(&pkg)
+                && files.iter().all(|(name, text)| {
+                    let path = pkg.join(name);
+                    fs::symlink_metadata(&path).is_ok_and(|m| m.is_file() && m.uid() == uid)
+                        && fs::read(&path).is_ok_and(|b| b == text.as_bytes())
+                })
+        };
+        match fs::DirBuilder::new().mode(0o700).create(&host) {
+            Ok(()) => {
+                let made = (|| -> io::Result<()> {
+                    chown(&host, uid, gid)?;
+                    fs::DirBuilder::new().mode(0o700).create(&pkg)?;
+                    chown(&pkg, uid, gid)?;
+                    for (name, text) in files {
+                        let path = pkg.join(name);
+                        let mut file =
+                            fs::OpenOptions::new().write(true).create_new(true).mode(0o400).open(&path)?;
+                        file.write_all(text.as_bytes())?;
+                        chown(&path, uid, gid)?;
+                    }
+                    Ok(())
+                })();
+                if made.is_ok() {
+                    return Some(inside);
+                }
+                let _ = fs::remove_dir_all(&host);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if trusted(&host) && complete() {
+                    return Some(inside);
+                }
+                // Someone else's, or incomplete (another attach is writing it): not ours to use.
+                return None;
+            }
+            // Not writable here (a read-only file system): try the next place.
+            Err(_) => {}
+        }
+    }
+    None
+}
+
+/// A stable name for a set of files: FNV-1a over names and contents.
+fn digest(files: &[(&str, &str)]) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (name, text) in files {
+        for b in name.bytes().chain([0]).chain(text.bytes()).chain([0]) {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("{h:016x}")
+}
+
 /// `n` random bytes from the kernel, as hex.
 pub fn random_hex(n: usize) -> io::Result<String> {
     let mut bytes = vec![0u8; n];
@@ -132,6 +211,32 @@ pub fn random_hex(n: usize) -> io::Result<String> {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn persistent_agent_is_reused_only_when_it_can_be_trusted() {
+        // SAFETY: getuid/getgid cannot fail.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let root = std::env::temp_dir().join(format!("pymri-stage-test-{}", std::process::id()));
+        fs::create_dir_all(root.join("var/tmp")).expect("root");
+        fs::create_dir_all(root.join("tmp")).expect("root");
+        let files = [("a.py", "x = 1\n"), ("b.py", "y = 2\n")];
+        let first = persistent_agent(&root, uid, gid, &files, "pkg").expect("created");
+        assert!(first.starts_with("/var/tmp/pymri-agent-"));
+        assert_eq!(persistent_agent(&root, uid, gid, &files, "pkg"), Some(first.clone()), "reused");
+        let host = root.join(first.trim_start_matches('/'));
+        // Sources changed behind pymri's back: not trusted.
+        fs::set_permissions(host.join("pkg/a.py"), fs::Permissions::from_mode(0o600)).expect("chmod");
+        fs::write(host.join("pkg/a.py"), "x = 666\n").expect("tamper");
+        assert_eq!(persistent_agent(&root, uid, gid, &files, "pkg"), None);
+        // Open to others: not trusted either.
+        fs::write(host.join("pkg/a.py"), "x = 1\n").expect("restore");
+        fs::set_permissions(&host, fs::Permissions::from_mode(0o777)).expect("chmod");
+        assert_eq!(persistent_agent(&root, uid, gid, &files, "pkg"), None);
+        // A different agent version gets a directory of its own.
+        let other = persistent_agent(&root, uid, gid, &[("a.py", "x = 3\n")], "pkg").expect("created");
+        assert_ne!(other, first);
+        fs::remove_dir_all(&root).expect("cleanup");
+    }
 
     #[test]
     fn files_are_private_read_only_and_removed() {
