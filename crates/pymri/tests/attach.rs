@@ -193,3 +193,38 @@ fn a_main_thread_blocked_in_c_times_out_with_where_it_is() {
     assert!(!target.any_thread_stopped());
     assert_eq!(staging_dirs(&interp, uid), Vec::<String>::new(), "the staging directory is removed");
 }
+
+/// `--thread TID` stops the chosen thread, not the main one (PEP 768 writes that thread's
+/// state; before 3.14 the main thread runs the bootstrap and pauses the chosen thread).
+fn attach_to_a_chosen_thread(version: &str) {
+    let interp = interpreter(version).expect("interpreter");
+    let (target, port) = start_server(&interp);
+    let dump = pymri(&["dump", "--json", &target.pid().to_string()]);
+    let dump: serde_json::Value = serde_json::from_slice(&dump.stdout).expect("dump");
+    let tid = dump["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .find(|t| t["name"] == "background")
+        .and_then(|t| t["tid"].as_i64())
+        .expect("background thread id")
+        .to_string();
+    let mut repl = Repl::attach(&interp, target.pid(), &["--thread", &tid]);
+    let stop = repl.prompt();
+    assert!(stop.contains("(background)"), "{stop}");
+    assert!(stop.contains("background()"), "stopped in the chosen thread's code: {stop}");
+    // The main thread was not stopped: the server keeps answering.
+    assert!(get(port, "/health", Duration::from_secs(5)).expect("served").contains("\"ok\": true"));
+    repl.type_line("detach");
+    assert_eq!(repl.exit_status(), 0, "{}", repl.transcript);
+}
+
+#[test]
+fn chosen_thread_3_11() {
+    attach_to_a_chosen_thread("3.11");
+}
+
+#[test]
+fn chosen_thread_3_14() {
+    attach_to_a_chosen_thread("3.14");
+}
