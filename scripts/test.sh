@@ -23,6 +23,15 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 apt_install debootstrap gdb python3.11 util-linux
+# The browser tests of `pymri web` drive Debian's Chromium with playwright-core, installed by
+# the tests themselves with the machine's Node.js and npm.
+apt_install chromium
+for tool in node npm; do
+    if ! command -v "$tool" >/dev/null; then
+        echo "error: $tool is not installed; the browser tests of pymri web need Node.js 20+ and npm" >&2
+        exit 1
+    fi
+done
 if ! cargo nextest --version >/dev/null 2>&1; then
     echo "test: installing cargo-nextest" >&2
     cargo install --locked cargo-nextest
@@ -45,3 +54,5 @@ cargo build --workspace --locked
 cargo nextest run --workspace --locked --no-fail-fast "$@"
 # The in-target agent's own suite, on every interpreter.
 bash python/tests/run_all.sh
+# Every parser of untrusted bytes, fuzzed for a bounded time.
+bash scripts/fuzz.sh

@@ -29,9 +29,25 @@ pub struct CoreThread {
     pub tid: i32,
 }
 
+/// The core's bytes: mapped from a file, or owned (tests, fuzzing).
+enum Bytes {
+    Mapped(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
 /// A core file, readable as the memory of the process it was taken from.
 pub struct CoreFile {
-    map: Mmap,
+    map: Bytes,
     loads: Vec<Load>,
     mappings: Vec<Mapping>,
     threads: Vec<CoreThread>,
@@ -59,6 +75,23 @@ impl CoreFile {
         // at worst yield wrong bytes, which every reader already treats as untrusted.
         let map =
             unsafe { Mmap::map(&file) }.map_err(|source| ObjectError::Io { path: path.into(), source })?;
+        CoreFile::from_bytes_inner(Bytes::Mapped(map), exe, sysroot)
+    }
+
+    /// Parses a core held in memory; file mappings it names are still looked up on disk.
+    pub fn from_bytes(
+        bytes: Vec<u8>,
+        exe: Option<&Path>,
+        sysroot: Option<&Path>,
+    ) -> Result<CoreFile, ObjectError> {
+        CoreFile::from_bytes_inner(Bytes::Owned(bytes), exe, sysroot)
+    }
+
+    fn from_bytes_inner(
+        map: Bytes,
+        exe: Option<&Path>,
+        sysroot: Option<&Path>,
+    ) -> Result<CoreFile, ObjectError> {
         let mut core = CoreFile {
             map,
             loads: Vec::new(),

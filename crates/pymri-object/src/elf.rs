@@ -187,7 +187,9 @@ impl<'a> Elf<'a> {
         let (_, strsec) = self.section_at(u64::from(symtab.link))?;
         let strtab = self.section_data(&strsec)?;
         let entsize = if symtab.entsize == 0 { 24 } else { symtab.entsize };
-        (0..symtab.size / entsize)
+        // The header's size is untrusted: only entries whose bytes are in the file are walked.
+        let present = (self.data.len() as u64).saturating_sub(symtab.offset) / entsize;
+        (0..(symtab.size / entsize).min(present))
             .filter_map(|i| self.symbol_at(symtab, strtab, i))
             .find(|(n, shndx, _)| *n == name.as_bytes() && *shndx != SHN_UNDEF)
             .map(|(_, _, s)| s)
@@ -322,6 +324,26 @@ mod tests {
         assert!(elf.section_by_name(".text").is_some());
         assert!(elf.first_load_vaddr().is_some());
         assert!(elf.section_by_name(".no-such-section").is_none());
+    }
+
+    /// Found by the `elf` fuzz target: a symbol table claiming an enormous size made the
+    /// lookup walk it entry by entry for minutes.
+    #[test]
+    fn regression_huge_symbol_table_size_is_bounded_by_the_file() {
+        let mut bin = own_binary();
+        let elf = Elf::parse(&bin).unwrap();
+        let (index, _) = elf
+            .sections()
+            .enumerate()
+            .find(|(_, (_, s))| s.sh_type == SHT_SYMTAB)
+            .expect("the test binary keeps .symtab");
+        let shoff = u64_at(&bin, 40).unwrap() as usize;
+        let size_field = shoff + index * 64 + 32;
+        bin[size_field..size_field + 8].copy_from_slice(&(u64::MAX / 2).to_le_bytes());
+        let elf = Elf::parse(&bin).unwrap();
+        let start = std::time::Instant::now();
+        assert!(elf.symbol("pymri_no_such_symbol").is_none());
+        assert!(start.elapsed() < std::time::Duration::from_secs(5), "took {:?}", start.elapsed());
     }
 
     #[test]
