@@ -23,6 +23,11 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 apt_install debootstrap gdb python3.11 util-linux
+# The DAP tests drive `pymri dap` with Microsoft's Node.js DAP client (editors/tests, installed
+# from npm by the tests themselves).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    apt_install nodejs npm
+fi
 # The browser tests of `pymri web` drive Debian's Chromium with playwright-core, installed by
 # the tests themselves with the machine's Node.js and npm.
 apt_install chromium

@@ -33,6 +33,27 @@ pub enum Command {
     /// Attach the debugger to a running Python process, without restarting it
     #[command(long_about = ATTACH_ABOUT)]
     Attach(AttachArgs),
+    /// The debugger in a browser page: attach to a process or launch a program
+    #[command(long_about = WEB_ABOUT)]
+    Web(WebArgs),
+    /// A Debug Adapter Protocol server for VS Code, Neovim and other editors
+    #[command(long_about = DAP_ABOUT)]
+    Dap(DapArgs),
+}
+
+const DAP_ABOUT: &str = "A Debug Adapter Protocol server: editors (VS Code, Neovim's nvim-dap, \
+Emacs, Helix) launch programs or attach to running processes through it, with pymri's agent \
+inside the program (CPython 3.9 to 3.15).\n\n\
+By default it speaks the protocol on stdin and stdout, for one client (the editor starts \
+`pymri dap` itself). With --listen it serves clients one after the other on a TCP port, on a \
+loopback address only. Diagnostics go to stderr. The README shows editor configurations.";
+
+#[derive(Args, Debug)]
+pub struct DapArgs {
+    /// Serve over TCP instead of stdio: PORT or ADDRESS:PORT, loopback only (port 0 picks a free
+    /// port; the address is printed on stderr)
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    pub listen: Option<String>,
 }
 
 const ATTACH_ABOUT: &str = "Attach the debugger to a running Python process (CPython 3.9 to 3.15), \
@@ -89,6 +110,51 @@ pub struct RunArgs {
     pub module: Option<Vec<String>>,
     /// The script, then its arguments
     #[arg(value_name = "SCRIPT [ARGS]", trailing_var_arg = true, allow_hyphen_values = true)]
+    pub target: Vec<String>,
+}
+
+const WEB_ABOUT: &str = "The debugger in a browser page: source with breakpoints, stack, threads, \
+variables, a console for pdb's commands and Python, and live updates.\n\n\
+`pymri web PID` attaches to a running process (like `pymri attach`); `pymri web -- script.py ARGS` \
+or `pymri web -m module ARGS` launches a program (like `pymri run`). The page is served on a \
+loopback address only; the URL printed on stderr carries a random token that every request \
+must present. Requests naming another host or coming from another site's page are refused.\n\n\
+It serves until the session ends; Ctrl-C ends it like `q`: it detaches from a running process \
+and ends a launched program. Exit status: 0 after an attach; a launched program's own status.";
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("how").required(true).args(["pid", "connect", "module", "target"])))]
+pub struct WebArgs {
+    /// Process id of a running Python program to attach to
+    #[arg(conflicts_with_all = ["connect", "module", "target", "python", "root"])]
+    pub pid: Option<i32>,
+    /// Address to serve the page on: PORT or ADDRESS:PORT, loopback only (port 0: a free one)
+    #[arg(long, value_name = "[ADDR:]PORT", default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// Open the page in a browser ($BROWSER, else xdg-open)
+    #[arg(long)]
+    pub open: bool,
+    /// With PID: stop this thread (its kernel id) instead of the main one
+    #[arg(long, value_name = "TID", requires = "pid")]
+    pub thread: Option<i32>,
+    /// With PID: seconds to wait for the target to reach a safe point
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    pub timeout: f64,
+    /// Connect to an agent listening inside the program (not available yet: it needs the
+    /// agent's listening transports)
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["module", "target", "python", "root"])]
+    pub connect: Option<String>,
+    /// The Python interpreter of a launched program [default: python3 from PATH]
+    #[arg(long, value_name = "PATH")]
+    pub python: Option<PathBuf>,
+    /// Launch the program chrooted in DIR; --python and the script are then paths inside DIR
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Launch a library module as a script (like `python -m`); what follows is its arguments
+    #[arg(short = 'm', value_name = "MODULE", num_args = 1.., allow_hyphen_values = true)]
+    pub module: Option<Vec<String>>,
+    /// After `--`: the script to launch, then its arguments
+    #[arg(value_name = "SCRIPT [ARGS]", last = true, allow_hyphen_values = true)]
     pub target: Vec<String>,
 }
 

@@ -40,6 +40,12 @@ impl From<Status> for ExitCode {
 /// Picks the status for an error from the most specific cause in its chain.
 pub fn status_of(err: &anyhow::Error) -> Status {
     for cause in err.chain() {
+        // `pymri web --listen` with an address it must not serve on.
+        if cause.is::<pymri_web::ListenError>()
+            || matches!(cause.downcast_ref::<pymri_web::ServeError>(), Some(pymri_web::ServeError::Listen(_)))
+        {
+            return Status::Usage;
+        }
         if let Some(e) = cause.downcast_ref::<AttachError>() {
             match e {
                 AttachError::Timeout(_) => return Status::Timeout,

@@ -32,6 +32,17 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::Web(args) => {
+            return match commands::web::run(web_options(args)) {
+                // A launched program's own exit status; 0 after an attach.
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    printer::report_error(&e);
+                    exit::status_of(&e).into()
+                }
+            };
+        }
+        Command::Dap(args) => commands::dap::run(commands::dap::DapOptions { listen: args.listen }),
         Command::Attach(args) => commands::attach::run(commands::attach::AttachOptions {
             pid: args.pid,
             thread: args.thread,
@@ -78,4 +89,31 @@ fn run_options(args: cli::RunArgs) -> commands::run::RunOptions {
         }
     };
     RunOptions { python: args.python, root: args.root, commands: args.commands, program, args: rest }
+}
+
+fn web_options(args: cli::WebArgs) -> commands::web::WebOptions {
+    use commands::web::{Program, WebOptions, WebTarget};
+    let target = if let Some(pid) = args.pid {
+        WebTarget::Attach {
+            pid,
+            thread: args.thread,
+            timeout: std::time::Duration::from_secs_f64(args.timeout.max(0.0)),
+        }
+    } else if let Some(address) = args.connect {
+        WebTarget::Connect(address)
+    } else {
+        let (program, rest) = match args.module {
+            Some(mut module) => {
+                let rest = module.split_off(1);
+                (Program::Module(module.remove(0)), rest)
+            }
+            None => {
+                let mut target = args.target;
+                let rest = target.split_off(1.min(target.len()));
+                (Program::Script(target.pop().unwrap_or_default()), rest)
+            }
+        };
+        WebTarget::Launch { python: args.python, root: args.root, program, args: rest }
+    };
+    WebOptions { target, listen: args.listen, open: args.open }
 }

@@ -3,7 +3,7 @@
 use crate::printer::note;
 use crate::repl::{self, ExitOutcome, Mode, ReplOptions};
 use anyhow::{bail, Context, Result};
-use pymri_cpython::{LiveProcess, SnapshotOptions};
+use pymri_cpython::{LiveProcess, Located, SnapshotOptions};
 use pymri_inject::attach::{self, Options};
 use pymri_session::Session;
 use std::time::Duration;
@@ -20,21 +20,7 @@ pub struct AttachOptions {
 pub fn run(opts: AttachOptions) -> Result<ExitOutcome> {
     let live = LiveProcess::open(opts.pid)?;
     let located = live.locate()?;
-    let ident = match opts.thread {
-        None => None,
-        Some(tid) => {
-            let snapshot = located.snapshot(&live.mem, &SnapshotOptions::default())?;
-            let host = |t: Option<i32>| t.map(|t| live.host_tid(t));
-            match snapshot.threads.iter().find(|t| host(t.tid) == Some(tid)) {
-                Some(thread) => Some(thread.ident),
-                None => bail!(
-                    "process {} has no Python thread {tid}\nhint: `pymri dump {}` lists them",
-                    opts.pid,
-                    opts.pid
-                ),
-            }
-        }
-    };
+    let ident = thread_ident(&live, &located, opts.thread)?;
     note(&format!("Attaching to process {} (Python {})...", opts.pid, located.version));
     let pending = attach::start(&live, &located, &Options { thread: ident, timeout: opts.timeout })?;
     let stream = pending.stream.try_clone().context("duplicating the agent's socket")?;
@@ -49,4 +35,20 @@ pub fn run(opts: AttachOptions) -> Result<ExitOutcome> {
     // session: the agent may import more of itself while it runs.
     drop(pending);
     outcome
+}
+
+/// The `threading` ident of the Python thread whose kernel id (as `pymri dump` shows it) is
+/// `tid`; `None` (the main thread) without one.
+pub(crate) fn thread_ident(live: &LiveProcess, located: &Located, tid: Option<i32>) -> Result<Option<u64>> {
+    let Some(tid) = tid else { return Ok(None) };
+    let snapshot = located.snapshot(&live.mem, &SnapshotOptions::default())?;
+    let host = |t: Option<i32>| t.map(|t| live.host_tid(t));
+    match snapshot.threads.iter().find(|t| host(t.tid) == Some(tid)) {
+        Some(thread) => Ok(Some(thread.ident)),
+        None => bail!(
+            "process {} has no Python thread {tid}\nhint: `pymri dump {}` lists them",
+            live.pid,
+            live.pid
+        ),
+    }
 }

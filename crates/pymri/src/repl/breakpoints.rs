@@ -237,7 +237,9 @@ fn no_such(repl: &mut Repl, id: u64, e: CmdError) -> CmdResult {
 
 pub(crate) fn clear(repl: &mut Repl, arg: &str) -> CmdResult {
     if arg.is_empty() {
+        // The web console has no prompt to confirm with: typing `cl` there is the answer.
         let reply = match repl.editor.read("Clear all breaks? ") {
+            _ if repl.headless => "y".to_string(),
             Input::Line(l) => l.trim().to_lowercase(),
             _ => String::new(),
         };
@@ -367,6 +369,9 @@ pub(crate) fn commands(repl: &mut Repl, arg: &str) -> CmdResult {
     };
     if !bps.iter().any(|b| b.id == id) {
         return user_error(format!("Breakpoint number {id} out of range"));
+    }
+    if repl.headless {
+        return user_error("commands reads lines at its own prompt: use it in pymri run or pymri attach");
     }
     let mut lines = Vec::new();
     loop {

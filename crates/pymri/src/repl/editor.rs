@@ -32,6 +32,8 @@ pub(crate) enum Input {
 pub(crate) struct LineEditor {
     editor: Option<Editor<ReplHelper, DefaultHistory>>,
     history: Option<PathBuf>,
+    /// No input at all (the web console's REPL): every read is the end of input.
+    closed: bool,
 }
 
 /// Where the history file lives, per the XDG base directory specification.
@@ -46,7 +48,7 @@ fn history_path() -> Option<PathBuf> {
 impl LineEditor {
     pub(crate) fn new(session: Arc<Session>) -> anyhow::Result<LineEditor> {
         if !io::stdin().is_terminal() {
-            return Ok(LineEditor { editor: None, history: None });
+            return Ok(LineEditor { editor: None, history: None, closed: false });
         }
         let config = Config::builder()
             .completion_type(CompletionType::List)
@@ -61,10 +63,18 @@ impl LineEditor {
             // A missing or unreadable history is not worth a message.
             let _ = editor.load_history(path);
         }
-        Ok(LineEditor { editor: Some(editor), history })
+        Ok(LineEditor { editor: Some(editor), history, closed: false })
+    }
+
+    /// An editor with nothing to read (commands come from elsewhere, one at a time).
+    pub(crate) fn closed() -> LineEditor {
+        LineEditor { editor: None, history: None, closed: true }
     }
 
     pub(crate) fn read(&mut self, prompt: &str) -> Input {
+        if self.closed {
+            return Input::Eof;
+        }
         let Some(editor) = &mut self.editor else { return read_plain(prompt) };
         match editor.readline(prompt) {
             Ok(line) => Input::Line(line),

@@ -227,6 +227,9 @@ impl Repl {
 
 /// pdb's `interact`: a console on the frame's names, until Ctrl-D.
 pub(crate) fn interact(repl: &mut Repl, _arg: &str) -> CmdResult {
+    if repl.headless {
+        return user_error("interact needs a terminal: use pymri run or pymri attach");
+    }
     let sel = repl.selection()?;
     let start = Interact { thread: sel.thread, frame: sel.frame, action: InteractAction::Start };
     let Some(mut session) = repl.session.request(&start)?.session else {

@@ -16,6 +16,7 @@
 
 mod breakpoints;
 mod commands;
+mod console;
 mod editor;
 mod execution;
 mod highlight;
@@ -25,6 +26,7 @@ mod output;
 mod source;
 
 use anyhow::Result;
+pub(crate) use console::WebConsole;
 use editor::{Input, LineEditor};
 use output::Out;
 use pymri_session::protocol::messages::{Event, Exited, Location, StopReason, Stopped};
@@ -178,6 +180,9 @@ pub(crate) struct Repl {
     stopped_this_run: bool,
     /// The program ended while another thread was stopped at the prompt.
     pending_exit: Option<Exited>,
+    /// Commands come one at a time from elsewhere (the web console) and print into a buffer;
+    /// another front end takes the session's events.
+    headless: bool,
 }
 
 impl Repl {
@@ -204,7 +209,36 @@ impl Repl {
             last_presented: None,
             stopped_this_run: false,
             pending_exit: None,
+            headless: false,
         })
+    }
+
+    /// A REPL that only runs commands ([`Repl::execute`]), printing into `out`; it never reads
+    /// input nor takes events out of the session.
+    fn headless(session: Arc<Session>, mode: Mode, program: String, out: Out) -> Repl {
+        let mut threads = ThreadNumbers::default();
+        threads.number(session.ready().main_thread);
+        Repl {
+            session,
+            out,
+            editor: LineEditor::closed(),
+            mode,
+            program,
+            rc_lines: VecDeque::new(),
+            running: Arc::new(AtomicBool::new(false)),
+            last_command: String::new(),
+            listed_to: None,
+            stack: None,
+            files: HashMap::new(),
+            displays: Vec::new(),
+            bp_commands: HashMap::new(),
+            threads,
+            sticky: false,
+            last_presented: None,
+            stopped_this_run: false,
+            pending_exit: None,
+            headless: true,
+        }
     }
 
     fn main_loop(&mut self) -> Result<ExitOutcome> {
@@ -358,6 +392,10 @@ impl Repl {
 
     /// After `quit`/`detach`: waits (bounded) for the agent's last events.
     fn wait_for_end(&mut self, outcome: ExitOutcome) -> Flow {
+        if self.headless {
+            // The front end that owns the events sees the agent let go.
+            return Flow::End(outcome);
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.session.next_event(Some(left)) {

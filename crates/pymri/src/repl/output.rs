@@ -1,13 +1,23 @@
 //! What the REPL prints. Like pdb, the whole conversation (locations, values, `*** ` errors)
 //! goes to stdout, which is what tools driving pdb read; colours only when stdout is a terminal
-//! and `NO_COLOR` is unset.
+//! and `NO_COLOR` is unset. The web console's REPL prints into a buffer instead, without
+//! colours.
 
 use super::highlight::{style, Highlighter};
 use pymri_session::protocol::requests::SourceBody;
 use std::io::{self, IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+
+/// Text printed by a REPL that has no terminal (the web console), taken out after each command.
+pub type SharedBuffer = Arc<Mutex<Vec<u8>>>;
+
+enum Sink {
+    Stdout(io::Stdout),
+    Buffer(SharedBuffer),
+}
 
 pub struct Out {
-    out: io::Stdout,
+    sink: Sink,
     pub colour: bool,
     pub terminal: bool,
 }
@@ -18,22 +28,40 @@ impl Out {
         let terminal = out.is_terminal();
         let no_colour = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
             || std::env::var("TERM").is_ok_and(|t| t == "dumb");
-        Out { out, colour: terminal && !no_colour, terminal }
+        Out { sink: Sink::Stdout(out), colour: terminal && !no_colour, terminal }
+    }
+
+    /// Output into `buffer`, plain text.
+    pub fn buffer(buffer: SharedBuffer) -> Out {
+        Out { sink: Sink::Buffer(buffer), colour: false, terminal: false }
+    }
+
+    fn write(&mut self, parts: &[&[u8]]) {
+        match &mut self.sink {
+            Sink::Stdout(out) => {
+                let mut lock = out.lock();
+                for part in parts {
+                    let _ = lock.write_all(part);
+                }
+                let _ = lock.flush();
+            }
+            Sink::Buffer(buffer) => {
+                let mut buffer = buffer.lock().unwrap_or_else(|e| e.into_inner());
+                for part in parts {
+                    buffer.extend_from_slice(part);
+                }
+            }
+        }
     }
 
     /// One line of output (a newline is added).
     pub fn line(&mut self, text: &str) {
-        let mut lock = self.out.lock();
-        let _ = lock.write_all(text.as_bytes());
-        let _ = lock.write_all(b"\n");
-        let _ = lock.flush();
+        self.write(&[text.as_bytes(), b"\n"]);
     }
 
     /// Text as it is (program output captured by the agent, which has its own newlines).
     pub fn raw(&mut self, text: &str) {
-        let mut lock = self.out.lock();
-        let _ = lock.write_all(text.as_bytes());
-        let _ = lock.flush();
+        self.write(&[text.as_bytes()]);
     }
 
     /// pdb's error form: `*** message`.

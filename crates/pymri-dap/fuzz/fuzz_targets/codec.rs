@@ -1,0 +1,38 @@
+//! Arbitrary bytes, cut into arbitrary chunks, through the DAP decoder and the request parser,
+//! and every decoded message through the argument types of the requests the adapter handles:
+//! none may panic.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pymri_dap::codec::Decoder;
+use pymri_dap::types::{
+    AttachArguments, EvaluateArguments, LaunchArguments, Request, SetBreakpointsArguments, StackTraceArguments,
+    VariablesArguments,
+};
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&cut, rest)) = data.split_first() else { return };
+    let chunk = usize::from(cut % 16) + 1;
+    let mut decoder = Decoder::new();
+    for piece in rest.chunks(chunk) {
+        decoder.push(piece);
+        loop {
+            match decoder.next_message() {
+                Ok(Some(value)) => {
+                    if let Ok(request) = Request::from_value(value) {
+                        let args = request.arguments;
+                        let _ = serde_json::from_value::<LaunchArguments>(args.clone());
+                        let _ = serde_json::from_value::<AttachArguments>(args.clone());
+                        let _ = serde_json::from_value::<SetBreakpointsArguments>(args.clone());
+                        let _ = serde_json::from_value::<StackTraceArguments>(args.clone());
+                        let _ = serde_json::from_value::<VariablesArguments>(args.clone());
+                        let _ = serde_json::from_value::<EvaluateArguments>(args);
+                    }
+                }
+                Ok(None) => break,
+                Err(e) if e.is_fatal() => return,
+                Err(_) => {}
+            }
+        }
+    }
+});
