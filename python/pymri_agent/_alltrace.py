@@ -139,6 +139,17 @@ class AllThreadsTracer(object):
                 self._set_trace(ts, None, None)
         self._saved.clear()
 
+    def remove_one(self, tid, tracer):
+        """Clear the tracer of thread `tid` if it is still `tracer`."""
+        if not self.ok:
+            return
+        for ts in list(self._states()):
+            if _read_ulong(ts + self.off_tid) == tid:
+                if _read_ptr(ts + self.off_obj) == id(tracer):
+                    self._set_trace(ts, None, None)
+                    self._saved.pop(tid, None)
+                return
+
     def gettrace_of(self, tid):
         """The Python-level tracer object of thread `tid` (or None)."""
         if not self.ok:

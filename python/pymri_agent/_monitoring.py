@@ -10,6 +10,9 @@ Cost model:
   start of a step).
 - PY_UNWIND is global only while a step is under way; RAISE only with the "raised" filter; LINE
   is global only while a `pause` is pending.
+- A line instrumented by `_codeswap` (an inline condition) gets no LINE event in the instrumented
+  code: its hook does the work. The original code keeps its events (frames that were already
+  running it, functions created from a parent code that was already running).
 """
 
 import sys
@@ -48,6 +51,7 @@ class MonitoringBackend(object):
         self.file_codes = {}   # filename -> {id(code): code}
         self.masks = {}        # id(code) -> local event mask currently set
         self.step_codes = {}   # thread ident -> {id(code): code}
+        self.transfer_codes = {}  # thread ident -> code completing a jump from a hook stop
         self.fbp_codes = {}    # id(code) -> code with function breakpoints
         self.registered = {}   # id(code) -> code of breakpoint files already examined
         self._global = 0
@@ -142,6 +146,7 @@ class MonitoringBackend(object):
         self.file_codes.clear()
         self.masks.clear()
         self.step_codes.clear()
+        self.transfer_codes.clear()
         self.fbp_codes.clear()
         self.registered.clear()
         self._last_hit[0] = (None, -1, None)
@@ -171,8 +176,9 @@ class MonitoringBackend(object):
         table = {}
         if fbps:
             lines = code_lines(code)
+            hooked = self.agent.swapper.hooked_lines(code) or ()
             for line, bps in fbps.items():
-                if line in lines:
+                if line in lines and line not in hooked:
                     table[line] = bps
         fb = self.agent.func_bps.get(cid)
         if fb:
@@ -209,6 +215,9 @@ class MonitoringBackend(object):
             if cid in codes:
                 mask |= E.LINE | E.PY_RETURN | E.PY_YIELD
                 break
+        for code_ in self.transfer_codes.values():
+            if code_ is code:
+                mask |= E.LINE
         if self.masks.get(cid, 0) != mask:
             try:
                 M.set_local_events(self.tool, code, mask)
@@ -273,6 +282,8 @@ class MonitoringBackend(object):
             return None
         if code.co_filename in self.agent.file_bps and cid not in self.registered:
             try:
+                if self.agent.swapper.is_pending(code.co_filename):
+                    self.agent.file_seen(code.co_filename)
                 self._register(code)
             except Exception:
                 pass
@@ -302,6 +313,20 @@ class MonitoringBackend(object):
             return None
         try:
             frame = _getframe(2)
+            if agent.transfers and agent.complete_transfer(frame):
+                return None
+            if agent.deferred:
+                agent.deferred.pop(ident, None)
+            if agent.skip_hook:
+                agent.skip_hook.pop(ident, None)
+            hooked = agent.swapper.hooked_lines(code)
+            if hooked and line in hooked:
+                # The line's hook runs next (see _settrace._line_slow).
+                st = agent.steps.get(ident)
+                if (st is not None and agent.step_stops_at_line(st, frame, line)) \
+                        or (ident in agent.pauses and not agent.is_hidden_code(code)):
+                    agent.deferred[ident] = (frame, line)
+                return None
             entry = False
             if agent.armed:
                 armed = agent.armed.get(ident)
@@ -425,6 +450,20 @@ class MonitoringBackend(object):
 
     def pause_done(self, ident):
         self._update_global()
+
+    def begin_transfer(self, ident, frame):
+        """A hook stop continues at the next LINE event of `frame` (see Agent._begin_transfer)."""
+        code = frame.f_code
+        self.transfer_codes[ident] = code
+        self.codes.setdefault(id(code), code)
+        self._apply_mask(code)
+        M.restart_events()
+        return True
+
+    def end_transfer(self, ident):
+        code = self.transfer_codes.pop(ident, None)
+        if code is not None:
+            self._apply_mask(code)
 
     def thread_resuming(self, ident, frames=()):
         pass

@@ -1,11 +1,18 @@
 """Backend for CPython 3.9-3.11: sys.settrace.
 
+Line breakpoints are normally served by instrumented code (`_codeswap`), which needs no tracer
+at all. This backend covers what instrumentation does not: breakpoints it refused (fallback),
+function breakpoints, the "raised" filter, stepping, pausing, and frames still running code from
+before a swap.
+
 The global tracer runs on every Python call of a traced thread and returns None (no local
-tracing) unless the code object belongs to a breakpoint file and spans a breakpoint line (or a
-step/pause/exception filter needs it); the decision is one set lookup on co_filename, plus a
-cached per-code decision for breakpoint files. Tracing is installed in every thread only while
-breakpoints (or the "raised" filter) exist: existing threads through `_alltrace` (needs the
-thread-state offsets from the controller), future threads through `threading.settrace`.
+tracing) unless the code object belongs to a breakpoint file and spans a breakpoint line that
+its code has no hook for (or a step/pause/exception filter needs it); the decision is one set
+lookup on co_filename, plus a cached per-code decision for breakpoint files. The global tracer
+is installed in every thread only while something above needs it: existing threads through
+`_alltrace` (needs the thread-state offsets from the controller), future threads through
+`threading.settrace`. Frames running old code get a local tracer, and their thread the cheapest
+global one (`getattr`, a C function returning None), until they return.
 """
 
 import sys
@@ -30,6 +37,7 @@ class TraceBackend(object):
         self.hot_files = set()
         self.installed = False
         self.thread_traced = set()
+        self.old_frames = {}  # ident -> {frames running old code, traced locally}
         self._prev_hook = None
         self._make_tracers()
 
@@ -67,6 +75,8 @@ class TraceBackend(object):
 
         fast = self.fast
         stop_at = agent.stop_at_breakpoints
+        old_frames = self.old_frames
+        old_return = self._old_return
 
         def gtrace(frame, event, arg):
             if slow:
@@ -106,6 +116,8 @@ class TraceBackend(object):
                                 return None
                         hit(frame, bps, line, False)
                 return None
+            if old_frames and event == "return":
+                old_return(frame)
             if slow:
                 other_slow(frame, event, arg)
             return None
@@ -122,8 +134,9 @@ class TraceBackend(object):
         fbps = self.agent.file_bps.get(code.co_filename)
         if fbps:
             lines = code_lines(code)
+            hooked = self.agent.swapper.hooked_lines(code) or ()
             for line, bps in fbps.items():
-                if line in lines:
+                if line in lines and line not in hooked:
                     table[line] = bps
         if table:
             self.code_lines[cid] = table
@@ -139,6 +152,8 @@ class TraceBackend(object):
 
     def _call_hot(self, frame):
         code = frame.f_code
+        if self.agent.swapper.is_pending(code.co_filename):
+            self.agent.file_seen(code.co_filename)
         want = self._decide(code)
         if want:
             if id(code) in self.agent.func_bps:
@@ -175,8 +190,23 @@ class TraceBackend(object):
         if ident in agent.busy or ident in agent.agent_threads:
             return
         try:
+            if agent.transfers and agent.complete_transfer(frame):
+                return
             code = frame.f_code
             line = frame.f_lineno
+            if agent.deferred:
+                agent.deferred.pop(ident, None)
+            if agent.skip_hook:
+                agent.skip_hook.pop(ident, None)
+            hooked = agent.swapper.hooked_lines(code)
+            if hooked and line in hooked:
+                # The line's hook runs next and evaluates its breakpoints; a step or pause stop
+                # here is left to it, so that it happens once, after the breakpoints.
+                st = agent.steps.get(ident)
+                if (st is not None and agent.step_stops_at_line(st, frame, line)) \
+                        or (ident in agent.pauses and not agent.is_hidden_code(code)):
+                    agent.deferred[ident] = (frame, line)
+                return
             entry = False
             if agent.armed and agent.armed.get(ident) is frame:
                 entry = True
@@ -236,7 +266,12 @@ class TraceBackend(object):
 
     def _needed(self):
         agent = self.agent
-        return bool(agent.file_bps or agent.func_bps or "raised" in agent.exc_filters)
+        if agent.func_bps or "raised" in agent.exc_filters:
+            return True
+        sw = agent.swapper
+        if not sw.active:
+            return bool(agent.file_bps)
+        return sw.needs_tracing()
 
     def _update_install(self):
         need = self._needed()
@@ -281,15 +316,62 @@ class TraceBackend(object):
             if code.co_filename in hot:
                 self._decide(code)
         self._update_install()
-        agent_threads = self.agent.agent_threads
+        self._trace_old_frames()
+
+    def _trace_old_frames(self):
+        """Frames that run code without hooks for some breakpoint line of theirs (they started
+        before a swap, or their breakpoints are not instrumented) get the local tracer; when the
+        global tracer is not installed, their thread gets the cheapest one."""
+        agent = self.agent
+        hot = self.hot_files
+        me = _get_ident()
+        found = {}
         for ident, frame in list(sys._current_frames().items()):
-            if ident in agent_threads:
+            if ident in agent.agent_threads:
                 continue
             f = frame
             while f is not None:
-                if f.f_code.co_filename in hot and f.f_trace is None and self._decide(f.f_code):
-                    f.f_trace = self.ltrace
+                if f.f_code.co_filename in hot and self._decide(f.f_code):
+                    if f.f_trace is None:
+                        f.f_trace = self.ltrace
+                    found.setdefault(ident, set()).add(f)
                 f = f.f_back
+        previous = set(self.old_frames)
+        self.old_frames.clear()
+        if self.installed or agent.detached:
+            return
+        self.old_frames.update(found)
+        for ident in found:
+            if ident in agent.stops:
+                continue  # thread_resuming installs it
+            if ident == me:
+                if sys.gettrace() is None:
+                    sys.settrace(getattr)
+            elif self.all_threads and self.alltrace.gettrace_of(ident) is None:
+                self.alltrace.install_one(ident, getattr)
+        for ident in previous - set(found):
+            self._drop_thread_tracer(ident)
+
+    def _drop_thread_tracer(self, ident):
+        """`ident` no longer needs the `getattr` tracer installed for old frames."""
+        agent = self.agent
+        if self.installed or ident in agent.steps or ident in agent.pauses or ident in agent.stops:
+            return
+        if ident == _get_ident():
+            if sys.gettrace() is getattr:
+                sys.settrace(None)
+        elif self.all_threads:
+            self.alltrace.remove_one(ident, getattr)
+
+    def _old_return(self, frame):
+        frames = self.old_frames.get(_get_ident())
+        if frames is None or frame not in frames:
+            return
+        frames.discard(frame)
+        if not frames:
+            ident = _get_ident()
+            self.old_frames.pop(ident, None)
+            self._drop_thread_tracer(ident)
 
     def exception_filters_changed(self):
         self._update_install()
@@ -342,19 +424,46 @@ class TraceBackend(object):
     def pause_done(self, ident):
         pass
 
+    def begin_transfer(self, ident, frame):
+        """A hook stop continues at the next line event of `frame` (see Agent._begin_transfer)."""
+        frame.f_trace = self.ltrace
+        frame.f_trace_lines = True
+        if sys.gettrace() is None:
+            sys.settrace(getattr)
+            self.thread_traced.add(ident)
+        return True
+
+    def end_transfer(self, ident):
+        pass
+
     def thread_resuming(self, ident, frames=()):
         """The current thread leaves a stop without a step: drop tracing it no longer needs."""
         agent = self.agent
+        agent.deferred.pop(ident, None)
         if ident in agent.steps or ident in agent.pauses:
             return
+        old = set()
+        if not agent.detached:
+            for f in frames:
+                if f.f_code.co_filename in self.hot_files and self._decide(f.f_code):
+                    old.add(f)
         if agent.detached or not self.installed:
-            if sys.gettrace() in (self.gtrace, getattr):
-                sys.settrace(None)
-            self.thread_traced.discard(ident)
+            if old:
+                if sys.gettrace() is not getattr:
+                    sys.settrace(getattr)
+                self.old_frames[ident] = old
+            else:
+                self.old_frames.pop(ident, None)
+                if sys.gettrace() in (self.gtrace, getattr):
+                    sys.settrace(None)
+                self.thread_traced.discard(ident)
         elif sys.gettrace() is getattr:
             sys.settrace(self.gtrace)
         for f in frames:
-            if f.f_trace is self.ltrace and not (self.installed and self._decide(f.f_code)):
+            if f in old:
+                if f.f_trace is None:
+                    f.f_trace = self.ltrace
+            elif f.f_trace is self.ltrace:
                 f.f_trace = None
 
     def program_starting(self):

@@ -15,11 +15,14 @@ import threading
 import traceback
 
 from . import inspection
+from ._codeswap import CodeSwapper
 from .breakpoints import Breakpoint, BreakpointError, hit_condition_true, render_log_message
 from .inspection import AGENT_DIR, MISSING, safe_repr, type_name
 from .protocol import AGENT_VERSION, PROTOCOL_VERSION, ConnectionClosed, ProtocolError
 
 _get_ident = threading.get_ident
+_PSEUDO_FILES = ("<pymri-condition>", "<pymri-log>")
+_JUMP = "jump"  # stop() result: a jump was requested at a stop inside an instrumented line's hook
 _IDENT_CHAIN = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
@@ -65,6 +68,8 @@ class Stop(object):
         self.post_mortem = False
         self.bp_ids = []
         self.in_callback = True
+        self.hook = False  # stopped inside an instrumented line's hook (not a trace callback)
+        self.jump_ok = False  # ... whose statement can complete a jump (see _codeswap)
         self.interact = {}
         self.extra = {}
 
@@ -117,6 +122,9 @@ class Agent(object):
         self.armed = {}
         self.busy = set()
         self.slow = set()   # non-empty => callbacks take the slow path
+        self.deferred = {}  # ident -> (frame, line): a step/pause stop left to the line's hook
+        self.transfers = {}  # ident -> (stop, line, rid, frame, hook line): jump from a hook stop
+        self.skip_hook = {}  # ident -> (frame, line): a jump landed on this hook, skip it once
         self.refs = inspection.VarRefs()
         self.frame_ids = {}
         self._next_frame_id = 1
@@ -140,6 +148,7 @@ class Agent(object):
         else:
             from ._settrace import TraceBackend
             self.backend = TraceBackend(self, thread_offsets)
+        self.swapper = CodeSwapper(self, monitoring=self.backend.name == "monitoring")
 
     # ------------------------------------------------------------------------------------------
     # lifecycle
@@ -174,6 +183,7 @@ class Agent(object):
             "argv": list(sys.argv),
         }
         body.update(self.backend.info())
+        body.update(self.swapper.info())
         return body
 
     def _atexit(self):
@@ -186,7 +196,8 @@ class Agent(object):
         self._hidden_keep.append(code)
 
     def is_hidden_code(self, code):
-        return code.co_filename.startswith(AGENT_DIR) or id(code) in self.hidden_codes
+        return code.co_filename.startswith(AGENT_DIR) or id(code) in self.hidden_codes \
+            or code.co_filename in _PSEUDO_FILES
 
     def visible_frames(self, frame):
         out = []
@@ -262,6 +273,10 @@ class Agent(object):
                     pass
             self.detached = True
             self.detach_reason = reason
+            try:
+                self.swapper.restore_all()
+            except Exception:
+                pass
         try:
             self.backend.uninstall()
         except Exception:
@@ -272,6 +287,9 @@ class Agent(object):
         self.pauses.clear()
         self.armed.clear()
         self.slow.clear()
+        self.deferred.clear()
+        self.transfers.clear()
+        self.skip_hook.clear()
         self._restore_excepthooks()
         try:
             self.capture.uninstall()
@@ -402,14 +420,53 @@ class Agent(object):
     def _update_slow(self):
         for flag, on in (("step", bool(self.steps)), ("pause", bool(self.pauses)),
                          ("busy", bool(self.busy)), ("armed", bool(self.armed)),
+                         ("transfer", bool(self.transfers)),
                          ("raised", "raised" in self.exc_filters and self.backend.name == "settrace")):
             if on:
                 self.slow.add(flag)
             else:
                 self.slow.discard(flag)
+        # Instrumented lines call the agent even for a false inline condition while a thread
+        # steps or pauses: the tracer leaves stops at such lines to the hook (`deferred`).
+        self.swapper.set_slow(bool(self.steps or self.pauses))
 
-    def line_hit(self, frame, bps, line, entry):
-        """Breakpoints at this location were reached. Returns True if the thread stopped."""
+    def _bps_changed(self):
+        """Breakpoints changed (agent.lock held): re-instrument, then update the backend."""
+        try:
+            self.swapper.update()
+        except Exception:
+            self.internal_error()
+        self.backend.breakpoints_changed()
+
+    def file_seen(self, filename):
+        """A backend saw code of a file whose breakpoints wait for it to be loaded."""
+        try:
+            with self.lock:
+                if self.detached:
+                    return
+                if self.swapper.file_seen(filename):
+                    self.backend.breakpoints_changed()
+        except Exception:
+            self.internal_error()
+
+    def program_code(self, code):
+        """Launch: the code about to run as __main__, instrumented for its breakpoints."""
+        try:
+            with self.lock:
+                if self.detached:
+                    return code
+                new = self.swapper.instrument_program(code)
+                self.backend.breakpoints_changed()
+                return new
+        except Exception:
+            self.internal_error()
+            return code
+
+    def line_hit(self, frame, bps, line, entry, hook=False, jump_ok=True):
+        """Breakpoints at this location were reached. Returns True if the thread stopped.
+
+        `hook`: called from an instrumented line (not a trace callback), which holds the thread
+        busy (tracers and hooks ignore it) while agent code runs as ordinary code."""
         if self.detached:
             return False
         stop_ids = []
@@ -441,30 +498,166 @@ class Agent(object):
                 continue
             stop_ids.append(bp)
         for bp in logs:
-            self.send_event("output", {"category": "log", "breakpoint": bp.id,
-                                       "text": render_log_message(bp.log_parts, frame) + "\n",
-                                       "file": frame.f_code.co_filename, "line": line})
+            self._send_log(bp, frame, line)
         if not stop_ids:
             return False
-        return self.stop_at_breakpoints(frame, stop_ids, cond_error)
+        return self.stop_at_breakpoints(frame, stop_ids, cond_error,
+                                        hook_line=line if hook else None, jump_ok=jump_ok)
 
-    def stop_at_breakpoints(self, frame, stop_ids, cond_error):
+    def _send_log(self, bp, frame, line):
+        self.send_event("output", {"category": "log", "breakpoint": bp.id,
+                                   "text": render_log_message(bp.log_parts, frame) + "\n",
+                                   "file": frame.f_code.co_filename, "line": line})
+
+    def stop_at_breakpoints(self, frame, stop_ids, cond_error, hook_line=None, jump_ok=True):
+        """Stop for these breakpoints. Returns True, or _JUMP from a hook that must jump."""
         if self.detached:
             return False
         ident = _get_ident()
-        if ident in self.busy or ident in self.agent_threads:
+        if (ident in self.busy and hook_line is None) or ident in self.agent_threads:
             return False
         temporaries = [bp for bp in stop_ids if bp.temporary and cond_error is None]
         if temporaries:
             with self.lock:
                 for bp in temporaries:
                     self._remove_bp(bp)
-                self.backend.breakpoints_changed()
+                self._bps_changed()
             for bp in temporaries:
                 self.send_event("breakpoint", {"reason": "removed", "breakpoint": bp.to_dict()})
         extra = {"condition_error": cond_error} if cond_error else None
-        self.stop(frame, "breakpoint", "line", bp_ids=[bp.id for bp in stop_ids], extra=extra)
+        ids = [bp.id for bp in stop_ids]
+        if hook_line is None:
+            self.stop(frame, "breakpoint", "line", bp_ids=ids, extra=extra)
+            return True
+        if self._hook_stop(frame, hook_line, "breakpoint", ids, extra, jump_ok) is _JUMP:
+            return _JUMP
         return True
+
+    # ------------------------------------------------------------------------------------------
+    # instrumented lines (see _codeswap.py): these run in the program's thread, as ordinary code
+
+    def _hook_guard(self, frame, line):
+        """The thread calling a hook, now busy; None if the hook must do nothing."""
+        if self.detached:
+            return None
+        ident = _get_ident()
+        if ident in self.stops or ident in self.busy or ident in self.agent_threads:
+            return None
+        if self.skip_hook:
+            skip = self.skip_hook.pop(ident, None)
+            if skip is not None and skip[0] is frame and skip[1] == line:
+                return None  # a jump just landed here: like a trace, do not report this line
+        # Unlike a trace callback, a hook runs with tracing (a step) and monitoring live: the
+        # agent's own work, and the stdlib code it calls, must not be traced or stepped into.
+        self.busy.add(ident)
+        return ident
+
+    def _hook_stop(self, frame, line, reason, bp_ids=(), extra=None, jump_ok=True):
+        frames = self.visible_frames(frame)
+        if frames and frames[0][0] is frame:
+            frames[0] = (frame, line)  # the line being executed is the hook's, i.e. this one
+        return self.stop(frame, reason, "line", bp_ids=bp_ids, frames=frames, in_callback=False,
+                         extra=extra, hook="jump" if jump_ok else "nojump")
+
+    def hook_hit(self, hook, frame, jump_ok=True):
+        """An instrumented line: every breakpoint there, evaluated like a tracer would.
+        Returns True when the hook's statement must complete a jump."""
+        line = hook.line
+        ident = self._hook_guard(frame, line)
+        if ident is None:
+            return None
+        try:
+            return self._hook_hit(hook, frame, jump_ok, ident, line)
+        finally:
+            self.busy.discard(ident)
+
+    def _hook_hit(self, hook, frame, jump_ok, ident, line):
+        deferred = None
+        if self.deferred:
+            deferred = self.deferred.pop(ident, None)
+            if deferred is not None and (deferred[0] is not frame or deferred[1] != line):
+                deferred = None
+        try:
+            lines = self.file_bps.get(hook.file)
+            bps = lines.get(line) if lines else None
+            if bps:
+                res = self.line_hit(frame, bps, line, False, hook=True, jump_ok=jump_ok)
+                if res:
+                    return True if res is _JUMP else None
+            if deferred is not None:
+                st = self.steps.get(ident)
+                res = None
+                if st is not None and self.step_stops_at_line(st, frame, line):
+                    res = self._hook_stop(frame, line, "entry" if st.mode == "entry" else "step",
+                                          jump_ok=jump_ok)
+                elif ident in self.pauses and not self.is_hidden_code(frame.f_code):
+                    res = self._hook_stop(frame, line, self.pauses.get(ident) or "pause",
+                                          jump_ok=jump_ok)
+                if res is _JUMP:
+                    return True
+        except self.control_exceptions:
+            raise
+        except Exception:
+            self.internal_error()
+        return None
+
+    def _current_hook_bp(self, hook):
+        bp = hook.bp
+        if hook.retired or bp is None or self.bps.get(bp.id) is not bp or not bp.enabled:
+            return None
+        return bp
+
+    def hook_true(self, hook, frame):
+        """An inline condition was true (its hit was counted): the rest of pdb's sequence."""
+        ident = self._hook_guard(frame, hook.line)
+        if ident is None:
+            return None
+        try:
+            return self._hook_true(hook, frame)
+        finally:
+            self.busy.discard(ident)
+
+    def _hook_true(self, hook, frame):
+        bp = self._current_hook_bp(hook)
+        if bp is None:
+            return None
+        try:
+            if bp.ignore_count > 0:
+                bp.ignore_count -= 1
+                return None
+            if bp.hit_op is not None:
+                bp.cond_hits += 1
+                if not hit_condition_true(bp.hit_op[0], bp.hit_op[1], bp.cond_hits):
+                    return None
+            if bp.log_parts is not None:
+                self._send_log(bp, frame, hook.line)
+                return None
+            if self.stop_at_breakpoints(frame, [bp], None, hook_line=hook.line) is _JUMP:
+                return True
+        except self.control_exceptions:
+            raise
+        except Exception:
+            self.internal_error()
+        return None
+
+    def hook_error(self, hook, frame, exc):
+        """An inline condition raised: like pdb, stop and report the error."""
+        ident = self._hook_guard(frame, hook.line)
+        if ident is None:
+            return
+        bp = self._current_hook_bp(hook)
+        try:
+            if bp is None:
+                return
+            # in an `except` block: no jump from here (the statement cannot complete one)
+            self.stop_at_breakpoints(frame, [bp], "%s: %s" % (type(exc).__name__, exc),
+                                     hook_line=hook.line, jump_ok=False)
+        except self.control_exceptions:
+            raise
+        except Exception:
+            self.internal_error()
+        finally:
+            self.busy.discard(ident)
 
     def step_stops_at_line(self, st, frame, line):
         mode = st.mode
@@ -508,8 +701,11 @@ class Agent(object):
             self.backend.retarget(ident, st)
 
     def stop(self, frame, reason, event, bp_ids=(), retval=MISSING, exc=None, frames=None,
-             post_mortem=False, in_callback=True, extra=None):
-        """Stop the calling thread and serve requests for it until it is resumed."""
+             post_mortem=False, in_callback=True, extra=None, hook=False):
+        """Stop the calling thread and serve requests for it until it is resumed.
+
+        Returns the resuming action, or _JUMP when a hook stop must complete a jump (the stop
+        then goes on in a trace callback, see complete_transfer)."""
         if self.detached:
             return None
         ident = _get_ident()
@@ -523,10 +719,13 @@ class Agent(object):
         stop.exc = exc
         stop.post_mortem = post_mortem
         stop.in_callback = in_callback
+        stop.hook = bool(hook)
+        stop.jump_ok = hook == "jump"
         stop.extra = extra or {}
         with self.lock:
             if self.detached:
                 return None
+            self.deferred.pop(ident, None)
             had_step = self.steps.pop(ident, None) is not None
             if had_step:
                 self.backend.end_step(ident)
@@ -540,11 +739,24 @@ class Agent(object):
             if not in_callback:
                 self.busy.add(ident)
             self._update_slow()
+        return self._serve(stop, announce=True)
+
+    def _serve(self, stop, announce):
+        """Serve requests for the current thread's stop, then resume it."""
+        ident = stop.ident
         action = None
+        transfer = False
         try:
-            self._thread_events()
-            self.send_event("stopped", self._stopped_body(stop))
-            action = self._command_loop(stop)
+            if announce:
+                self._thread_events()
+                self.send_event("stopped", self._stopped_body(stop))
+            while True:
+                action = self._command_loop(stop)
+                if action is None or action[0] != "transfer" or self.detached:
+                    break
+                if self._begin_transfer(stop, action):
+                    transfer = True
+                    return _JUMP
         except Exception:
             self.internal_error()
             action = ("continue",)
@@ -554,13 +766,16 @@ class Agent(object):
             self.send_event("continued", {"thread": ident})
             raise
         finally:
-            with self.lock:
-                self.stops.pop(ident, None)
-                self.busy.discard(ident)
-                self.refs.drop_owner(ident)
-                for fid in [k for k, v in self.frame_ids.items() if v[0] == ident]:
-                    del self.frame_ids[fid]
-                self._update_slow()
+            if not transfer:
+                with self.lock:
+                    self.stops.pop(ident, None)
+                    if not stop.hook:  # a hook stop: the hook keeps it busy until it returns
+                        self.busy.discard(ident)
+                    self.refs.drop_owner(ident)
+                    for fid in [k for k, v in self.frame_ids.items() if v[0] == ident]:
+                        del self.frame_ids[fid]
+                    self._update_slow()
+        frames = stop.frames
         if action is None or self.detached:
             try:
                 self.backend.thread_resuming(ident, [f for f, _ in frames])
@@ -581,6 +796,63 @@ class Agent(object):
                 self.backend.begin_step(ident, st)
                 self._update_slow()
         return action
+
+    def _begin_transfer(self, stop, action):
+        """`jump` at a hook stop: the hook returns True and its statement's next line event
+        (in a trace callback) completes the jump and continues this stop."""
+        _, line, rid = action
+        ident = stop.ident
+        frame = stop.frames[0][0]
+        with self.lock:
+            try:
+                ok = self.backend.begin_transfer(ident, frame)
+            except Exception:
+                ok = False
+            if not ok:
+                self._respond(rid, error=("bad_state", "cannot jump from this stop"))
+                return False
+            self.transfers[ident] = (stop, line, rid, frame, stop.line_of(0))
+            self._update_slow()
+        return True
+
+    def complete_transfer(self, frame):
+        """Called by a backend at a line event of `frame`. True if a transfer was completed."""
+        ident = _get_ident()
+        with self.lock:
+            t = self.transfers.get(ident)
+            if t is None or t[3] is not frame:
+                return False
+            del self.transfers[ident]
+            self.backend.end_transfer(ident)
+            self._update_slow()
+        stop, line, rid, _, hook_line = t
+        body = err = None
+        try:
+            frame.f_lineno = line
+            body = {"line": frame.f_lineno}
+        except ValueError as exc:
+            err = ("invalid_location", "Jump failed: %s" % exc)
+            try:
+                frame.f_lineno = hook_line  # back where the thread stopped
+            except ValueError:
+                pass
+        self._after_jump(ident, frame)
+        stop.frames[0] = (frame, None)
+        stop.in_callback = True
+        stop.hook = False
+        self._respond(rid, body, error=err)
+        self._serve(stop, announce=False)
+        return True
+
+    def _after_jump(self, ident, frame):
+        """A jump landed on an instrumented line: its hook runs first and must not report the
+        line (a trace would not: there is no line event for a jump target)."""
+        hooked = self.swapper.hooked_lines(frame.f_code)
+        line = frame.f_lineno
+        if hooked and line in hooked:
+            self.skip_hook[ident] = (frame, line)
+        else:
+            self.skip_hook.pop(ident, None)
 
     def _resume_plain(self, ident, frames):
         try:
@@ -645,6 +917,8 @@ class Agent(object):
                         self._respond(rid, {})
                     return action
                 body = handler(stop, args)
+                if isinstance(body, tuple) and body[0] == "transfer":
+                    return ("transfer", body[1], rid)
                 self._respond(rid, body)
             except RequestError as exc:
                 self._respond(rid, error=(exc.code, exc.message))
@@ -895,6 +1169,7 @@ class Agent(object):
         code = getattr(obj, "__code__", None)
         if code is None or not hasattr(code, "co_filename"):
             raise RequestError("not_found", "%r is not a Python function" % name)
+        code = self.swapper.original(code)
         if self.is_hidden_code(code):
             raise RequestError("invalid_location", "cannot break inside the agent")
         return code
@@ -971,7 +1246,7 @@ class Agent(object):
                 if "file" not in args or "line" not in args:
                     raise RequestError("bad_request", "set_breakpoint needs file+line or function")
                 bp = self._add_line_bp(self.resolve_file(args["file"]), args["line"], args)
-            self.backend.breakpoints_changed()
+            self._bps_changed()
         return {"breakpoint": bp.to_dict()}
 
     def req_set_breakpoints(self, args):
@@ -991,7 +1266,7 @@ class Agent(object):
                     out.append(bp.to_dict())
                 except (RequestError, BreakpointError) as exc:
                     out.append({"verified": False, "line": spec.get("line"), "message": str(exc)})
-            self.backend.breakpoints_changed()
+            self._bps_changed()
         return {"breakpoints": out}
 
     def req_set_function_breakpoints(self, args):
@@ -1012,7 +1287,7 @@ class Agent(object):
                 except (RequestError, BreakpointError) as exc:
                     out.append({"verified": False, "function": spec.get("function") if isinstance(spec, dict) else None,
                                 "message": str(exc)})
-            self.backend.breakpoints_changed()
+            self._bps_changed()
         return {"breakpoints": out}
 
     def req_update_breakpoint(self, args):
@@ -1021,7 +1296,7 @@ class Agent(object):
             if bp is None:
                 raise RequestError("no_such_breakpoint", "no breakpoint %r" % (args.get("id"),))
             bp.configure(args, partial=True)
-            self.backend.breakpoints_changed()
+            self._bps_changed()
         return {"breakpoint": bp.to_dict()}
 
     def req_clear_breakpoints(self, args):
@@ -1047,7 +1322,7 @@ class Agent(object):
                 raise RequestError("bad_request", "clear_breakpoints needs ids, file[+line] or all")
             for bp in victims:
                 self._remove_bp(bp)
-            self.backend.breakpoints_changed()
+            self._bps_changed()
         return {"removed": [bp.to_dict() for bp in victims]}
 
     def req_list_breakpoints(self, args):
@@ -1249,6 +1524,11 @@ class Agent(object):
             raise RequestError("bad_request", "'line' must be an integer")
         if stop.post_mortem or not stop.frames:
             raise RequestError("bad_state", "cannot jump in post-mortem")
+        if stop.hook:
+            if not stop.jump_ok:
+                raise RequestError("bad_state", "jump is not possible at this stop (a condition "
+                                                "error or a lambda); use next or step first")
+            return ("transfer", line)
         if stop.event != "line" or not stop.in_callback:
             raise RequestError("bad_state", "jump is only possible at a line event (not at %s)" % stop.event)
         frame = stop.frames[0][0]
@@ -1257,6 +1537,7 @@ class Agent(object):
         except ValueError as exc:
             raise RequestError("invalid_location", "Jump failed: %s" % exc)
         stop.frames[0] = (frame, None)
+        self._after_jump(stop.ident, frame)
         return {"line": frame.f_lineno}
 
     def _eval_frame(self, stop, args):

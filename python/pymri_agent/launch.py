@@ -143,6 +143,8 @@ def run_once(agent, target, stop_on_entry):
         sys.stderr.write("%s: %s\n" % (type(exc).__name__, exc))
         return 1, "exception"
     active = agent is not None and not agent.detached
+    if active:
+        code = agent.program_code(code)  # instrumented for the breakpoints already set
     if active and stop_on_entry:
         agent.request_entry_stop(code)
     if active:

@@ -49,6 +49,8 @@ pub enum HandshakeError {
     Unexpected(String),
     #[error("the handshake is already over")]
     Finished,
+    #[error("a TLS channel binding must be a SHA-256 fingerprint in lowercase hex")]
+    BadChannelBinding,
 }
 
 /// What to do after a frame was received.
@@ -97,6 +99,8 @@ pub struct ControllerHandshake {
     secret: Secret,
     attach_nonce: String,
     controller_nonce: String,
+    /// The TLS certificate fingerprint both proofs cover, over TLS (transports §4).
+    channel_binding: Option<String>,
     state: State,
 }
 
@@ -122,9 +126,22 @@ impl ControllerHandshake {
             secret,
             attach_nonce: attach_nonce.to_ascii_lowercase(),
             controller_nonce,
+            channel_binding: None,
             state: State::AwaitProof,
         };
         Ok((hs, frame))
+    }
+
+    /// Binds both proofs to a TLS channel: `fingerprint` is the lowercase hex SHA-256 of the DER
+    /// certificate the controller presented (64 hex digits; transports §4). The challenge does
+    /// not change, so this may come after [`start`](Self::start), before the first
+    /// [`receive`](Self::receive).
+    pub fn bind_channel(mut self, fingerprint: &str) -> Result<ControllerHandshake, HandshakeError> {
+        if !is_nonce(fingerprint) {
+            return Err(HandshakeError::BadChannelBinding);
+        }
+        self.channel_binding = Some(fingerprint.to_string());
+        Ok(self)
     }
 
     /// The frame limit for what the agent sends next.
@@ -209,7 +226,13 @@ impl ControllerHandshake {
     }
 
     fn mac(&self, label: &str, agent_nonce: &str) -> Result<HmacSha256, HandshakeError> {
-        proof_mac(self.secret.bytes(), label, &self.controller_nonce, agent_nonce, &self.attach_nonce)
+        let input = ProofInput {
+            controller_nonce: &self.controller_nonce,
+            agent_nonce,
+            attach_nonce: &self.attach_nonce,
+            channel_binding: self.channel_binding.as_deref(),
+        };
+        proof_mac(self.secret.bytes(), label, &input)
     }
 }
 
@@ -220,22 +243,31 @@ fn kind_of(msg: &serde_json::Map<String, Value>) -> String {
     }
 }
 
-/// HMAC-SHA256 over `label "\n" cn "\n" an "\n" attach_nonce` (§3).
-fn proof_mac(
-    key: &[u8],
-    label: &str,
-    cn: &str,
-    an: &str,
-    attach_nonce: &str,
-) -> Result<HmacSha256, HandshakeError> {
+/// What a proof covers besides the secret and the label.
+#[derive(Debug, Clone, Copy)]
+pub struct ProofInput<'a> {
+    pub controller_nonce: &'a str,
+    pub agent_nonce: &'a str,
+    /// Lowercased before use (the agent compares hex text).
+    pub attach_nonce: &'a str,
+    /// Over TLS: the certificate's SHA-256 fingerprint, lowercase hex (transports §4).
+    pub channel_binding: Option<&'a str>,
+}
+
+/// HMAC-SHA256 over `label "\n" cn "\n" an "\n" attach_nonce`, then `"\n" fingerprint` over TLS
+/// (protocol §3, transports §4).
+fn proof_mac(key: &[u8], label: &str, input: &ProofInput<'_>) -> Result<HmacSha256, HandshakeError> {
     // HMAC takes keys of any length (long ones are hashed), so this error cannot happen; it is
     // reported rather than unwrapped all the same.
     let mut mac = HmacSha256::new_from_slice(key).map_err(|e| HandshakeError::BadSecret(e.to_string()))?;
-    for (i, part) in [label, cn, an, attach_nonce].iter().enumerate() {
-        if i > 0 {
-            mac.update(b"\n");
-        }
+    mac.update(label.as_bytes());
+    for part in [input.controller_nonce, input.agent_nonce, input.attach_nonce] {
+        mac.update(b"\n");
         mac.update(part.as_bytes());
+    }
+    if let Some(fingerprint) = input.channel_binding {
+        mac.update(b"\n");
+        mac.update(fingerprint.as_bytes());
     }
     Ok(mac)
 }
@@ -251,8 +283,10 @@ pub fn agent_proof(
     agent_nonce: &str,
     attach_nonce: &str,
 ) -> Result<String, HandshakeError> {
-    let attach_nonce = attach_nonce.to_ascii_lowercase();
-    Ok(proof_hex(proof_mac(secret.bytes(), AGENT_LABEL, controller_nonce, agent_nonce, &attach_nonce)?))
+    agent_proof_for(
+        secret,
+        &ProofInput { controller_nonce, agent_nonce, attach_nonce, channel_binding: None },
+    )
 }
 
 /// `P_ctrl` of §3.
@@ -262,8 +296,24 @@ pub fn controller_proof(
     agent_nonce: &str,
     attach_nonce: &str,
 ) -> Result<String, HandshakeError> {
-    let attach_nonce = attach_nonce.to_ascii_lowercase();
-    Ok(proof_hex(proof_mac(secret.bytes(), CONTROLLER_LABEL, controller_nonce, agent_nonce, &attach_nonce)?))
+    controller_proof_for(
+        secret,
+        &ProofInput { controller_nonce, agent_nonce, attach_nonce, channel_binding: None },
+    )
+}
+
+/// `P_agent` over any [`ProofInput`], a TLS channel binding included.
+pub fn agent_proof_for(secret: &Secret, input: &ProofInput<'_>) -> Result<String, HandshakeError> {
+    let attach_nonce = input.attach_nonce.to_ascii_lowercase();
+    let input = ProofInput { attach_nonce: &attach_nonce, ..*input };
+    Ok(proof_hex(proof_mac(secret.bytes(), AGENT_LABEL, &input)?))
+}
+
+/// `P_ctrl` over any [`ProofInput`], a TLS channel binding included.
+pub fn controller_proof_for(secret: &Secret, input: &ProofInput<'_>) -> Result<String, HandshakeError> {
+    let attach_nonce = input.attach_nonce.to_ascii_lowercase();
+    let input = ProofInput { attach_nonce: &attach_nonce, ..*input };
+    Ok(proof_hex(proof_mac(secret.bytes(), CONTROLLER_LABEL, &input)?))
 }
 
 fn is_nonce(text: &str) -> bool {
@@ -373,6 +423,83 @@ mod tests {
             agent_proof(&secret, &cn, &an, "").expect("proof"),
             "9c59db80298f18b343d0e4be8e3434d1974f2c50962d828f9b9321d1269654bf"
         );
+    }
+
+    #[test]
+    fn channel_bound_proofs_match_the_transports_definition() {
+        // HMAC-SHA256(key, label "\n" cn "\n" an "\n" attach_nonce "\n" fingerprint), computed
+        // independently with Python's hmac module (transports.md §4).
+        let secret = Secret::from_hex(&"00".repeat(16)).expect("secret");
+        let (cn, an, fp) = ("11".repeat(32), "22".repeat(32), "33".repeat(32));
+        let input = |attach_nonce| ProofInput {
+            controller_nonce: &cn,
+            agent_nonce: &an,
+            attach_nonce,
+            channel_binding: Some(&fp),
+        };
+        let cases = [
+            (
+                "",
+                "b3dcd7343beff74df774c04cafe23057ff7430aa864fb2db98504d3306b19377",
+                "af6ae2c2589e960f81d366c2215acf028817e6f0dce96bc3647fe4fbfb95120b",
+            ),
+            (
+                "AB12",
+                "783ca91a7b5ac40cf79d1c84faa826d3444716a9e26404067242d53d6e588e38",
+                "dc64ce7aa6c3df6ee1233afede27890e90cd8733d1a76874edf7db4be4eb545d",
+            ),
+        ];
+        for (attach_nonce, agent, controller) in cases {
+            assert_eq!(agent_proof_for(&secret, &input(attach_nonce)).expect("proof"), agent);
+            assert_eq!(controller_proof_for(&secret, &input(attach_nonce)).expect("proof"), controller);
+        }
+        // Without a binding the proof is the plain one of protocol §3.
+        let plain = ProofInput { channel_binding: None, ..input("") };
+        assert_eq!(
+            agent_proof_for(&secret, &plain).expect("proof"),
+            agent_proof(&secret, &cn, &an, "").expect("proof")
+        );
+    }
+
+    /// Plays a TLS-bound agent: `agent_fp` is the fingerprint the agent saw.
+    fn bound_handshake(ours: &str, agent_fp: Option<&str>) -> Result<Vec<u8>, HandshakeError> {
+        let secret = Secret::from_hex(SECRET)?;
+        let (hs, challenge) = ControllerHandshake::start(secret.clone(), "")?;
+        let mut hs = hs.bind_channel(ours)?;
+        let cn = payload(&challenge)["nonce"].as_str().expect("nonce").to_string();
+        let an = "cd".repeat(32);
+        let input = ProofInput {
+            controller_nonce: &cn,
+            agent_nonce: &an,
+            attach_nonce: "",
+            channel_binding: agent_fp,
+        };
+        let proof = agent_proof_for(&secret, &input)?;
+        match hs.receive(&frame(json!({"kind": "proof", "protocol": 1, "nonce": an, "proof": proof})))? {
+            Step::Send(accept) => {
+                assert_eq!(payload(&accept)["proof"], controller_proof_for(&secret, &input)?);
+                Ok(accept)
+            }
+            Step::Ready(_) => panic!("expected accept"),
+        }
+    }
+
+    #[test]
+    fn a_channel_bound_handshake_needs_the_same_certificate_on_both_sides() {
+        let fp = "9f".repeat(32);
+        bound_handshake(&fp, Some(&fp)).expect("same certificate");
+        // A machine in the middle showed the agent another certificate.
+        let other = "a0".repeat(32);
+        assert!(matches!(bound_handshake(&fp, Some(&other)), Err(HandshakeError::BadProof)));
+        // An agent that ignores the binding (a plain proof over TLS) is refused too.
+        assert!(matches!(bound_handshake(&fp, None), Err(HandshakeError::BadProof)));
+        // Only a SHA-256 in lowercase hex is a binding.
+        for bad in ["", "ab", &"9F".repeat(32), &"9f".repeat(33)] {
+            assert!(
+                matches!(bound_handshake(bad, Some(bad)), Err(HandshakeError::BadChannelBinding)),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

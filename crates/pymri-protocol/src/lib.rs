@@ -35,7 +35,7 @@ pub mod messages;
 pub mod requests;
 
 pub use frame::{encode_frame, FrameDecoder, FrameError, HANDSHAKE_MAX_FRAME, MAX_FRAME};
-pub use handshake::{ControllerHandshake, HandshakeError, Secret, Step};
+pub use handshake::{ControllerHandshake, HandshakeError, ProofInput, Secret, Step};
 pub use messages::{Event, Incoming, MessageError, Ready, Response, ResponseError};
 pub use requests::Request;
 

@@ -134,6 +134,18 @@ impl SessionError {
     }
 }
 
+/// Options of [`Session::connect_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Handshake<'a> {
+    /// The injection's nonce (`attach`), empty otherwise.
+    pub attach_nonce: &'a str,
+    /// Over TLS: the SHA-256 fingerprint (lowercase hex) of the certificate we presented, which
+    /// both proofs then cover.
+    pub channel_binding: Option<&'a str>,
+    /// When the whole handshake must be over; [`HANDSHAKE_TIMEOUT`] from now if `None`.
+    pub deadline: Option<Instant>,
+}
+
 /// What [`Session::next_event`] yields.
 #[derive(Debug, Clone)]
 pub enum SessionEvent {
@@ -221,11 +233,25 @@ impl Session {
     /// Authenticates on `stream` with the hex `secret` (and the injection's `attach_nonce`, empty
     /// for `run`) and starts the reader thread. Returns once the agent said `ready`.
     pub fn connect<S: Stream>(stream: S, secret: &str, attach_nonce: &str) -> Result<Session, SessionError> {
+        Session::connect_with(stream, secret, &Handshake { attach_nonce, ..Handshake::default() })
+    }
+
+    /// [`connect`](Self::connect) with every handshake option: a TLS channel binding
+    /// (`docs/transports.md` §4) and a deadline shared with earlier steps (a TLS handshake).
+    pub fn connect_with<S: Stream>(
+        stream: S,
+        secret: &str,
+        options: &Handshake<'_>,
+    ) -> Result<Session, SessionError> {
         let secret = Secret::from_hex(secret)?;
         let mut stream: Box<dyn Stream> = Box::new(stream);
-        let (mut handshake, challenge) = ControllerHandshake::start(secret, attach_nonce)?;
+        let (handshake, challenge) = ControllerHandshake::start(secret, options.attach_nonce)?;
+        let mut handshake = match options.channel_binding {
+            Some(fingerprint) => handshake.bind_channel(fingerprint)?,
+            None => handshake,
+        };
         let mut decoder = FrameDecoder::new(HANDSHAKE_MAX_FRAME);
-        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        let deadline = options.deadline.unwrap_or_else(|| Instant::now() + HANDSHAKE_TIMEOUT);
         stream.write_all(&challenge)?;
         stream.flush()?;
         let ready = loop {
