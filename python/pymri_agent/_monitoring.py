@@ -302,8 +302,12 @@ class MonitoringBackend(object):
                 self.codes.setdefault(id(code), code)
                 self._apply_mask(code)
         res = self._start_fast(code, 3)
-        if agent.steps:
-            return None  # a step into may need this location later
+        # A step into, in any thread, may need this location later; `next` and the others do
+        # not (every step start restarts events), and keeping PY_START live for them would call
+        # back on every call the stepped-over code makes.
+        for other in list(agent.steps.values()):
+            if other.mode in _INTO_MODES:
+                return None
         return res
 
     def _line_slow(self, code, line):
@@ -397,6 +401,11 @@ class MonitoringBackend(object):
         if ident in agent.busy or ident in agent.agent_threads or "raised" not in agent.exc_filters:
             return None
         if agent.is_hidden_code(code) or isinstance(exc, agent.ignored_exceptions):
+            return None
+        # RAISE fires again in every frame the exception unwinds into; like the settrace
+        # backend, stop only where it starts (the traceback then holds just this frame).
+        tb = exc.__traceback__
+        if tb is not None and tb.tb_next is not None:
             return None
         try:
             agent.stop(_getframe(1), "exception", "exception", exc=exc)

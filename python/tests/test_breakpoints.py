@@ -231,6 +231,16 @@ class BreakpointTests(AgentTestCase):
         c.request("continue", thread=tid)
         self.assertEqual(p.wait_result(), "caught")
 
+    def test_exception_filter_raised_stops_once_per_raise(self):
+        p, c, tid = self.start(lambda: pb.raise_through())
+        c.request("set_exception_filters", filters=["raised"])
+        c.request("continue", thread=tid)
+        st = c.wait_event("stopped", reason="exception")
+        self.assertEqual(st["frame"]["line"], L("raise deep"))
+        # Unwinding through the three callers and into raise_through's handler is not a raise.
+        c.request("continue", thread=tid)
+        self.assertEqual(p.wait_result(), "caught deep")
+
     def test_exception_filter_uncaught_in_thread(self):
         quiet_hook_calls = []
         saved = threading.excepthook

@@ -118,3 +118,16 @@ async def coro_work(x):
 def run_async():
     import asyncio
     return asyncio.run(coro_work(41))
+
+
+def raise_deep(n):
+    if n == 0:
+        raise KeyError("deep")  # MARK: raise deep
+    return raise_deep(n - 1)
+
+
+def raise_through():
+    try:
+        raise_deep(3)
+    except KeyError:
+        return "caught deep"
