@@ -3,6 +3,7 @@
 # attach-to-prompt latency: pymri against pdb in one run, on CPython 3.9 to 3.15.
 #
 # Usage: bench/debug.sh [--runs N] [--attach-runs N] [--n SIZE] [--only overhead|attach]
+#                       [--python 3.9|3.11|3.13|3.14|3.15 ...]   (overhead on these only)
 #
 # Prints ratios against the workload without a debugger and the product's bars; writes the raw
 # numbers to bench/results/debug-DATE.json. pdb on 3.9-3.13 is slow with a breakpoint in the

@@ -34,6 +34,7 @@ IDLE = os.path.join(HERE, "workloads", "idle.py")
 
 # Bars from the product design: (applies to versions >= 3.12, applies to older versions).
 BARS = {"never-hit": (1.05, 1.5), "hot-cond": (3.0, 3.0), "next": (1.05, None)}
+OVERHEAD_PYTHONS = ("3.9", "3.11", "3.13", "3.14", "3.15")
 
 
 def marks(path):
@@ -220,12 +221,15 @@ def main():
     parser.add_argument("--attach-runs", type=int, default=10)
     parser.add_argument("--n", type=int, default=300000, help="workload size (about 0.15 s plain)")
     parser.add_argument("--only", choices=("overhead", "attach"))
+    parser.add_argument("--python", action="append", choices=OVERHEAD_PYTHONS,
+                        help="overhead on this interpreter only (repeatable; default: all)")
     parser.add_argument("--json", help="write the raw numbers here")
     args = parser.parse_args()
     scratch = f"/tmp/pymri-bench-{os.getpid()}"
     results = {}
     if args.only != "attach":
-        interps = interpreters(["PYTHON39", "PYTHON311", "PYTHON313", "PYTHON314", "PYTHON315"])
+        wanted = args.python or OVERHEAD_PYTHONS
+        interps = interpreters(["PYTHON" + v.replace(".", "") for v in OVERHEAD_PYTHONS if v in wanted])
         print("== overhead: workload time under the debugger / without (median of interleaved runs)")
         rows = measure_overhead(interps, args.pymri, args.runs, args.n, scratch, ["plain", "pdb", "pymri"])
         print("\n   python scenario    pdb      pymri    bar     verdict")

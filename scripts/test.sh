@@ -22,7 +22,7 @@ if ! command -v cargo >/dev/null; then
     echo "error: cargo is not installed; pymri needs a Rust toolchain (rustup) to build" >&2
     exit 1
 fi
-apt_install debootstrap gdb python3.11 util-linux
+apt_install debootstrap gdb python3.11 python3.11-venv python3-pip util-linux
 # The DAP tests drive `pymri dap` with Microsoft's Node.js DAP client (editors/tests, installed
 # from npm by the tests themselves).
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -59,5 +59,7 @@ cargo build --workspace --locked
 cargo nextest run --workspace --locked --no-fail-fast "$@"
 # The in-target agent's own suite, on every interpreter.
 bash python/tests/run_all.sh
+# The agent as a pip-installed library.
+bash scripts/pip-check.sh
 # Every parser of untrusted bytes, fuzzed for a bounded time.
 bash scripts/fuzz.sh

@@ -51,28 +51,28 @@ no code object are "dead" (nothing can hit them). Anything else falls back to tr
 Swapping. Function objects get `__code__` replaced (found with one `gc.get_objects()` pass plus a
 walk of the file's modules for objects hidden from the collector by `gc.freeze()`); a parent code
 that creates functions later gets a copy whose constants hold the instrumented child. Frames
-already running the old code keep it: before 3.12 their parents' constant tuples are patched in
-place (so closures they create later are instrumented) and the frames themselves are traced; on
-3.12+ sys.monitoring keeps covering old code. Disabling or clearing restores the original code
+already running the old code keep it: their parents' constant tuples are patched in place (so
+closures they create later are instrumented), and the frames themselves are traced (3.9-3.11) or
+covered by sys.monitoring (3.12+). Disabling or clearing restores the original code
 objects; so does detach.
 """
 
-import ast
-import bisect
-import dis
 import gc
 import os
 import sys
 import types
-import weakref
 
 from .inspection import code_lines, getlines
+
+# Imported by _load() when code is first instrumented: an attach waits for the agent's imports,
+# and reaching its first stop needs none of these.
+ast = bisect = dis = weakref = None
+_JUMP_OPS = _LOAD_CONST = _REJECTED_IN_CONDITIONS = None
 
 CodeType = types.CodeType
 FunctionType = types.FunctionType
 PY310 = sys.version_info >= (3, 10)
 PY311 = sys.version_info >= (3, 11)
-PY312 = sys.version_info >= (3, 12)
 PY314 = sys.version_info >= (3, 14)
 
 _GEN_TYPES = {types.GeneratorType: ("gi_code", "gi_frame", "gi_running"),
@@ -82,11 +82,9 @@ _GEN_FLAGS = 0x20 | 0x80 | 0x100 | 0x200  # GENERATOR, COROUTINE, ITERABLE_COROU
 _CO_OPTIMIZED = 0x01
 _CO_HAS_DOCSTRING = 0x4000000  # 3.14+
 
-_JUMP_OPS = set(dis.hasjrel) | set(dis.hasjabs) | set(getattr(dis, "hasjump", ()))
 _NO_FALLTHROUGH = {"JUMP_ABSOLUTE", "JUMP_FORWARD", "JUMP_BACKWARD", "JUMP_BACKWARD_NO_INTERRUPT",
                    "JUMP", "JUMP_NO_INTERRUPT", "RETURN_VALUE", "RETURN_CONST", "RAISE_VARARGS",
                    "RERAISE"}
-_LOAD_CONST = dis.opmap["LOAD_CONST"]
 
 _COMPARED_FIELDS = ("co_argcount", "co_posonlyargcount", "co_kwonlyargcount", "co_nlocals",
                     "co_stacksize", "co_flags", "co_code", "co_names", "co_varnames",
@@ -97,9 +95,26 @@ _SIGNATURE_FIELDS = ("co_argcount", "co_posonlyargcount", "co_kwonlyargcount", "
                      "co_varnames", "co_freevars", "co_cellvars", "co_flags", "co_name",
                      "co_qualname", "co_firstlineno", "co_filename")
 
-_REJECTED_IN_CONDITIONS = tuple(getattr(ast, n) for n in (
-    "Lambda", "ListComp", "SetComp", "DictComp", "GeneratorExp", "NamedExpr", "Yield",
-    "YieldFrom", "Await", "Starred") if hasattr(ast, n))
+
+def _load():
+    global ast, bisect, weakref, _JUMP_OPS, _LOAD_CONST, _REJECTED_IN_CONDITIONS, dis
+    if dis is not None:
+        return
+    import ast as ast_module
+    import bisect as bisect_module
+    import dis as dis_module
+    import weakref as weakref_module
+    ast, bisect, weakref = ast_module, bisect_module, weakref_module
+    _JUMP_OPS = set(dis_module.hasjrel) | set(dis_module.hasjabs) \
+        | set(getattr(dis_module, "hasjump", ()))
+    _LOAD_CONST = dis_module.opmap["LOAD_CONST"]
+    _REJECTED_IN_CONDITIONS = tuple(getattr(ast, n) for n in (
+        "Lambda", "ListComp", "SetComp", "DictComp", "GeneratorExp", "NamedExpr", "Yield",
+        "YieldFrom", "Await", "Starred") if hasattr(ast, n))
+    dis = dis_module  # last: the others are set once it is
+
+
+_UNSET = object()
 
 
 class SwapError(Exception):
@@ -462,6 +477,7 @@ def _if_call_jump(ph, method, line, col, jline):
 
 def condition_inlinable(text):
     """Can `text` be compiled inside the function (same result as eval in the frame)?"""
+    _load()
     try:
         tree = ast.parse(text, mode="eval")
     except SyntaxError:
@@ -485,11 +501,15 @@ def condition_inlinable(text):
 
 
 class _TuplePatcher(object):
-    """Replaces an item of a code object's co_consts tuple in place (CPython < 3.12 only).
+    """Replaces an item of a code object's co_consts tuple in place.
 
     A frame already running a parent code loads its nested code objects from that tuple when it
-    creates closures; patching the tuple is the only way to have them instrumented. The layout
-    (`tuple.__basicsize__` = offset of ob_item) is validated before each write."""
+    creates closures; patching the tuple is the only way to have them instrumented. This matters
+    on 3.12+ too: sys.monitoring covers the original code, but evaluating a hot condition in a
+    LINE callback costs several times the inline form (`pymri run` sets breakpoints at the entry
+    stop, while the module code that defines every function is already running). Only code
+    objects replace code objects, so LOAD_CONST's specialisations (mortal/immortal) stay valid.
+    The layout (`tuple.__basicsize__` = offset of ob_item) is validated before each write."""
 
     def __init__(self):
         import ctypes
@@ -521,7 +541,10 @@ class _TuplePatcher(object):
 
 
 def _make_patcher():
-    if PY312 or sys.implementation.name != "cpython":
+    if sys.implementation.name != "cpython":
+        return None
+    # Without the GIL a thread may read the slot while it is written.
+    if not getattr(sys, "_is_gil_enabled", lambda: True)():
         return None
     try:
         return _TuplePatcher()
@@ -612,7 +635,7 @@ class CodeSwapper(object):
         self.monitoring = monitoring
         self.active = sys.implementation.name == "cpython"
         self.nonce = "%x" % (id(self) ^ os.getpid())
-        self.patcher = _make_patcher()
+        self._patcher = _UNSET  # made on first use: it imports ctypes
         self.files = {}        # filename -> _FileState (current source)
         self.variants = {}     # id(variant code) -> _Variant
         self.vcache = {}       # id(original) -> (original, sig, version)
@@ -699,6 +722,7 @@ class CodeSwapper(object):
     def update(self, only=None):
         if not self.active or self.agent.detached:
             return
+        _load()
         agent = self.agent
         func_codes = {}
         for bps in agent.func_bps.values():
@@ -994,14 +1018,16 @@ class CodeSwapper(object):
             if want is k:
                 continue
             key = (id(code), index)
-            if self.patcher is None:
+            if self._patcher is _UNSET:
+                self._patcher = _make_patcher()
+            if self._patcher is None:
                 if not self.monitoring:
                     self.fallback[filename] |= enabled & _lines_of_tree(orig)
                 continue
             try:
-                self.patcher.set(consts, index, want)
+                self._patcher.set(consts, index, want)
             except Exception:
-                self.patcher = None
+                self._patcher = None
                 self.fallback[filename] |= enabled & _lines_of_tree(orig)
                 continue
             entry = self.patches.get(key)
@@ -1284,11 +1310,11 @@ class CodeSwapper(object):
                 continue
             code = ref()
             del self.patches[key]
-            if code is None or self.patcher is None:
+            if code is None or not isinstance(self._patcher, _TuplePatcher):
                 continue
             try:
                 if code.co_consts[index] is not orig:
-                    self.patcher.set(code.co_consts, index, orig)
+                    self._patcher.set(code.co_consts, index, orig)
             except Exception:
                 pass
         for key in self.file_hooks.pop(filename, set()):

@@ -20,9 +20,9 @@ import os
 import sys
 import threading
 
-# Import everything the agent needs now: the package directory leaves sys.path right after.
-from . import engine, inspection, protocol, transport  # noqa: F401
-from . import _monitoring, _settrace, _alltrace, breakpoints  # noqa: F401
+# The package directory leaves sys.path when `start` runs; modules imported later (the
+# backend of this interpreter only) are found through the package's own __path__.
+from . import engine, protocol, transport
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 _PATH_ENTRY = os.path.dirname(_PACKAGE_DIR)

@@ -1,12 +1,11 @@
 """Breakpoint model: conditions, hit conditions and log messages compiled once when set."""
 
 import itertools
-import re
 import sys
 
-from .inspection import safe_repr
+from .inspection import LazyRegex, safe_repr
 
-_HIT_RE = re.compile(r"^\s*(==|>=|<=|!=|>|<|%)?\s*(\d+)\s*$")
+_HIT_RE = LazyRegex(r"^\s*(==|>=|<=|!=|>|<|%)?\s*(\d+)\s*$")
 
 
 class BreakpointError(ValueError):

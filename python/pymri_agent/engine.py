@@ -8,11 +8,14 @@ Only the thread that hits a stop stops; the others keep running.
 """
 
 import os
-import queue
-import re
 import sys
 import threading
-import traceback
+
+try:
+    # queue.Queue would import collections (2 ms of an attach, which waits for the agent)
+    from _queue import SimpleQueue
+except ImportError:
+    from queue import Queue as SimpleQueue
 
 from . import inspection
 from ._codeswap import CodeSwapper
@@ -23,7 +26,7 @@ from .protocol import AGENT_VERSION, PROTOCOL_VERSION, ConnectionClosed, Protoco
 _get_ident = threading.get_ident
 _PSEUDO_FILES = ("<pymri-condition>", "<pymri-log>")
 _JUMP = "jump"  # stop() result: a jump was requested at a stop inside an instrumented line's hook
-_IDENT_CHAIN = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+_IDENT_CHAIN = inspection.LazyRegex(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
 class ControlFlow(BaseException):
@@ -62,7 +65,7 @@ class Stop(object):
         self.frames = frames  # [(frame, lineno or None)], innermost first
         self.reason = reason
         self.event = event  # line, return, exception, attach, post_mortem
-        self.queue = queue.Queue()
+        self.queue = SimpleQueue()
         self.retval = MISSING
         self.exc = None
         self.post_mortem = False
@@ -80,7 +83,7 @@ class Stop(object):
 
     def line_of(self, index):
         frame, line = self.frames[index]
-        return frame.f_lineno if line is None else line
+        return inspection.frame_line(frame) if line is None else line
 
 
 def _thread_name(ident):
@@ -136,7 +139,7 @@ class Agent(object):
         # launch mode
         self.start_event = threading.Event()
         self.start_args = {}
-        self.exit_action = queue.Queue()
+        self.exit_action = SimpleQueue()
         self.program_exited = False
         self.main_ident = threading.main_thread().ident
         self.reader = None
@@ -160,7 +163,8 @@ class Agent(object):
         self.backend.install()
         self.send_event("ready", self.info_body())
         for t in threading.enumerate():
-            self.known_threads[t.ident] = t.name
+            if t.ident not in self.agent_threads:  # a listener's threads (library.py) are not the program's
+                self.known_threads[t.ident] = t.name
         self.reader = threading.Thread(target=self._reader_main, name="pymri-agent", daemon=True)
         self.reader.start()
         self.agent_threads.add(self.reader.ident)
@@ -215,7 +219,7 @@ class Agent(object):
     def internal_error(self):
         """An agent bug inside a hook: report it, never raise into the program."""
         try:
-            self.send_event("output", {"category": "agent_error", "text": traceback.format_exc()})
+            self.send_event("output", {"category": "agent_error", "text": inspection.format_exc()})
         except Exception:
             pass
 
@@ -379,7 +383,7 @@ class Agent(object):
         except BreakpointError as exc:
             self._respond(rid, error=("invalid_breakpoint", str(exc)))
         except Exception:
-            self._respond(rid, error=("internal", traceback.format_exc()))
+            self._respond(rid, error=("internal", inspection.format_exc()))
 
     def _target_stop(self, args):
         if "frame_id" in args:
@@ -925,7 +929,7 @@ class Agent(object):
             except BreakpointError as exc:
                 self._respond(rid, error=("invalid_breakpoint", str(exc)))
             except Exception:
-                self._respond(rid, error=("internal", traceback.format_exc()))
+                self._respond(rid, error=("internal", inspection.format_exc()))
 
     def _thread_events(self):
         try:
@@ -1404,7 +1408,7 @@ class Agent(object):
             elif ident in frames:
                 vis = self.visible_frames(frames[ident])
                 if vis:
-                    d["frame"] = self._frame_dict(vis[0][0], vis[0][0].f_lineno)
+                    d["frame"] = self._frame_dict(vis[0][0], inspection.frame_line(vis[0][0]))
             out.append(d)
         return {"threads": out}
 

@@ -3,13 +3,10 @@ locals, captured output, bounded reprs, variables with references, completion, s
 
 import builtins
 import keyword
-import linecache
 import os
-import re
 import reprlib
 import sys
 import threading
-import traceback
 
 PY313 = sys.version_info >= (3, 13)
 AGENT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -19,8 +16,41 @@ DEFAULT_MAX_LENGTH = 100000
 _get_ident = threading.get_ident
 
 
+class LazyRegex(object):
+    """A pattern compiled at its first use: an attach waits for the agent's imports, and `re`
+    is not needed to reach the first stop."""
+
+    def __init__(self, pattern):
+        self.pattern = pattern
+        self._compiled = None
+
+    def __getattr__(self, name):
+        if self._compiled is None:
+            import re
+            self._compiled = re.compile(self.pattern)
+        return getattr(self._compiled, name)
+
+
 # ---------------------------------------------------------------------------------------------
 # Frames
+
+
+def frame_line(frame):
+    """The frame's line. An instruction the compiler left without a location (such as 3.11's
+    loop-closing jump after an `if`) has none, and the interpreter may stop there, e.g. to run
+    the pending call of an attach: such a frame is on the line of the code before it."""
+    line = frame.f_lineno
+    if line is not None:
+        return line
+    code = frame.f_code
+    lasti = frame.f_lasti
+    line = code.co_firstlineno
+    for start, _, ln in code.co_lines():
+        if start > lasti:
+            break
+        if ln is not None:
+            line = ln
+    return line
 
 
 def locals_to_fast(frame):
@@ -165,8 +195,19 @@ def type_name(value):
     return "%s.%s" % (mod, t.__qualname__)
 
 
+def _traceback():
+    # Imported on first use: with its own imports (_colorize, inspect, dataclasses...) it would
+    # be the largest part of the agent's start-up, which an attach waits for.
+    import traceback
+    return traceback
+
+
+def format_exc():
+    return _traceback().format_exc()
+
+
 def _exc_line(exc):
-    return "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return "".join(_traceback().format_exception_only(type(exc), exc)).strip()
 
 
 def format_exception(exc, skip_agent=True):
@@ -174,7 +215,7 @@ def format_exception(exc, skip_agent=True):
     tb = exc.__traceback__
     while skip_agent and tb is not None and tb.tb_frame.f_code.co_filename.startswith(AGENT_DIR):
         tb = tb.tb_next
-    lines = traceback.format_exception(type(exc), exc, tb)
+    lines = _traceback().format_exception(type(exc), exc, tb)
     return {
         "type": type_name(exc),
         "message": _safe_str(exc),
@@ -279,8 +320,8 @@ def whatis(value):
 # ---------------------------------------------------------------------------------------------
 # Completion
 
-_IDENT_CHAIN = re.compile(r"([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)\.([\w]*)$")
-_LAST_NAME = re.compile(r"([A-Za-z_][\w]*)?$")
+_IDENT_CHAIN = LazyRegex(r"([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)\.([\w]*)$")
+_LAST_NAME = LazyRegex(r"([A-Za-z_][\w]*)?$")
 
 
 def completions(text, globals_, locals_):
@@ -335,6 +376,7 @@ def completions(text, globals_, locals_):
 
 def getlines(filename, module_globals=None):
     try:
+        import linecache  # before 3.13 it imports tokenize and re, which attaching does not need
         return linecache.getlines(filename, module_globals)
     except Exception:
         return []

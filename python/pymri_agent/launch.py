@@ -206,6 +206,12 @@ def main(argv=None):
         return EXIT_USAGE
     agent = engine.Agent(channel, "launch")
     agent.activate()
+    return run_program(agent, target)
+
+
+def run_program(agent, target):
+    """The sequence of section 9 once `ready` was sent: wait for `start`, run the program, report
+    `exited`, then `restart` or `quit`. Returns the exit status. Also used by __main__.py."""
     agent.start_event.wait()
     code = 0
     while True:

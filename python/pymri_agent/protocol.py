@@ -6,7 +6,6 @@ functions, proof computation); `Channel` binds the codec to a connected socket-l
 
 import hashlib
 import hmac
-import json
 import os
 import socket
 import struct
@@ -61,15 +60,68 @@ def _clean(obj):
     return obj
 
 
+def _json_codec():
+    """(dumps, loads) as `json.dumps(obj, separators=(",", ":"), ensure_ascii=False,
+    allow_nan=False, default=repr)` and `json.loads`, built on the C accelerators the json
+    package itself uses. Importing json (and the `re` it needs) would be a third of the agent's
+    start-up, which an attach waits for, in a program that has loaded neither. The json package
+    serves when the accelerators are missing or do not behave as expected."""
+    try:
+        from _json import encode_basestring, make_encoder, make_scanner
+
+        class Context(object):
+            """The attributes json.decoder.JSONDecoder gives the scanner (array_hook: 3.15+)."""
+            strict = True
+            object_hook = object_pairs_hook = array_hook = None
+            parse_float = float
+            parse_int = int
+
+            def __init__(self):
+                self.memo = {}
+                self.parse_constant = {"-Infinity": float("-inf"), "Infinity": float("inf"),
+                                       "NaN": float("nan")}.__getitem__
+
+        scan = make_scanner(Context())
+        blank = " \t\n\r"
+
+        def dumps(obj):
+            encode = make_encoder({}, repr, encode_basestring, None, ":", ",", False, False, False)
+            return "".join(encode(obj, 0))
+
+        def loads(text):
+            start = len(text) - len(text.lstrip(blank))
+            try:
+                obj, end = scan(text, start)
+            except StopIteration as exc:
+                raise ValueError("Expecting value: char %d" % exc.value)
+            if text[end:].strip(blank):
+                raise ValueError("Extra data: char %d" % end)
+            return obj
+
+        sample = {"a": [1, -2.5, None, True, "\u00e9\u2028\n"], "b": {}}
+        text = '{"a":[1,-2.5,null,true,"\u00e9\u2028\\n"],"b":{}}'
+        if dumps(sample) == text and loads(" %s\n" % text) == sample:
+            return dumps, loads
+    except Exception:
+        pass
+    import json
+
+    def dumps(obj):
+        return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                          default=repr)
+    return dumps, json.loads
+
+
+_dumps, _loads = _json_codec()
+
+
 def encode_payload(message):
     """Serialise one message (a dict) to its JSON payload bytes."""
-    text = json.dumps(message, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
-                      default=repr)
+    text = _dumps(message)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(_clean(message), separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False, default=repr).encode("utf-8")
+        return _dumps(_clean(message)).encode("utf-8")
 
 
 def encode_frame(message, max_frame=MAX_FRAME):
@@ -88,7 +140,7 @@ def decode_length(header, max_frame=MAX_FRAME):
 
 def decode_payload(payload):
     try:
-        message = json.loads(payload.decode("utf-8"))
+        message = _loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError("frame is not UTF-8 JSON: %s" % exc)
     if not isinstance(message, dict):
@@ -124,18 +176,23 @@ def _is_nonce(value):
     return all(c in "0123456789abcdef" for c in value)
 
 
-def _proof(label, key, controller_nonce, agent_nonce, attach_nonce):
-    msg = b"\n".join([label, controller_nonce.encode("ascii"), agent_nonce.encode("ascii"),
-                      (attach_nonce or "").lower().encode("ascii")])
-    return hmac.new(key, msg, hashlib.sha256).hexdigest()
+def _proof(label, key, controller_nonce, agent_nonce, attach_nonce, channel_binding=None):
+    parts = [label, controller_nonce.encode("ascii"), agent_nonce.encode("ascii"),
+             (attach_nonce or "").lower().encode("ascii")]
+    if channel_binding is not None:
+        # Over TLS (docs/transports.md section 4): the SHA-256 of the controller's certificate,
+        # so that a machine in the middle terminating TLS cannot relay the handshake.
+        parts.append(channel_binding.encode("ascii"))
+    return hmac.new(key, b"\n".join(parts), hashlib.sha256).hexdigest()
 
 
-def agent_proof(key, controller_nonce, agent_nonce, attach_nonce=""):
-    return _proof(_AGENT_LABEL, key, controller_nonce, agent_nonce, attach_nonce)
+def agent_proof(key, controller_nonce, agent_nonce, attach_nonce="", channel_binding=None):
+    return _proof(_AGENT_LABEL, key, controller_nonce, agent_nonce, attach_nonce, channel_binding)
 
 
-def controller_proof(key, controller_nonce, agent_nonce, attach_nonce=""):
-    return _proof(_CONTROLLER_LABEL, key, controller_nonce, agent_nonce, attach_nonce)
+def controller_proof(key, controller_nonce, agent_nonce, attach_nonce="", channel_binding=None):
+    return _proof(_CONTROLLER_LABEL, key, controller_nonce, agent_nonce, attach_nonce,
+                  channel_binding)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,6 +253,46 @@ class Channel(object):
         return self._closed
 
 
+class AgentHandshake(object):
+    """The agent's side of section 3 without I/O: `answer` the challenge, then `check` the
+    accept. Raises AuthError on anything else; `AuthError.reply`, when set, is a message to send
+    (best effort) before closing."""
+
+    def __init__(self, key, attach_nonce="", channel_binding=None):
+        self.key = key
+        self.attach_nonce = attach_nonce
+        self.channel_binding = channel_binding
+        self._nonces = None
+
+    def answer(self, challenge):
+        if challenge.get("kind") != "challenge":
+            raise AuthError("expected a challenge")
+        if challenge.get("protocol") != PROTOCOL_VERSION:
+            exc = AuthError("unsupported protocol version %r" % (challenge.get("protocol"),))
+            exc.reply = {"kind": "proof", "protocol": PROTOCOL_VERSION,
+                         "error": "unsupported protocol version"}
+            raise exc
+        cnonce = challenge.get("nonce")
+        if not _is_nonce(cnonce):
+            raise AuthError("malformed controller nonce")
+        anonce = new_nonce()
+        self._nonces = (cnonce, anonce)
+        return {"kind": "proof", "protocol": PROTOCOL_VERSION, "nonce": anonce,
+                "proof": agent_proof(self.key, cnonce, anonce, self.attach_nonce,
+                                     self.channel_binding)}
+
+    def check(self, accept):
+        if self._nonces is None:
+            raise AuthError("accept before the challenge")
+        expected = controller_proof(self.key, self._nonces[0], self._nonces[1], self.attach_nonce,
+                                    self.channel_binding)
+        got = accept.get("proof")
+        if accept.get("kind") != "accept" or not isinstance(got, str):
+            raise AuthError("expected an accept message")
+        if not hmac.compare_digest(expected.encode("ascii"), got.encode("ascii", "replace")):
+            raise AuthError("controller proof mismatch")
+
+
 def agent_handshake(channel, key, attach_nonce="", timeout=HANDSHAKE_TIMEOUT):
     """Run the agent side of the handshake on a fresh channel. Raises AuthError/ConnectionClosed.
 
@@ -210,30 +307,19 @@ def agent_handshake(channel, key, attach_nonce="", timeout=HANDSHAKE_TIMEOUT):
         pass
     saved_max = channel.max_frame
     channel.max_frame = HANDSHAKE_MAX_FRAME
+    handshake = AgentHandshake(key, attach_nonce)
     try:
-        challenge = channel.recv_message()
-        if challenge.get("kind") != "challenge":
-            raise AuthError("expected a challenge")
-        if challenge.get("protocol") != PROTOCOL_VERSION:
-            try:
-                channel.send_message({"kind": "proof", "protocol": PROTOCOL_VERSION,
-                                      "error": "unsupported protocol version"})
-            except ConnectionClosed:
-                pass
-            raise AuthError("unsupported protocol version %r" % (challenge.get("protocol"),))
-        cnonce = challenge.get("nonce")
-        if not _is_nonce(cnonce):
-            raise AuthError("malformed controller nonce")
-        anonce = new_nonce()
-        channel.send_message({"kind": "proof", "protocol": PROTOCOL_VERSION, "nonce": anonce,
-                              "proof": agent_proof(key, cnonce, anonce, attach_nonce)})
-        accept = channel.recv_message()
-        expected = controller_proof(key, cnonce, anonce, attach_nonce)
-        got = accept.get("proof")
-        if accept.get("kind") != "accept" or not isinstance(got, str):
-            raise AuthError("expected an accept message")
-        if not hmac.compare_digest(expected.encode("ascii"), got.encode("ascii", "replace")):
-            raise AuthError("controller proof mismatch")
+        try:
+            proof = handshake.answer(channel.recv_message())
+        except AuthError as exc:
+            if getattr(exc, "reply", None) is not None:
+                try:
+                    channel.send_message(exc.reply)
+                except ConnectionClosed:
+                    pass
+            raise
+        channel.send_message(proof)
+        handshake.check(channel.recv_message())
     finally:
         channel.max_frame = saved_max
         try:
@@ -242,7 +328,8 @@ def agent_handshake(channel, key, attach_nonce="", timeout=HANDSHAKE_TIMEOUT):
             pass
 
 
-def controller_handshake(channel, key, attach_nonce="", timeout=HANDSHAKE_TIMEOUT):
+def controller_handshake(channel, key, attach_nonce="", timeout=HANDSHAKE_TIMEOUT,
+                         channel_binding=None):
     """The controller side (used by tests and Python tooling). Returns the agent nonce."""
     sock = channel.sock
     sock.settimeout(timeout)
@@ -252,9 +339,10 @@ def controller_handshake(channel, key, attach_nonce="", timeout=HANDSHAKE_TIMEOU
     anonce = proof.get("nonce")
     if proof.get("kind") != "proof" or not _is_nonce(anonce) or not isinstance(proof.get("proof"), str):
         raise AuthError("malformed proof message: %r" % (proof,))
-    expected = agent_proof(key, cnonce, anonce, attach_nonce)
+    expected = agent_proof(key, cnonce, anonce, attach_nonce, channel_binding)
     if not hmac.compare_digest(expected.encode("ascii"), proof["proof"].encode("ascii", "replace")):
         raise AuthError("agent proof mismatch")
-    channel.send_message({"kind": "accept", "proof": controller_proof(key, cnonce, anonce, attach_nonce)})
+    channel.send_message({"kind": "accept", "proof": controller_proof(key, cnonce, anonce, attach_nonce,
+                                                                      channel_binding)})
     sock.settimeout(None)
     return anonce

@@ -1,9 +1,12 @@
 import io
 import sys
 import threading
+import types
+import unittest
 
 from helpers import AgentTestCase, RequestFailed, line_of  # first: puts progs/ on sys.path
 import prog_basic as pb  # noqa: E402
+from pymri_agent import inspection  # noqa: E402
 
 F = pb.__file__
 
@@ -166,3 +169,31 @@ class InspectTests(AgentTestCase):
         self.assertEqual(c.request("evaluate", thread=tid, expression="s")["result"], "5")
         c.request("continue", thread=tid)
         p.wait_result()
+
+
+def _odd_sum(n):
+    total = 0
+    for i in range(n):
+        if i % 2:
+            total += i  # MARK: odd-add
+    return total
+
+
+class FrameLineTests(unittest.TestCase):
+    def test_instruction_without_a_line_is_on_the_line_before(self):
+        code = _odd_sum.__code__
+        spans = list(getattr(code, "co_lines", lambda: [])())
+        lineless = [i for i, (start, end, line) in enumerate(spans) if line is None and start < end]
+        if not lineless:
+            self.skipTest("every instruction of this code has a line on this version")
+        for i in lineless:
+            before = [line for _, _, line in spans[:i] if line is not None]
+            frame = types.SimpleNamespace(f_lineno=None, f_code=code, f_lasti=spans[i][0])
+            self.assertEqual(inspection.frame_line(frame), before[-1])
+        if sys.version_info[:2] == (3, 11):  # the loop's closing jump, after the `if` body
+            self.assertEqual(inspection.frame_line(types.SimpleNamespace(
+                f_lineno=None, f_code=code, f_lasti=spans[lineless[-1]][0])), line_of(__file__, "odd-add"))
+
+    def test_a_frame_with_a_line_keeps_it(self):
+        frame = sys._getframe()
+        self.assertEqual(inspection.frame_line(frame), frame.f_lineno)

@@ -5,6 +5,7 @@ import hmac
 import json
 import socket
 import struct
+import sys
 import threading
 import unittest
 
@@ -37,6 +38,51 @@ class CodecTests(unittest.TestCase):
         for bad in (b"\xff\xfe", b"{", b"[1]", b"\"s\""):
             with self.assertRaises(protocol.ProtocolError):
                 protocol.decode_payload(bad)
+
+    VALUES = [{"a": 1}, {"k": [1.5, 1e300, -0.0, 2 ** 70, "\x00\x1f\"\\/", "\u2028\u00e9\U0001d11e"]},
+              {"o": object, "t": (1, 2), "n": None, "b": [True, False], "d": {1: 2, None: 3, 1.5: 4}}]
+    TEXTS = ['{"a":1}', ' {"a" : [1, 2.5e3, -0, "x\\u00e9\\ud834\\udd1e"], "b":NaN}\n', '{"a":1} x', '',
+             '[1,2]', '{"a":tru}', '\ufeff{}', '{"a":"\x01"}', '{"a":1}\t\r\n', '{"a":-Infinity}',
+             '{"a":1,"a":2}', '{"a":"\\ud800"}']
+
+    def _check_codec(self, dumps, loads):
+        """Same results as the json module with the options the agent uses."""
+        for value in self.VALUES:
+            self.assertEqual(dumps(value), json.dumps(value, separators=(",", ":"), ensure_ascii=False,
+                                                      allow_nan=False, default=repr))
+        for bad in ({"f": float("nan")}, {"k": {(1, 2): 3}}):
+            with self.assertRaises(ValueError if "f" in bad else TypeError):
+                dumps(bad)
+        cycle = []
+        cycle.append(cycle)
+        with self.assertRaises(ValueError):
+            dumps({"c": cycle})
+        for text in self.TEXTS:
+            try:
+                expected = repr(json.loads(text))
+            except ValueError:
+                expected = ValueError
+            try:
+                got = repr(loads(text))
+            except ValueError:
+                got = ValueError
+            self.assertEqual(got, expected, text)
+
+    def test_codec_equals_json(self):
+        self._check_codec(protocol._dumps, protocol._loads)
+
+    def test_codec_without_the_accelerators(self):
+        saved = sys.modules.get("_json")
+        sys.modules["_json"] = None  # import fails: the json package serves
+        try:
+            dumps, loads = protocol._json_codec()
+        finally:
+            if saved is None:
+                del sys.modules["_json"]
+            else:
+                sys.modules["_json"] = saved
+        self.assertIs(loads, json.loads)
+        self._check_codec(dumps, loads)
 
     def test_proofs_match_the_spec(self):
         key = bytes(range(32))

@@ -1,4 +1,8 @@
-from helpers import AgentTestCase, RequestFailed, line_of  # first: puts progs/ on sys.path
+import gc
+import sys
+import unittest
+
+from helpers import MONITORING, AgentTestCase, RequestFailed, line_of  # first: puts progs/ on sys.path
 import prog_basic as pb  # noqa: E402
 
 F = pb.__file__
@@ -66,6 +70,36 @@ class SteppingTests(AgentTestCase):
         self.assertEqual((st["frame"]["function"], st["frame"]["line"]), ("caller", L("caller-after")))
         c.request("continue", thread=tid)
         p.wait_result()
+
+    @unittest.skipUnless(MONITORING, "sys.monitoring (3.12+)")
+    def test_next_leaves_the_start_events_of_callees_disabled(self):
+        # With a breakpoint set, PY_START is global (to find code objects created later); over
+        # a `next`, each callee location must call the agent once, not on every call it makes.
+        p, c = self.attach(lambda: pb.loop_caller(300))
+        tid = c.wait_event("stopped", reason="attach")["thread"]
+        c.request("set_breakpoint", file=F, line=L("loop-call"), temporary=True)
+        c.request("set_breakpoint", file=F, line=L("never"))
+        c.request("continue", thread=tid)
+        c.wait_event("stopped", reason="breakpoint")
+        engine = sys.modules["pymri_agent.engine"]
+        (agent,) = [o for o in gc.get_objects() if isinstance(o, engine.Agent) and not o.detached]
+        backend = agent.backend
+        started = []
+        start_fast = backend._start_fast
+
+        def counting(code, depth=2):
+            started.append(code.co_name)
+            return start_fast(code, depth)
+
+        backend._start_fast = counting
+        try:
+            st = self.step(c, tid, "next")
+        finally:
+            del backend._start_fast
+        self.assertEqual(st["frame"]["line"], L("loop-call-after"))
+        self.assertEqual(started.count("add"), 1)
+        c.request("continue", thread=tid)
+        self.assertEqual(p.wait_result(), sum(range(300)))
 
     def test_until(self):
         p, c, tid = self.stop_at(lambda: pb.loop(5), "loop-body")

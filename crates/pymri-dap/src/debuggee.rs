@@ -62,6 +62,11 @@ impl Debuggee {
         matches!(self.origin, Origin::Launch(_))
     }
 
+    /// A connected agent that has not started its program yet (`python -m pymri_agent --wait`).
+    pub fn awaits_start(&self) -> bool {
+        matches!(self.origin, Origin::Connect) && self.session.ready().mode == "launch"
+    }
+
     /// Ends the session: the agent detaches (protocol §7) if it has not already.
     pub fn close(&self) {
         self.session.close();

@@ -317,6 +317,7 @@ pub struct LaunchArguments {
     pub no_debug: bool,
 }
 
+/// Where a listening agent is (debugpy's shape).
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct Connect {
     #[serde(default)]
@@ -331,7 +332,20 @@ pub struct AttachArguments {
     pub process_id: Option<NumberOrString>,
     #[serde(default)]
     pub connect: Option<Connect>,
-    /// With `connect`: a file holding the agent's hex secret.
+    /// debugpy's older spelling of `connect`: `host` and `port` at the top level.
+    #[serde(default)]
+    pub host: Option<String>,
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// pymri's own: any transport address (`tcp:`, `tls:`, `unix:`, `fifo:`), as `pymri connect`
+    /// takes it.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// With `connect`: TLS (pymri is the TLS server; the agent listens on a `tls:` address).
+    #[serde(default)]
+    pub tls: bool,
+    /// With `connect`: a private file holding the agent's hex secret (else the file
+    /// `PYMRI_SECRET_FILE` names in the adapter's environment).
     #[serde(default)]
     pub secret_file: Option<String>,
     /// With `connect`: the agent's attach nonce, if it was given one.

@@ -366,3 +366,108 @@ pub fn run_with_deadline(mut cmd: Command, deadline: Duration) -> Output {
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// A program started under the agent's own command line (`python -m pymri_agent --listen ADDR
+/// ...` or `--connect ADDR`), as a user starts it in a container or a function: the agent
+/// package (the files the pymri binary embeds) staged in the scratch directory inside the
+/// interpreter's root and put on `PYTHONPATH`. Its output is collected line by line; it is
+/// killed and reaped on drop.
+pub struct AgentProgram {
+    pub child: Child,
+    lines: std::sync::mpsc::Receiver<(&'static str, String)>,
+    /// Every line read so far, `stdout: ` or `stderr: ` first (shown when a test fails).
+    pub transcript: String,
+}
+
+impl AgentProgram {
+    /// Runs `python -m pymri_agent AGENT_ARGS` in `scratch` (paths in `agent_args` are inside
+    /// the root).
+    pub fn start(interp: &Interpreter, scratch: &Scratch, agent_args: &[&str]) -> AgentProgram {
+        let package = scratch.host.join("agent").join(pymri_agent_files::PACKAGE);
+        fs::create_dir_all(&package).expect("agent directory");
+        for (name, text) in pymri_agent_files::FILES {
+            fs::write(package.join(name), text).expect("agent file");
+        }
+        let mut cmd = if interp.in_root() {
+            let mut c = Command::new("chroot");
+            c.arg(&interp.root).arg(&interp.exe);
+            c
+        } else {
+            Command::new(&interp.exe)
+        };
+        cmd.args(["-m", pymri_agent_files::PACKAGE]).args(agent_args);
+        cmd.current_dir(&scratch.host)
+            .env("PYTHONPATH", format!("{}/agent", scratch.inside))
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("PYTHONUNBUFFERED", "1")
+            .env_remove("PYMRI_SECRET_FILE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn python -m pymri_agent");
+        let (tx, lines) = std::sync::mpsc::channel();
+        for (name, stream) in [
+            ("stdout", Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>),
+            ("stderr", Box::new(child.stderr.take().expect("stderr"))),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send((name, line)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        AgentProgram { child, lines, transcript: String::new() }
+    }
+
+    /// Waits for a line of its output (stdout or stderr) containing `needle`; returns it.
+    pub fn expect_line(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((stream, line)) => {
+                    self.transcript.push_str(&format!("{stream}: {line}\n"));
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => {
+                    panic!("the program printed no {needle:?} within {timeout:?}:\n{}", self.transcript)
+                }
+            }
+        }
+    }
+
+    /// Waits for it to exit (its output read to the end); its exit code.
+    pub fn wait(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok((stream, line)) => self.transcript.push_str(&format!("{stream}: {line}\n")),
+                // Both streams closed: the program is gone (or about to be reaped).
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("the program did not exit within {timeout:?}:\n{}", self.transcript)
+                }
+            }
+        }
+        self.child.wait().expect("wait").code()
+    }
+
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for AgentProgram {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

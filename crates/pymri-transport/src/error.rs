@@ -3,7 +3,7 @@
 use crate::address::AddressError;
 use crate::secret::SecretError;
 use crate::tls::TlsError;
-use pymri_protocol::HandshakeError;
+use pymri_protocol::{FrameError, HandshakeError};
 use pymri_session::SessionError;
 use std::io;
 
@@ -33,6 +33,13 @@ pub enum TransportError {
          after 5 failed attempts"
     )]
     Rejected { address: String },
+    /// The peer's first bytes are a TLS record where a frame was expected.
+    #[error(
+        "{address} speaks TLS and this side does not\n\
+         hint: reach an agent that listens on a tls: address with tls:HOST:PORT; `pymri listen` takes --tls \
+         for agents that connect to a tls: address"
+    )]
+    PeerSpeaksTls { address: String },
     #[error(
         "{address} did not complete the handshake within 10 s\n\
          hint: is a pymri agent listening there? A TLS agent is reached with tls:, a plain one with tcp:"
@@ -72,6 +79,7 @@ impl TransportError {
         matches!(
             self,
             TransportError::WrongSecret { .. }
+                | TransportError::PeerSpeaksTls { .. }
                 | TransportError::Rejected { .. }
                 | TransportError::HandshakeTimeout { .. }
                 | TransportError::Tls { .. }
@@ -92,6 +100,11 @@ pub(crate) fn classify(address: &str, e: SessionError) -> TransportError {
             TransportError::Rejected { address }
         }
         SessionError::HandshakeTimeout(_) => TransportError::HandshakeTimeout { address },
+        // A frame's 4-byte length prefix read from a TLS handshake record: content type 0x16,
+        // major version 3 (what a TLS client sends first).
+        SessionError::Frame(FrameError::TooLarge { length, .. }) if length >> 16 == 0x1603 => {
+            TransportError::PeerSpeaksTls { address }
+        }
         SessionError::Frame(_) if address.starts_with("tcp:") => TransportError::Handshake {
             address,
             source: e,

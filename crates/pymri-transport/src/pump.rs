@@ -79,18 +79,29 @@ fn pump<T: Transport>(transport: &mut T, local: &mut UnixStream) -> io::Result<(
     // Set once the session closed its end: the time by which the clean close must be out.
     let mut closing: Option<Instant> = None;
     loop {
-        let room = MAX_BUFFERED.saturating_sub(to_session.len());
-        if room > 0 {
-            transport.take_payload(&mut to_session, room)?;
-        }
-        while !to_session.is_empty() {
-            match local.write(&to_session) {
-                Ok(n) => {
-                    to_session.drain(..n);
+        // Until the session stops taking bytes or the transport, given room, has none left: a
+        // transport with payload still pending does not ask to read its peer (TLS holds
+        // decrypted bytes back while any are unread), so if the session emptied `to_session`
+        // and nothing more were taken here, no descriptor would wake this thread again.
+        loop {
+            let room = MAX_BUFFERED.saturating_sub(to_session.len());
+            let before = to_session.len();
+            if room > 0 {
+                transport.take_payload(&mut to_session, room)?;
+            }
+            let drained = room > 0 && to_session.len() == before;
+            while !to_session.is_empty() {
+                match local.write(&to_session) {
+                    Ok(n) => {
+                        to_session.drain(..n);
+                    }
+                    Err(e) if would_block(&e) => break,
+                    // The session is gone for good.
+                    Err(e) => return Err(e),
                 }
-                Err(e) if would_block(&e) => break,
-                // The session is gone for good.
-                Err(e) => return Err(e),
+            }
+            if drained || !to_session.is_empty() {
+                break;
             }
         }
         if transport.wants_write() {
@@ -293,6 +304,60 @@ mod tests {
         peer.shutdown(std::net::Shutdown::Both).expect("shutdown");
         let mut rest = Vec::new();
         assert_eq!(session.read_to_end(&mut rest).expect("eof"), 0);
+    }
+
+    /// A transport holding much payload that it hands out a little at a time, and that does not
+    /// ask to read its peer while any is pending (as rustls does with decrypted bytes).
+    struct Trickle {
+        payload: Vec<u8>,
+        idle: UnixStream,
+    }
+
+    impl Transport for Trickle {
+        fn read_fd(&self) -> RawFd {
+            self.idle.as_raw_fd()
+        }
+        fn write_fd(&self) -> RawFd {
+            self.idle.as_raw_fd()
+        }
+        fn wants_read(&self) -> bool {
+            self.payload.is_empty()
+        }
+        fn wants_write(&self) -> bool {
+            false
+        }
+        fn read_peer(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn write_peer(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+        fn take_payload(&mut self, out: &mut Vec<u8>, room: usize) -> io::Result<()> {
+            let n = room.min(1000).min(self.payload.len());
+            out.extend(self.payload.drain(..n));
+            Ok(())
+        }
+        fn finished(&self) -> bool {
+            false
+        }
+        fn send_payload(&mut self, _data: &[u8]) -> io::Result<()> {
+            Ok(())
+        }
+        fn close(&mut self) {}
+        fn shutdown(&mut self) {}
+    }
+
+    /// Regression: the pump slept with decrypted bytes still held by TLS after the session had
+    /// read everything passed on so far (a 1 MiB answer over TLS stalled now and then).
+    #[test]
+    fn payload_held_back_by_the_transport_still_reaches_the_session() {
+        let (idle, _peer) = UnixStream::pair().expect("pair");
+        let payload: Vec<u8> = (0..3 * MAX_BUFFERED as u32).map(|i| (i % 253) as u8).collect();
+        let mut session = spawn(Trickle { payload: payload.clone(), idle }, "pump-test").expect("spawn");
+        session.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut got = vec![0u8; payload.len()];
+        session.read_exact(&mut got).expect("every byte reaches the session");
+        assert!(got == payload);
     }
 
     #[test]

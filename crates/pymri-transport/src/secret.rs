@@ -1,7 +1,8 @@
 //! Session secrets (`docs/transports.md` §3): 32 random bytes written as 64 hex characters,
 //! never on a command line nor in another process's environment.
 //!
-//! - [`read_file`]: a file that must be private: one that group or others may read or write
+//! - [`read_file`]: a file (given, or named by `PYMRI_SECRET_FILE`: [`file_from_env`]) that
+//!   must be private: one that group or others may read or write
 //!   is refused, as the agent refuses it. The check is made on the opened file (`fstat`), so a
 //!   file swapped between the check and the read cannot slip through.
 //! - [`read_line_from_stdin`]: `--secret-stdin`, one line read byte by byte from descriptor 0
@@ -85,6 +86,14 @@ pub enum SecretError {
     NoRuntimeDir,
     #[error("{path} must be a private directory of this user (it is {why})\nhint: remove it, or set XDG_RUNTIME_DIR to a private directory")]
     UnsafeDir { path: PathBuf, why: String },
+}
+
+/// The environment variable naming a secret file (§3: its value is a path, never the secret).
+pub const SECRET_FILE_VAR: &str = "PYMRI_SECRET_FILE";
+
+/// The file [`SECRET_FILE_VAR`] names, if it is set.
+pub fn file_from_env() -> Option<PathBuf> {
+    std::env::var_os(SECRET_FILE_VAR).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
 /// Reads a secret file, refusing one that group or others can read or write.

@@ -98,7 +98,9 @@ fn plain_tcp_to_a_tls_agent_says_so() {
     });
     let address = Address::parse(&format!("tcp:127.0.0.1:{port}")).expect("address");
     let err = refused(connect(&address, &secret()), "mismatch");
-    assert!(err.to_string().contains("tls:HOST:PORT"), "{err}");
+    assert!(matches!(err, TransportError::PeerSpeaksTls { .. }), "{err}");
+    assert!(err.to_string().contains("speaks TLS") && err.to_string().contains("tls:HOST:PORT"), "{err}");
+    assert!(err.is_authentication());
     agent.join().expect("agent");
 }
 

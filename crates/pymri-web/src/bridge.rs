@@ -229,6 +229,15 @@ impl Debugger {
             Event::Thread(t) => json!({"type": "thread", "body": t}),
             Event::Output(o) => json!({"type": "output", "body": o}),
             Event::Breakpoint(b) => json!({"type": "breakpoint", "body": **b}),
+            Event::Exited(e) if self.options.mode == Mode::Attach => {
+                // Only an agent that started the program itself (`python -m pymri_agent
+                // --wait`, reached with `--connect`) says so; nobody here can restart it, so its
+                // process is let go to exit with the program's status.
+                (self.options.notify)(&format!("The program exited (status {}).", e.code));
+                self.hub.broadcast(&json!({"type": "exited", "body": e}));
+                self.end_with(Outcome::Quit);
+                return None;
+            }
             Event::Exited(e) => {
                 if e.reason != "quit" {
                     (self.options.notify)(&format!(

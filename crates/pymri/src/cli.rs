@@ -12,7 +12,8 @@ use std::path::PathBuf;
     long_about = "Look inside running Python processes without stopping them.\n\n\
                   Exit status: 0 success, 1 the target or input is at fault, 2 usage error,\n\
                   3 no such process or file, 4 permission denied, 5 unsupported interpreter,\n\
-                  6 the target refuses debuggers, 7 the target did not reach a safe point in time.\n\
+                  6 the target refuses debuggers, 7 the target did not reach a safe point in time,\n\
+                  8 the other end of a remote session failed authentication (connect, listen).\n\
                   `pymri run` exits with the program's own status (128+N if signal N killed it);\n\
                   the statuses above are for failures before the program could start."
 )]
@@ -39,6 +40,93 @@ pub enum Command {
     /// A Debug Adapter Protocol server for VS Code, Neovim and other editors
     #[command(long_about = DAP_ABOUT)]
     Dap(DapArgs),
+    /// Connect to a pymri agent listening inside a program (a container, another machine)
+    #[command(long_about = CONNECT_ABOUT)]
+    Connect(ConnectArgs),
+    /// Wait for a pymri agent to connect out to this machine (serverless, no inbound network)
+    #[command(long_about = LISTEN_ABOUT)]
+    Listen(ListenArgs),
+    /// Make a secret for remote sessions: into a new private file, or on stdout
+    #[command(long_about = SECRET_ABOUT)]
+    Secret(SecretArgs),
+}
+
+const CONNECT_ABOUT: &str = "Connect to a pymri agent that listens inside a program, and debug it \
+with pdb's prompt and commands.\n\n\
+The program was started with `python -m pymri_agent --listen ADDR app.py` or calls \
+`pymri_agent.listen()`. ADDR is tcp:HOST:PORT, tls:HOST:PORT (pymri is the TLS server whoever \
+connects; the agent checks it through the handshake, not a certificate authority), \
+unix:PATH (a Unix socket) or fifo:DIR (the pair DIR/to-agent, DIR/from-agent).\n\n\
+The secret is the agent's: --secret-file FILE (a private file, mode 0600), --secret-stdin (one \
+line), or a file named by PYMRI_SECRET_FILE; never on the command line. An agent that listens on \
+a local address without a secret printed the path of the one it made.\n\n\
+`q` or `detach` lets the program go on and leaves the agent listening for the next session. \
+Exit status: 0 after the session; 2 for a bad address, 3 if nothing listens there, 8 if the \
+agent refused the secret or the TLS handshake.";
+
+const LISTEN_ABOUT: &str = "Wait for a pymri agent to connect out to this machine (a reverse \
+connection: for programs that may not open a listening socket, such as serverless functions), \
+then debug it with pdb's prompt and commands.\n\n\
+[ADDR:]PORT is where to listen, 127.0.0.1 unless ADDR is given (port 0 picks a free one; the \
+address is printed on stderr). Listening on another address needs a secret given explicitly: \
+make one with `pymri secret FILE` and give the same file to the agent. On a loopback address \
+without one, pymri makes a secret and prints the path of its file, which it removes at the end. \
+The program connects with `python -m pymri_agent --connect tcp:HOST:PORT --secret-file FILE \
+app.py` (tls:HOST:PORT with --tls).\n\n\
+One session: connections that fail the handshake are refused (5 failures within a minute lock \
+their address out for a minute), later ones are closed. `q` or `detach` ends the session and \
+the program goes on without the debugger. Exit status: 0 after the session; 2 for a bad address \
+or a missing secret.";
+
+const SECRET_ABOUT: &str = "Make a secret for remote sessions: 32 random bytes as 64 hex \
+characters.\n\n\
+With FILE, it is written to a new file with mode 0600 (an existing file is never replaced); \
+give that file to both sides (`--secret-file FILE`, or PYMRI_SECRET_FILE=FILE for the agent). \
+Without FILE, it is printed on stdout, for a pipe.";
+
+/// Where the session's secret comes from; never the command line itself.
+#[derive(Args, Debug)]
+#[group(id = "secret", multiple = false)]
+pub struct SecretSourceArgs {
+    /// A private file (mode 0600) holding the secret, as `pymri secret FILE` writes it
+    /// [default: the file named by PYMRI_SECRET_FILE]
+    #[arg(long, value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Read the secret from the first line of standard input (without echo on a terminal)
+    #[arg(long)]
+    pub secret_stdin: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    /// The agent's address: tcp:HOST:PORT, tls:HOST:PORT, unix:PATH or fifo:DIR
+    pub address: String,
+    #[command(flatten)]
+    pub secret: SecretSourceArgs,
+    /// A debugger command to run at the first stop, as if typed (repeatable)
+    #[arg(short = 'c', value_name = "COMMAND")]
+    pub commands: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ListenArgs {
+    /// Where to listen: PORT, ADDR:PORT or [V6]:PORT (ADDR defaults to 127.0.0.1)
+    #[arg(value_name = "[ADDR:]PORT")]
+    pub address: String,
+    /// Speak TLS (the agent connects to tls:HOST:PORT)
+    #[arg(long)]
+    pub tls: bool,
+    #[command(flatten)]
+    pub secret: SecretSourceArgs,
+    /// A debugger command to run at the first stop, as if typed (repeatable)
+    #[arg(short = 'c', value_name = "COMMAND")]
+    pub commands: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SecretArgs {
+    /// A new file to write the secret to (mode 0600) [default: print it on stdout]
+    pub file: Option<PathBuf>,
 }
 
 const DAP_ABOUT: &str = "A Debug Adapter Protocol server: editors (VS Code, Neovim's nvim-dap, \
@@ -116,11 +204,13 @@ pub struct RunArgs {
 const WEB_ABOUT: &str = "The debugger in a browser page: source with breakpoints, stack, threads, \
 variables, a console for pdb's commands and Python, and live updates.\n\n\
 `pymri web PID` attaches to a running process (like `pymri attach`); `pymri web -- script.py ARGS` \
-or `pymri web -m module ARGS` launches a program (like `pymri run`). The page is served on a \
+or `pymri web -m module ARGS` launches a program (like `pymri run`); `pymri web --connect ADDR` \
+connects to an agent that listens inside a program (like `pymri connect`). The page is served on a \
 loopback address only; the URL printed on stderr carries a random token that every request \
 must present. Requests naming another host or coming from another site's page are refused.\n\n\
 It serves until the session ends; Ctrl-C ends it like `q`: it detaches from a running process \
-and ends a launched program. Exit status: 0 after an attach; a launched program's own status.";
+and ends a launched program. Exit status: 0 after an attach or a connection; a launched \
+program's own status.";
 
 #[derive(Args, Debug)]
 #[command(group(clap::ArgGroup::new("how").required(true).args(["pid", "connect", "module", "target"])))]
@@ -140,10 +230,17 @@ pub struct WebArgs {
     /// With PID: seconds to wait for the target to reach a safe point
     #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
     pub timeout: f64,
-    /// Connect to an agent listening inside the program (not available yet: it needs the
-    /// agent's listening transports)
+    /// Connect to an agent listening inside the program: tcp:HOST:PORT, tls:HOST:PORT,
+    /// unix:PATH or fifo:DIR (as `pymri connect`)
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["module", "target", "python", "root"])]
     pub connect: Option<String>,
+    /// With --connect: a private file (mode 0600) holding the agent's secret
+    /// [default: the file named by PYMRI_SECRET_FILE]
+    #[arg(long, value_name = "FILE", requires = "connect", conflicts_with = "secret_stdin")]
+    pub secret_file: Option<PathBuf>,
+    /// With --connect: read the agent's secret from the first line of standard input
+    #[arg(long, requires = "connect")]
+    pub secret_stdin: bool,
     /// The Python interpreter of a launched program [default: python3 from PATH]
     #[arg(long, value_name = "PATH")]
     pub python: Option<PathBuf>,

@@ -4,12 +4,17 @@
 //! status (128 + N if signal N killed it), like `python -m pdb`; these statuses only describe
 //! failures before that (1: the debugger agent did not start in the interpreter, 2: usage,
 //! 3: no such interpreter or script).
+//!
+//! Remote sessions (`connect`, `listen`, `web --connect`) use 2 for a bad address or a missing
+//! secret, 3 when nothing listens at the address, 8 when the peer was reached but the session
+//! could not be authenticated.
 
 use pymri_cpython::Error as PyError;
 use pymri_inject::attach::AttachError;
 use pymri_inject::InjectError;
 use pymri_memory::MemoryError;
 use pymri_object::ObjectError;
+use pymri_transport::{AddressError, SecretError, TransportError};
 use std::process::ExitCode;
 
 /// Documented exit statuses (README, `pymri --help`).
@@ -29,6 +34,10 @@ pub enum Status {
     Refused = 6,
     /// The target did not reach a safe point where the debugger could start, in time.
     Timeout = 7,
+    /// The other end of a remote session (`connect`, `listen`, `web --connect`) was reached but
+    /// the session could not be authenticated: another secret, TLS on one side only, a peer
+    /// that closed the handshake.
+    AuthFailed = 8,
 }
 
 impl From<Status> for ExitCode {
@@ -40,6 +49,17 @@ impl From<Status> for ExitCode {
 /// Picks the status for an error from the most specific cause in its chain.
 pub fn status_of(err: &anyhow::Error) -> Status {
     for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<TransportError>() {
+            if let Some(status) = transport_status(e) {
+                return status;
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<SecretError>() {
+            return secret_status(e);
+        }
+        if cause.is::<AddressError>() || cause.is::<crate::commands::remote::NoSecret>() {
+            return Status::Usage;
+        }
         // `pymri web --listen` with an address it must not serve on.
         if cause.is::<pymri_web::ListenError>()
             || matches!(cause.downcast_ref::<pymri_web::ServeError>(), Some(pymri_web::ServeError::Listen(_)))
@@ -79,6 +99,32 @@ pub fn status_of(err: &anyhow::Error) -> Status {
         }
     }
     Status::TargetFailure
+}
+
+/// `None` for errors whose own cause decides (a secret file, an I/O error).
+fn transport_status(e: &TransportError) -> Option<Status> {
+    match e {
+        TransportError::Address(_)
+        | TransportError::SecretRequired { .. }
+        | TransportError::Unsupported { .. } => Some(Status::Usage),
+        // Nothing listens, no such socket or FIFO, a name that does not resolve.
+        TransportError::Unreachable { .. } => Some(Status::NotFound),
+        // Transparent: the chain goes on below the secret error, so it is looked at here.
+        TransportError::Secret(e) => Some(secret_status(e)),
+        e if e.is_authentication() => Some(Status::AuthFailed),
+        _ => None,
+    }
+}
+
+fn secret_status(e: &SecretError) -> Status {
+    match e {
+        SecretError::Read { source, .. } if source.kind() == std::io::ErrorKind::NotFound => Status::NotFound,
+        SecretError::Read { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+            Status::PermissionDenied
+        }
+        // A file others can read, not a secret, or one that exists already: the input's fault.
+        _ => Status::TargetFailure,
+    }
 }
 
 fn memory_status(e: &MemoryError) -> Status {

@@ -42,6 +42,32 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::Listen(args) => {
+            let options = commands::listen::ListenOptions {
+                address: args.address,
+                tls: args.tls,
+                secret: commands::remote::SecretSource::new(
+                    args.secret.secret_file,
+                    args.secret.secret_stdin,
+                ),
+                commands: args.commands,
+            };
+            return match commands::listen::run(options) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    printer::report_error(&e);
+                    exit::status_of(&e).into()
+                }
+            };
+        }
+        Command::Connect(args) => commands::connect::run(commands::connect::ConnectOptions {
+            address: args.address,
+            secret: commands::remote::SecretSource::new(args.secret.secret_file, args.secret.secret_stdin),
+            commands: args.commands,
+        }),
+        Command::Secret(args) => {
+            commands::secret::run(commands::secret::SecretOptions { file: args.file }, &mut printer)
+        }
         Command::Dap(args) => commands::dap::run(commands::dap::DapOptions { listen: args.listen }),
         Command::Attach(args) => commands::attach::run(commands::attach::AttachOptions {
             pid: args.pid,
@@ -100,7 +126,10 @@ fn web_options(args: cli::WebArgs) -> commands::web::WebOptions {
             timeout: std::time::Duration::from_secs_f64(args.timeout.max(0.0)),
         }
     } else if let Some(address) = args.connect {
-        WebTarget::Connect(address)
+        WebTarget::Connect {
+            address,
+            secret: commands::remote::SecretSource::new(args.secret_file, args.secret_stdin),
+        }
     } else {
         let (program, rest) = match args.module {
             Some(mut module) => {

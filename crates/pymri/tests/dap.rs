@@ -138,6 +138,44 @@ per_interpreter! {
     "3.15" => launch_3_15, attach_3_15;
 }
 
+/// `attach` with `connect` (TLS) to a program whose agent listens and waits for its debugger.
+#[test]
+fn attach_by_connecting_to_a_listening_agent() {
+    let interp = interpreter("3.14").expect("3.14");
+    let scratch = Scratch::new(&interp);
+    let name = "discount.py";
+    std::fs::copy(repo_root().join("fixtures/pdb").join(name), scratch.host.join(name)).expect("copy");
+    let secret = scratch.host.join("app.secret");
+    let made = common::pymri(&["secret", &secret.display().to_string()]);
+    assert!(made.status.success(), "{}", text(&made.stderr));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let mut agent = common::AgentProgram::start(
+        &interp,
+        &scratch,
+        &[
+            "--listen",
+            &format!("tls:127.0.0.1:{port}"),
+            "--secret-file",
+            &format!("{}/app.secret", scratch.inside),
+            "--wait",
+            &format!("{}/{name}", scratch.inside),
+        ],
+    );
+    agent.expect_line("listening", Duration::from_secs(20));
+    node_test(
+        "connect.test.js",
+        &[
+            ("PYMRI_DAP_CONNECT_PORT", port.to_string()),
+            ("PYMRI_DAP_SECRET", secret.display().to_string()),
+            ("PYMRI_DAP_SCRIPT", scratch.host.join(name).display().to_string()),
+            ("PYMRI_DAP_DIR", scratch.host.display().to_string()),
+            ("PYMRI_DAP_DIR_INSIDE", scratch.inside.clone()),
+        ],
+    );
+    agent.expect_line("expected 80, got 120", Duration::from_secs(20));
+    assert_eq!(agent.wait(Duration::from_secs(20)), Some(0), "{}", agent.transcript);
+}
+
 #[test]
 fn listen_serves_clients_in_turn_and_survives_garbage() {
     let interp = interpreter("3.14").expect("3.14");

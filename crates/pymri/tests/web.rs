@@ -325,6 +325,49 @@ fn launch_through_the_api() {
     assert_eq!(web.wait(Duration::from_secs(30)), 3, "the program's own status:\n{}", web.transcript);
 }
 
+/// `pymri web --connect`: a program whose agent listens, holding it before its first line,
+/// is started from the page, stops at a breakpoint set in the console, and runs to its end;
+/// pymri then lets its process exit with the program's status.
+#[test]
+fn connect_through_the_api() {
+    let interp = interpreter("3.14").expect("3.14");
+    let scratch = common::Scratch::new(&interp);
+    let name = "discount.py";
+    std::fs::copy(repo_root().join("fixtures/pdb").join(name), scratch.host.join(name)).expect("copy");
+    let secret = scratch.host.join("app.secret").display().to_string();
+    let made = common::pymri(&["secret", &secret]);
+    assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let address = format!("tcp:127.0.0.1:{port}");
+    let script = format!("{}/{name}", scratch.inside);
+    let secret_inside = format!("{}/app.secret", scratch.inside);
+    let mut agent = common::AgentProgram::start(
+        &interp,
+        &scratch,
+        &["--listen", &address, "--secret-file", &secret_inside, "--wait", &script],
+    );
+    agent.expect_line("listening", Duration::from_secs(20));
+    let mut web = Web::start(&["--connect", &address, "--secret-file", &secret], None);
+    let state = wait_for(&web, |s| s["stopped"].as_array().is_some_and(|a| !a.is_empty()));
+    assert_eq!(state["mode"], "attach", "ending the page's session detaches: {state}");
+    let b = web.api(r#"{"op":"console","line":"b calculate_discount"}"#);
+    assert!(b["body"]["output"].as_str().is_some_and(|o| o.contains("Breakpoint 1")), "{b}");
+    web.api(r#"{"op":"console","line":"c"}"#);
+    let at = |s: &serde_json::Value| {
+        s["stopped"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|t| t["frame"]["function"] == "calculate_discount"))
+    };
+    wait_for(&web, at);
+    let p = web.api(r#"{"op":"console","line":"p price, percent"}"#);
+    assert_eq!(p["body"]["output"].as_str().map(str::trim), Some("(100, 20)"), "{p}");
+    web.api(r#"{"op":"console","line":"c"}"#);
+    assert_eq!(web.wait(Duration::from_secs(30)), 0, "{}", web.transcript);
+    assert!(web.transcript.contains("The program exited (status 0)."), "{}", web.transcript);
+    agent.expect_line("expected 80, got 120", Duration::from_secs(20));
+    assert_eq!(agent.wait(Duration::from_secs(20)), Some(0), "{}", agent.transcript);
+}
+
 /// Another address than a loopback one is refused before anything is done to the target.
 #[test]
 fn non_loopback_addresses_are_refused() {

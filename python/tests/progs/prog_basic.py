@@ -131,3 +131,8 @@ def raise_through():
         raise_deep(3)
     except KeyError:
         return "caught deep"
+
+
+def loop_caller(n):
+    total = loop(n)  # MARK: loop-call
+    return total  # MARK: loop-call-after

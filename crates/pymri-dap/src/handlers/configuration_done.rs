@@ -1,6 +1,7 @@
 //! `configurationDone`: breakpoints and filters are in place. A launched program starts now
-//! (stopping at its first line with `stopOnEntry`); an attached thread held at the attach
-//! stop goes on (or is shown stopped, with `stopOnEntry`).
+//! (stopping at its first line with `stopOnEntry`), and so does one whose listening agent
+//! waits for its debugger; an attached thread held at the attach stop goes on (or is shown
+//! stopped, with `stopOnEntry`).
 
 use super::Handler;
 use crate::adapter::Adapter;
@@ -20,8 +21,8 @@ impl Handler for ConfigurationDone {
             return Ok(Empty {});
         }
         adapter.configured = true;
-        let launched = adapter.debuggee.as_ref().is_some_and(|d| d.is_launch());
-        if launched {
+        let waiting = adapter.debuggee.as_ref().is_some_and(|d| d.is_launch() || d.awaits_start());
+        if waiting {
             pymri_launch::start(&session, adapter.stop_on_entry)?;
         } else if let Some(stop) = adapter.held_stop.take() {
             if adapter.stop_on_entry {

@@ -1,8 +1,12 @@
 //! One module per subcommand, each with an options struct and a `run` function.
 
 pub mod attach;
+pub mod connect;
 pub mod dap;
 pub mod dump;
+pub mod listen;
 pub mod ps;
+pub mod remote;
 pub mod run;
+pub mod secret;
 pub mod web;

@@ -1,18 +1,20 @@
 //! `pymri web`: the debugger in a browser page (`pymri-web`), over a session made the way
-//! `pymri attach` or `pymri run` makes it.
+//! `pymri attach`, `pymri run` or `pymri connect` makes it.
 //!
 //! The page's console runs the REPL's own commands ([`crate::repl::WebConsole`]). The address
 //! is bound before anything is done to the target, so a refused or busy address fails first.
 //! Ctrl-C ends the session like `q`: a detach from a running process, the end of a launched
 //! one. A launched program's output goes both to our terminal and to the page.
 
+use super::remote::{self, SecretSource};
 use crate::printer::note;
 use crate::repl::{self, WebConsole};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use pymri_cpython::LiveProcess;
 use pymri_inject::attach;
 use pymri_launch::{launch, LaunchOptions, Streams};
 use pymri_session::Session;
+use pymri_transport::Address;
 use pymri_web::{Debugger, Mode, Outcome, Server};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -33,7 +35,7 @@ pub enum WebTarget {
     /// A program to start, as `pymri run` does.
     Launch { python: Option<PathBuf>, root: Option<PathBuf>, program: Program, args: Vec<String> },
     /// An agent listening at an address.
-    Connect(String),
+    Connect { address: String, secret: SecretSource },
 }
 
 pub struct WebOptions {
@@ -99,10 +101,22 @@ pub fn run(opts: WebOptions) -> Result<u8> {
             drop(process);
             Ok(status.map_or(0, exit_code))
         }
-        WebTarget::Connect(address) => bail!(
-            "pymri web --connect {address}: connecting to an agent that listens is not available yet\n\
-             hint: attach with `pymri web PID`, or launch with `pymri web -- script.py`"
-        ),
+        WebTarget::Connect { address, secret } => {
+            let address = Address::parse(&address)?;
+            let shown = address.to_string();
+            let secret = remote::required_secret(&secret, &shown)?;
+            let session = pymri_transport::connect(&address, &secret)?;
+            remote::begin(&session, &format!("at {shown}"))?;
+            let program =
+                remote::program_of(&session).unwrap_or_else(|| format!("process {}", session.ready().pid));
+            // Ending the page's session detaches: the program goes on, the agent listens again.
+            let page = Page { server, open: opts.open, mode: Mode::Attach, program };
+            let (outcome, _) = page.serve_with(session, None, repl::Mode::Remote)?;
+            if let Outcome::Lost(reason) = &outcome {
+                note(&format!("pymri: {reason}"));
+            }
+            Ok(0)
+        }
     }
 }
 
@@ -117,11 +131,21 @@ impl Page {
     /// Serves until the session ends; with a launched `child`, then waits for it and returns
     /// its exit.
     fn serve(self, session: Session, child: Option<&mut Child>) -> Result<(Outcome, Option<ExitStatus>)> {
-        let session = Arc::new(session);
         let repl_mode = match self.mode {
             Mode::Attach => repl::Mode::Attach,
             Mode::Launch => repl::Mode::Run,
         };
+        self.serve_with(session, child, repl_mode)
+    }
+
+    /// [`serve`](Self::serve) with the console's commands behaving as in `repl_mode`.
+    fn serve_with(
+        self,
+        session: Session,
+        child: Option<&mut Child>,
+        repl_mode: repl::Mode,
+    ) -> Result<(Outcome, Option<ExitStatus>)> {
+        let session = Arc::new(session);
         let console = WebConsole::new(Arc::clone(&session), repl_mode, self.program.clone());
         let url = self.server.url();
         note(&format!("pymri web: the debugger of {} is at", self.program));

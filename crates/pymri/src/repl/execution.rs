@@ -4,6 +4,7 @@
 use super::{user_error, CmdResult, ExitOutcome, Flow, Mode, Repl};
 use pymri_session::protocol::messages::StopReason;
 use pymri_session::protocol::requests::{Continue, Detach, Jump, Next, Quit, Restart, Step, StepOut, Until};
+use pymri_session::SessionError;
 
 pub(crate) fn step(repl: &mut Repl, _arg: &str) -> CmdResult {
     let thread = repl.selection()?.thread;
@@ -79,16 +80,21 @@ pub(crate) fn restart(repl: &mut Repl, _arg: &str) -> CmdResult {
 }
 
 pub(crate) fn detach(repl: &mut Repl, _arg: &str) -> CmdResult {
-    repl.session.request(&Detach {})?;
-    let flow = repl.wait_for_end(ExitOutcome::Detached);
+    let flow = match repl.session.request(&Detach {}) {
+        Ok(_) => repl.wait_for_end(ExitOutcome::Detached),
+        // The agent let go as it closed the connection (its process ended with the program,
+        // as a reverse agent's does); a closed connection is a detach for the agent anyway.
+        Err(SessionError::Closed(_)) => Flow::End(ExitOutcome::Detached),
+        Err(e) => return Err(e.into()),
+    };
     match repl.mode {
         Mode::Run => repl.out.line("Detached: the program goes on without the debugger."),
-        Mode::Attach => repl.out.line("Detached."),
+        Mode::Attach | Mode::Remote => repl.out.line("Detached."),
     }
     Ok(flow)
 }
 
-pub(crate) fn quit(repl: &mut Repl, _arg: &str) -> CmdResult {
+pub(crate) fn quit(repl: &mut Repl, arg: &str) -> CmdResult {
     match repl.mode {
         Mode::Run => Ok(repl.quit_program()),
         Mode::Attach => {
@@ -96,5 +102,8 @@ pub(crate) fn quit(repl: &mut Repl, _arg: &str) -> CmdResult {
             repl.session.request(&Quit {})?;
             Ok(repl.wait_for_end(ExitOutcome::Detached))
         }
+        // A remote agent may have started the program itself (`--wait`), where `quit` would
+        // end it: the session's end is asked for by name.
+        Mode::Remote => detach(repl, arg),
     }
 }

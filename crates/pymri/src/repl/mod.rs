@@ -44,6 +44,10 @@ pub enum Mode {
     Run,
     /// A running process (`pymri attach`): `q` detaches and the program goes on.
     Attach,
+    /// An agent that listens or connected out (`pymri connect`, `pymri listen`): `q` detaches,
+    /// leaving the program running (even one the agent started for its debugger); when that
+    /// program ends, the agent is told to let its process exit instead of restarting it.
+    Remote,
 }
 
 pub struct ReplOptions {
@@ -183,6 +187,9 @@ pub(crate) struct Repl {
     /// Commands come one at a time from elsewhere (the web console) and print into a buffer;
     /// another front end takes the session's events.
     headless: bool,
+    /// Say, once the first wait has begun, that the program runs (a remote agent in attach
+    /// mode lets it run when the session starts) and how to stop it.
+    announce_running: bool,
 }
 
 impl Repl {
@@ -190,6 +197,7 @@ impl Repl {
         let mut threads = ThreadNumbers::default();
         threads.number(session.ready().main_thread);
         let editor = LineEditor::new(Arc::clone(&session))?;
+        let announce_running = options.mode == Mode::Remote && session.ready().mode == "attach";
         Ok(Repl {
             session,
             out: Out::new(),
@@ -210,6 +218,7 @@ impl Repl {
             stopped_this_run: false,
             pending_exit: None,
             headless: false,
+            announce_running,
         })
     }
 
@@ -238,6 +247,7 @@ impl Repl {
             stopped_this_run: false,
             pending_exit: None,
             headless: true,
+            announce_running: false,
         }
     }
 
@@ -270,6 +280,10 @@ impl Repl {
             }
         }
         self.running.store(true, Ordering::SeqCst);
+        if std::mem::take(&mut self.announce_running) {
+            // Only now: Ctrl-C pauses the program from here on.
+            self.out.line("The program is running: Ctrl-C stops its main thread at its next line.");
+        }
         let flow = loop {
             let Some(event) = self.session.next_event(None) else {
                 break Flow::End(ExitOutcome::Lost("the session ended".into()));
@@ -351,6 +365,11 @@ impl Repl {
 
     /// The program ended (run mode). Like pdb, it is restarted; `None` means "keep waiting".
     fn on_exit(&mut self, exited: &Exited) -> Option<Flow> {
+        if self.mode == Mode::Remote && exited.reason != "quit" {
+            // Nobody here can start it again: its process ends with the program's status.
+            self.out.line(&format!("The program finished (exit status {}).", exited.code));
+            return Some(self.quit_program());
+        }
         if self.mode != Mode::Run || exited.reason == "quit" {
             return Some(Flow::End(ExitOutcome::Quit));
         }
@@ -411,6 +430,8 @@ impl Repl {
     // Showing a stop
 
     fn present(&mut self, stop: &Stopped) -> Flow {
+        // A thread stopped before the program was seen running (one waiting in `set_trace`).
+        self.announce_running = false;
         self.session.state().select_thread(stop.thread);
         self.stack = None;
         self.listed_to = None;

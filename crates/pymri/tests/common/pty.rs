@@ -76,6 +76,23 @@ impl Repl {
         Repl { session, scratch, interp: interp.clone(), transcript: String::new() }
     }
 
+    /// `pymri ARGS` in a pseudo-terminal (`connect`, `listen`), with `env` added.
+    pub fn pymri(interp: &Interpreter, args: &[&str], env: &[(&str, &str)]) -> Repl {
+        let scratch = Scratch::new(interp);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pymri"));
+        cmd.args(args);
+        cmd.env("TERM", "xterm")
+            .env("XDG_STATE_HOME", &scratch.host)
+            .env("NO_COLOR", "1")
+            .env_remove("PYMRI_SECRET_FILE");
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        let options = Options::new().timeout_ms(Some(TIMEOUT_MS));
+        let session = spawn_with_options(cmd, options).expect("spawn pymri in a pty");
+        Repl { session, scratch, interp: interp.clone(), transcript: String::new() }
+    }
+
     /// Kills pymri itself with SIGKILL, as a crash or an OOM killer would.
     pub fn kill_hard(&mut self) {
         self.session.process_mut().signal(rexpect::process::Signal::SIGKILL).expect("SIGKILL pymri");
