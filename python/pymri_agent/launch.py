@@ -139,6 +139,12 @@ def run_once(agent, target, stop_on_entry):
     """Run the program once. Returns (exit code, outcome) with outcome exit/exception/restart/quit."""
     try:
         code, main = _prepare(target)
+    except QuitProgram:
+        # `quit` sent right after `start` can land on a line of the standard library code that
+        # loads the program, before the program's first line.
+        return 0, "quit"
+    except RestartProgram:
+        return None, "restart"
     except BaseException as exc:
         sys.stderr.write("%s: %s\n" % (type(exc).__name__, exc))
         return 1, "exception"
