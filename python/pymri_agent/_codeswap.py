@@ -722,7 +722,6 @@ class CodeSwapper(object):
     def update(self, only=None):
         if not self.active or self.agent.detached:
             return
-        _load()
         agent = self.agent
         func_codes = {}
         for bps in agent.func_bps.values():
@@ -752,6 +751,18 @@ class CodeSwapper(object):
             todo[filename] = (specs, enabled, func_codes.get(filename, set()), sig)
         if not todo:
             return
+        if self.monitoring and not any(specs or self._instrumented(filename)
+                                       for filename, (specs, _, _, _) in todo.items()):
+            # 3.12+ plain breakpoints: sys.monitoring serves them and nothing is to be restored,
+            # so no walk of the whole heap (long in a large program) and no compile.
+            for filename, (_, enabled, _, sig) in todo.items():
+                self.dirty.discard(filename)
+                self.status[filename] = "idle"
+                self.fallback[filename] = set(enabled)
+                self.hooked[filename] = set()
+                self.applied[filename] = sig
+            return
+        _load()
         scan = self._scan(set(todo))
         for filename, (specs, enabled, fcodes, sig) in todo.items():
             self.dirty.discard(filename)
@@ -770,6 +781,14 @@ class CodeSwapper(object):
             self.applied[filename] = sig
         self._refresh_old_generators(scan)
 
+    def _instrumented(self, filename):
+        """Does code of `filename` run instrumented copies, or patched constants?"""
+        if self.file_hooks.get(filename):
+            return True
+        if any(entry[3] == filename for entry in self.patches.values()):
+            return True
+        return any(v.filename == filename for v in list(self.variants.values()))
+
     def file_seen(self, filename):
         """A tracer saw code of a pending file run: it has been loaded, instrument it now."""
         if self.status.get(filename) != "pending":
@@ -782,6 +801,7 @@ class CodeSwapper(object):
         """Launch: the program's module code, before it runs."""
         if not self.active or self.agent.detached or code.co_filename not in self.agent.file_bps:
             return code
+        _load()
         self.programs[id(code)] = (weakref.ref(code), code.co_filename)
         self.dirty.add(code.co_filename)
         self.update(only={code.co_filename})

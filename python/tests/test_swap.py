@@ -12,6 +12,7 @@ import sys
 import tempfile
 import threading
 import time
+import unittest
 
 from helpers import AgentTestCase, LaunchedProgram, RequestFailed, MONITORING, line_of, prog_path, thread_offsets
 import prog_swap as ps  # noqa: E402
@@ -105,6 +106,33 @@ class InstrumentedBreakpointTests(SwapTestCase):
         self.assertEqual(p.wait_result(), (15, 3, 1))
         c.request("clear_breakpoints", all=True)
         self.assertIs(ps.plain.__code__, original)
+
+    @unittest.skipIf(SETTRACE, "3.12+: sys.monitoring serves plain breakpoints")
+    def test_plain_breakpoints_do_not_walk_the_heap(self):
+        original = ps.plain.__code__
+        p, c, tid = self.start(lambda: ps.plain(3))
+        swapper = live_agent().swapper
+        scans = []
+        scan = swapper._scan
+        swapper._scan = lambda files: scans.append(files) or scan(files)
+        try:
+            c.request("set_breakpoint", file=F, line=L("plain-body"))
+            self.assertEqual((scans, swapper.status.get(F)), ([], "idle"))
+            self.assertIs(ps.plain.__code__, original)
+            c.request("set_breakpoint", file=F, line=L("plain-return"), condition="n == 3")
+            self.assertEqual(len(scans), 1)
+            self.assertIsNot(ps.plain.__code__, original)
+            c.request("clear_breakpoints", file=F, line=L("plain-return"))
+            self.assertEqual(len(scans), 2)  # the instrumented code had to be restored
+            self.assertIs(ps.plain.__code__, original)
+        finally:
+            del swapper._scan
+        c.request("continue", thread=tid)
+        st = c.wait_event("stopped", reason="breakpoint")
+        self.assertEqual(st["frame"]["line"], L("plain-body"))
+        c.request("clear_breakpoints", all=True)
+        c.request("continue", thread=tid)
+        self.assertEqual(p.wait_result(), 3)
 
     def test_raising_condition_stops_with_error(self):
         p, c, tid = self.start(lambda: ps.plain(3))
