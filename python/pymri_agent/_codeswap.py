@@ -62,7 +62,7 @@ import os
 import sys
 import types
 
-from .inspection import code_lines, getlines
+from .inspection import code_lines, code_tree_lines, getlines
 
 # Imported by _load() when code is first instrumented: an attach waits for the agent's imports,
 # and reaching its first stop needs none of these.
@@ -983,7 +983,7 @@ class CodeSwapper(object):
         # Code that differs from the source (rewritten by a decorator such as types.coroutine,
         # or left from an older version of the file) keeps its code: tracing covers its lines.
         for code in unmatched:
-            self.fallback[filename] |= enabled & _lines_of_tree(code)
+            self.fallback[filename] |= enabled & code_tree_lines(code)
         self.status[filename] = "hooked"
         if unmatched:
             code = unmatched[0]
@@ -1006,7 +1006,7 @@ class CodeSwapper(object):
             try:
                 func.__code__ = want
             except Exception:
-                self.fallback[filename] |= enabled & _lines_of_tree(orig)
+                self.fallback[filename] |= enabled & code_tree_lines(orig)
         # frames and generators already running some version: closures they create later
         running = [frame.f_code for _, frame in scan.frames if frame.f_code.co_filename == filename]
         running += [code for _, code in scan.gens if code.co_filename == filename]
@@ -1042,13 +1042,13 @@ class CodeSwapper(object):
                 self._patcher = _make_patcher()
             if self._patcher is None:
                 if not self.monitoring:
-                    self.fallback[filename] |= enabled & _lines_of_tree(orig)
+                    self.fallback[filename] |= enabled & code_tree_lines(orig)
                 continue
             try:
                 self._patcher.set(consts, index, want)
             except Exception:
                 self._patcher = None
-                self.fallback[filename] |= enabled & _lines_of_tree(orig)
+                self.fallback[filename] |= enabled & code_tree_lines(orig)
                 continue
             entry = self.patches.get(key)
             if want is orig:
@@ -1382,24 +1382,22 @@ class CodeSwapper(object):
     def _on_gen_died(self, _ref):
         self._gen_died = True
 
+    def unhooked_bp_lines(self, code):
+        """{line: [Breakpoint]}: the breakpoint lines of `code` it has no hook for, which a
+        tracer must serve."""
+        table = {}
+        lines = self.agent.file_bps.get(code.co_filename)
+        if lines:
+            hooked = self.hooked_lines(code) or ()
+            have = code_lines(code)
+            for line, bps in lines.items():
+                if line in have and line not in hooked:
+                    table[line] = bps
+        return table
+
     def code_needs_tracing(self, code):
         """Does `code` (an original or a stale copy) hold breakpoint lines it has no hook for?"""
-        lines = self.agent.file_bps.get(code.co_filename)
-        if not lines:
-            return False
-        hooked = self.hooked_lines(code) or ()
-        have = code_lines(code)
-        for line, bps in lines.items():
-            if line in have and line not in hooked and any(b.enabled for b in bps):
+        for bps in self.unhooked_bp_lines(code).values():
+            if any(b.enabled for b in bps):
                 return True
         return False
-
-
-def _lines_of_tree(code):
-    out = set()
-    todo = [code]
-    while todo:
-        c = todo.pop()
-        out |= code_lines(c)
-        todo.extend(_children(c))
-    return out

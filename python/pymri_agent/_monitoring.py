@@ -18,7 +18,6 @@ Cost model:
 import sys
 import threading
 
-from .inspection import code_lines
 
 M = getattr(sys, "monitoring", None)
 if M is not None:
@@ -172,14 +171,7 @@ class MonitoringBackend(object):
     def _refresh_lines(self, code):
         self._last_hit[0] = (None, -1, None)
         cid = id(code)
-        fbps = self.agent.file_bps.get(code.co_filename)
-        table = {}
-        if fbps:
-            lines = code_lines(code)
-            hooked = self.agent.swapper.hooked_lines(code) or ()
-            for line, bps in fbps.items():
-                if line in lines and line not in hooked:
-                    table[line] = bps
+        table = self.agent.swapper.unhooked_bp_lines(code)
         fb = self.agent.func_bps.get(cid)
         if fb:
             for bp in fb:
@@ -298,9 +290,7 @@ class MonitoringBackend(object):
         if st is not None and st.mode in _INTO_MODES and not agent.is_hidden_code(code):
             codes = self.step_codes.setdefault(ident, {})
             if id(code) not in codes:
-                codes[id(code)] = code
-                self.codes.setdefault(id(code), code)
-                self._apply_mask(code)
+                self._add_step_code(codes, code)
         res = self._start_fast(code, 3)
         # A step into, in any thread, may need this location later; `next` and the others do
         # not (every step start restarts events), and keeping PY_START live for them would call
@@ -319,17 +309,7 @@ class MonitoringBackend(object):
             frame = _getframe(2)
             if agent.transfers and agent.complete_transfer(frame):
                 return None
-            if agent.deferred:
-                agent.deferred.pop(ident, None)
-            if agent.skip_hook:
-                agent.skip_hook.pop(ident, None)
-            hooked = agent.swapper.hooked_lines(code)
-            if hooked and line in hooked:
-                # The line's hook runs next (see _settrace._line_slow).
-                st = agent.steps.get(ident)
-                if (st is not None and agent.step_stops_at_line(st, frame, line)) \
-                        or (ident in agent.pauses and not agent.is_hidden_code(code)):
-                    agent.deferred[ident] = (frame, line)
+            if agent.line_at_hook(ident, frame, line):
                 return None
             entry = False
             if agent.armed:
@@ -342,13 +322,9 @@ class MonitoringBackend(object):
             bps = lb.get(line) if lb is not None else None
             if bps is not None and agent.line_hit(frame, bps[1], line, entry):
                 return None
-            st = agent.steps.get(ident)
-            if st is not None and agent.step_stops_at_line(st, frame, line):
-                agent.stop(frame, "entry" if st.mode == "entry" else "step", "line")
-                return None
-            if ident in agent.pauses and not agent.is_hidden_code(code):
-                agent.stop(frame, agent.pauses.get(ident) or "pause", "line")
-                return None
+            reason = agent.line_stop_reason(ident, frame, line)
+            if reason is not None:
+                agent.stop(frame, reason, "line")
         except agent.control_exceptions:
             raise
         except Exception:
@@ -421,15 +397,9 @@ class MonitoringBackend(object):
         """Called in the thread about to resume with step state `st` (agent.lock held)."""
         codes = self.step_codes.setdefault(ident, {})
         if st.frame is not None:
-            code = st.frame.f_code
-            codes[id(code)] = code
-            self.codes.setdefault(id(code), code)
-            self._apply_mask(code)
+            self._add_step_code(codes, st.frame.f_code)
         if st.entry_code is not None:
-            code = st.entry_code
-            codes[id(code)] = code
-            self.codes.setdefault(id(code), code)
-            self._apply_mask(code)
+            self._add_step_code(codes, st.entry_code)
         self._update_global()
         M.restart_events()
 
@@ -440,10 +410,14 @@ class MonitoringBackend(object):
         codes = self.step_codes.setdefault(ident, {})
         code = st.frame.f_code
         if id(code) not in codes:
-            codes[id(code)] = code
-            self.codes.setdefault(id(code), code)
-            self._apply_mask(code)
+            self._add_step_code(codes, code)
             M.restart_events()
+
+    def _add_step_code(self, codes, code):
+        """Events for a step on `code`; `codes` is the stepping thread's step_codes entry."""
+        codes[id(code)] = code
+        self.codes.setdefault(id(code), code)
+        self._apply_mask(code)
 
     def end_step(self, ident):
         codes = self.step_codes.pop(ident, None)

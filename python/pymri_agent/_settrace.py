@@ -19,7 +19,6 @@ import sys
 import threading
 
 from ._alltrace import AllThreadsTracer
-from .inspection import code_lines
 
 _get_ident = threading.get_ident
 _INTO_MODES = ("step", "entry")
@@ -130,14 +129,7 @@ class TraceBackend(object):
         d = self.decisions.get(cid)
         if d is not None and d[0] is code:
             return d[1]
-        table = {}
-        fbps = self.agent.file_bps.get(code.co_filename)
-        if fbps:
-            lines = code_lines(code)
-            hooked = self.agent.swapper.hooked_lines(code) or ()
-            for line, bps in fbps.items():
-                if line in lines and line not in hooked:
-                    table[line] = bps
+        table = self.agent.swapper.unhooked_bp_lines(code)
         if table:
             self.code_lines[cid] = table
         else:
@@ -194,18 +186,7 @@ class TraceBackend(object):
                 return
             code = frame.f_code
             line = frame.f_lineno
-            if agent.deferred:
-                agent.deferred.pop(ident, None)
-            if agent.skip_hook:
-                agent.skip_hook.pop(ident, None)
-            hooked = agent.swapper.hooked_lines(code)
-            if hooked and line in hooked:
-                # The line's hook runs next and evaluates its breakpoints; a step or pause stop
-                # here is left to it, so that it happens once, after the breakpoints.
-                st = agent.steps.get(ident)
-                if (st is not None and agent.step_stops_at_line(st, frame, line)) \
-                        or (ident in agent.pauses and not agent.is_hidden_code(code)):
-                    agent.deferred[ident] = (frame, line)
+            if agent.line_at_hook(ident, frame, line):
                 return
             entry = False
             if agent.armed and agent.armed.get(ident) is frame:
@@ -217,12 +198,9 @@ class TraceBackend(object):
                 bps = list(bps or ()) + list(agent.func_bps.get(id(code), ()))
             if bps and agent.line_hit(frame, bps, line, entry):
                 return
-            st = agent.steps.get(ident)
-            if st is not None and agent.step_stops_at_line(st, frame, line):
-                agent.stop(frame, "entry" if st.mode == "entry" else "step", "line")
-                return
-            if ident in agent.pauses and not agent.is_hidden_code(code):
-                agent.stop(frame, agent.pauses.get(ident) or "pause", "line")
+            reason = agent.line_stop_reason(ident, frame, line)
+            if reason is not None:
+                agent.stop(frame, reason, "line")
         except agent.control_exceptions:
             raise
         except Exception:

@@ -54,10 +54,32 @@ def _drain_pumps():
 atexit.register(_drain_pumps)
 
 
-class SocketStream(object):
-    """A connected socket, non-blocking."""
+class _PlainStream(object):
+    """A non-blocking transport without TLS: writes wait in `out` until it takes them."""
 
     tls = False
+
+    def send(self, data):
+        self.out += data
+        self.flush()
+
+    def flush(self):
+        while self.out:
+            try:
+                n = self._write(self.out)
+            except (BlockingIOError, InterruptedError):
+                return
+            del self.out[:n]
+
+    def pending_out(self):
+        return len(self.out)
+
+    def finish(self):
+        """Queues a clean end of the stream before close(): nothing to say without TLS."""
+
+
+class SocketStream(_PlainStream):
+    """A connected socket, non-blocking."""
 
     def __init__(self, sock):
         sock.setblocking(False)
@@ -72,32 +94,15 @@ class SocketStream(object):
         except (BlockingIOError, InterruptedError):
             return None
 
-    def send(self, data):
-        self.out += data
-        self.flush()
-
-    def flush(self):
-        while self.out:
-            try:
-                n = self.sock.send(self.out, _SEND_FLAGS)
-            except (BlockingIOError, InterruptedError):
-                return
-            del self.out[:n]
-
-    def pending_out(self):
-        return len(self.out)
-
-    def finish(self):
-        """Queues a clean end of the stream before close(): nothing to say on a socket."""
+    def _write(self, data):
+        return self.sock.send(data, _SEND_FLAGS)
 
     def close(self):
         self.sock.close()
 
 
-class FifoStream(object):
+class FifoStream(_PlainStream):
     """A FIFO pair: read from one descriptor, write to the other, both non-blocking."""
-
-    tls = False
 
     def __init__(self, rfd, wfd):
         os.set_blocking(rfd, False)
@@ -112,23 +117,8 @@ class FifoStream(object):
         except (BlockingIOError, InterruptedError):
             return None
 
-    def send(self, data):
-        self.out += data
-        self.flush()
-
-    def flush(self):
-        while self.out:
-            try:
-                n = os.write(self.wfd, self.out)
-            except (BlockingIOError, InterruptedError):
-                return
-            del self.out[:n]
-
-    def pending_out(self):
-        return len(self.out)
-
-    def finish(self):
-        """Queues a clean end of the stream before close(): closing is all a FIFO has."""
+    def _write(self, data):
+        return os.write(self.wfd, data)
 
     def close(self):
         for fd in (self.rfd, self.wfd):

@@ -589,15 +589,9 @@ class Agent(object):
                 if res:
                     return True if res is _JUMP else None
             if deferred is not None:
-                st = self.steps.get(ident)
-                res = None
-                if st is not None and self.step_stops_at_line(st, frame, line):
-                    res = self._hook_stop(frame, line, "entry" if st.mode == "entry" else "step",
-                                          jump_ok=jump_ok)
-                elif ident in self.pauses and not self.is_hidden_code(frame.f_code):
-                    res = self._hook_stop(frame, line, self.pauses.get(ident) or "pause",
-                                          jump_ok=jump_ok)
-                if res is _JUMP:
+                reason = self.line_stop_reason(ident, frame, line)
+                if reason is not None \
+                        and self._hook_stop(frame, line, reason, jump_ok=jump_ok) is _JUMP:
                     return True
         except self.control_exceptions:
             raise
@@ -662,6 +656,31 @@ class Agent(object):
             self.internal_error()
         finally:
             self.busy.discard(ident)
+
+    def line_stop_reason(self, ident, frame, line):
+        """The reason a step or pause of thread `ident` stops at this line, or None."""
+        st = self.steps.get(ident)
+        if st is not None and self.step_stops_at_line(st, frame, line):
+            return "entry" if st.mode == "entry" else "step"
+        if ident in self.pauses and not self.is_hidden_code(frame.f_code):
+            return self.pauses.get(ident) or "pause"
+        return None
+
+    def line_at_hook(self, ident, frame, line):
+        """A backend's slow-path line event (after complete_transfer): drops stale hook state;
+        True if `line` is instrumented. Its hook then runs next and evaluates the breakpoints
+        there; a step or pause stop here is left to it (`deferred`), so that it happens once,
+        after the breakpoints."""
+        if self.deferred:
+            self.deferred.pop(ident, None)
+        if self.skip_hook:
+            self.skip_hook.pop(ident, None)
+        hooked = self.swapper.hooked_lines(frame.f_code)
+        if not hooked or line not in hooked:
+            return False
+        if self.line_stop_reason(ident, frame, line) is not None:
+            self.deferred[ident] = (frame, line)
+        return True
 
     def step_stops_at_line(self, st, frame, line):
         mode = st.mode
@@ -1094,12 +1113,7 @@ class Agent(object):
         result = None
         try:
             code = compile("".join(lines), filename, "exec", dont_inherit=True)
-            result = set()
-            todo = [code]
-            while todo:
-                c = todo.pop()
-                result |= inspection.code_lines(c)
-                todo.extend(k for k in c.co_consts if isinstance(k, type(c)))
+            result = inspection.code_tree_lines(code)
         except Exception:
             result = None
         self._exec_files_cache[filename] = (key, result)

@@ -399,6 +399,17 @@ def code_lines(code):
     return {ln for (_, ln) in dis.findlinestarts(code)}
 
 
+def code_tree_lines(code):
+    """Lines of `code` and of every code object nested in it."""
+    out = set()
+    todo = [code]
+    while todo:
+        c = todo.pop()
+        out |= code_lines(c)
+        todo.extend(k for k in c.co_consts if type(k) is type(c))
+    return out
+
+
 def function_range(code, lines):
     """Line range of the function owning `code`, for `ll`."""
     if code.co_name == "<module>":

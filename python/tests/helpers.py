@@ -252,6 +252,21 @@ class AgentTestCase(unittest.TestCase):
         c = p.connect()
         return p, c
 
+    def start(self, target):
+        """Attaches to `target`, stopped at attach: (program, controller, thread id)."""
+        p, c = self.attach(target)
+        st = c.wait_event("stopped", reason="attach")
+        return p, c, st["thread"]
+
+    def run_to(self, target, file, line):
+        """Attaches to `target` and runs it to a temporary breakpoint at file:line."""
+        p, c, tid = self.start(target)
+        c.request("set_breakpoint", file=file, line=line, temporary=True)
+        c.request("continue", thread=tid)
+        st = c.wait_event("stopped", reason="breakpoint")
+        self.assertEqual(st["frame"]["line"], line)
+        return p, c, tid
+
 
 class LaunchedProgram(object):
     """`python -m pymri_agent.launch ARGS` in a subprocess, with this test as the controller."""

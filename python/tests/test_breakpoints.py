@@ -11,11 +11,6 @@ def L(marker):
 
 
 class BreakpointTests(AgentTestCase):
-    def start(self, target):
-        p, c = self.attach(target)
-        st = c.wait_event("stopped", reason="attach")
-        return p, c, st["thread"]
-
     def test_line_breakpoint_by_basename_and_pdb_numbering(self):
         p, c, tid = self.start(lambda: pb.caller())
         bp1 = c.request("set_breakpoint", file="prog_basic.py", line=L("helper-second"))["breakpoint"]

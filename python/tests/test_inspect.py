@@ -17,12 +17,7 @@ def L(marker):
 
 class InspectTests(AgentTestCase):
     def stop_at(self, target, marker):
-        p, c = self.attach(target)
-        tid = c.wait_event("stopped", reason="attach")["thread"]
-        c.request("set_breakpoint", file=F, line=L(marker), temporary=True)
-        c.request("continue", thread=tid)
-        c.wait_event("stopped", reason="breakpoint")
-        return p, c, tid
+        return self.run_to(target, F, L(marker))
 
     def test_stack_and_frames(self):
         p, c, tid = self.stop_at(pb.outer, "inner-first")

@@ -14,13 +14,7 @@ def L(marker):
 
 class SteppingTests(AgentTestCase):
     def stop_at(self, target, marker):
-        p, c = self.attach(target)
-        tid = c.wait_event("stopped", reason="attach")["thread"]
-        c.request("set_breakpoint", file=F, line=L(marker), temporary=True)
-        c.request("continue", thread=tid)
-        st = c.wait_event("stopped", reason="breakpoint")
-        self.assertEqual(st["frame"]["line"], L(marker))
-        return p, c, tid
+        return self.run_to(target, F, L(marker))
 
     def step(self, c, tid, cmd, **args):
         c.request(cmd, thread=tid, **args)

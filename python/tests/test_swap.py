@@ -37,11 +37,6 @@ def has_hook(code):
 
 
 class SwapTestCase(AgentTestCase):
-    def start(self, target):
-        p, c = self.attach(target)
-        st = c.wait_event("stopped", reason="attach")
-        return p, c, st["thread"]
-
     def evaluate(self, c, tid, expr, frame=0):
         body = c.request("evaluate", thread=tid, expression=expr, mode="eval", frame=frame)
         self.assertNotIn("exception", body, body)

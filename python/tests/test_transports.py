@@ -727,7 +727,7 @@ class SetTraceTests(TempDirTest):
         self.check_trace_stop(t, c)
         self.assertEqual(t.finish(), 0)
 
-    def test_an_unreachable_controller_is_a_warning_not_an_exception(self):
+    def test_set_trace_that_cannot_listen_warns_and_the_program_goes_on(self):
         t = Target(self, ["plain"], env={"PYTHONBREAKPOINT": "pymri_agent.set_trace",
                                          "PYMRI_AGENT_LISTEN": "tcp:0.0.0.0:0"})
         self.assertEqual(t.ready(), "-")

@@ -180,6 +180,22 @@ impl Adapter {
         self.epochs
     }
 
+    /// Takes on the debuggee `launch` or `attach` made (of epoch `epoch`, from
+    /// [`next_epoch`](Self::next_epoch)) and tells the client to configure it.
+    pub(crate) fn begin(
+        &mut self,
+        epoch: u64,
+        session: Session,
+        origin: Origin,
+        paths: PathMap,
+        stop_on_entry: bool,
+    ) {
+        self.paths = paths;
+        self.stop_on_entry = stop_on_entry;
+        self.debuggee = Some(Debuggee::new(session, origin, epoch, &self.tx));
+        self.event(Event::new("initialized", Value::Null));
+    }
+
     fn on_request(&mut self, request: Request) {
         self.deferred = Some(Vec::new());
         let result = handlers::dispatch(self, &request);

@@ -123,10 +123,7 @@ impl Launched {
             return;
         }
         match &self.pidfd {
-            // SAFETY: a pidfd we own, a signal number, no siginfo, no flags.
-            Some(fd) => unsafe {
-                libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), signal, std::ptr::null::<u8>(), 0);
-            },
+            Some(fd) => pidfd_send_signal(fd, signal),
             // SAFETY: kill(2) on our child, which is not reaped (`status` is unset).
             None => unsafe {
                 libc::kill(self.process.child.id() as libc::pid_t, signal);
@@ -140,10 +137,8 @@ impl Launched {
         let Some(fd) = self.pidfd.as_ref().and_then(|fd| fd.try_clone().ok()) else { return };
         let _ = std::thread::Builder::new().name("pymri-dap-term".into()).spawn(move || {
             std::thread::sleep(delay);
-            // SAFETY: our own duplicate of the pidfd; signalling an exited process is harmless.
-            unsafe {
-                libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), signal, std::ptr::null::<u8>(), 0);
-            }
+            // Signalling a process that exited in the meantime is harmless.
+            pidfd_send_signal(&fd, signal);
         });
     }
 
@@ -166,6 +161,13 @@ impl Launched {
     }
 }
 
+fn pidfd_send_signal(fd: &OwnedFd, signal: libc::c_int) {
+    // SAFETY: a pidfd we own, a signal number, no siginfo, no flags.
+    unsafe {
+        libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), signal, std::ptr::null::<u8>(), 0);
+    }
+}
+
 /// Blocks until process `pid` (our child) has exited, without reaping it.
 fn wait_exited(pid: libc::pid_t) {
     loop {
@@ -184,12 +186,9 @@ fn spawn_pump(session: Arc<Session>, epoch: u64, tx: Sender<Input>) {
     let _ = std::thread::Builder::new().name("pymri-dap-events".into()).spawn(move || loop {
         match session.next_event(None) {
             Some(SessionEvent::Woken) => {}
-            Some(SessionEvent::Closed(reason)) => {
-                let _ = tx.send(Input::Agent(epoch, SessionEvent::Closed(reason)));
-                return;
-            }
             Some(event) => {
-                if tx.send(Input::Agent(epoch, event)).is_err() {
+                let last = matches!(event, SessionEvent::Closed(_));
+                if tx.send(Input::Agent(epoch, event)).is_err() || last {
                     return;
                 }
             }

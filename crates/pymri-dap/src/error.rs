@@ -18,19 +18,13 @@ pub enum DapError {
     NoSuchThread(i64),
     #[error("unknown or stale frame {0}: the thread has resumed since")]
     NoSuchFrame(i64),
-    /// The agent's answer, or the session's failure.
-    #[error("{}", session_message(.0))]
+    /// The agent's answer (a `SessionError::Agent` shows the agent's message as it is), or the
+    /// session's failure.
+    #[error("{0}")]
     Session(#[from] SessionError),
     /// Anything else, already phrased for the user.
     #[error("{0}")]
     User(String),
-}
-
-fn session_message(e: &SessionError) -> String {
-    match e.agent_error() {
-        Some(agent) => agent.message.clone(),
-        None => e.to_string(),
-    }
 }
 
 /// An error and its causes on one text, as the CLI prints them (`caused by:` lines), skipping

@@ -434,7 +434,7 @@ fn find_on_path(root: &Path, name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
-        .find(|candidate| present(&root.join(candidate.strip_prefix("/").unwrap_or(candidate)), true))
+        .find(|candidate| present(&host_path(root, Path::new("/"), candidate), true))
 }
 
 /// Whether a file the program names exists. A symbolic link is taken on trust: inside a root,

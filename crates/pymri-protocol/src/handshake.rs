@@ -304,16 +304,18 @@ pub fn controller_proof(
 
 /// `P_agent` over any [`ProofInput`], a TLS channel binding included.
 pub fn agent_proof_for(secret: &Secret, input: &ProofInput<'_>) -> Result<String, HandshakeError> {
-    let attach_nonce = input.attach_nonce.to_ascii_lowercase();
-    let input = ProofInput { attach_nonce: &attach_nonce, ..*input };
-    Ok(proof_hex(proof_mac(secret.bytes(), AGENT_LABEL, &input)?))
+    proof_for(secret, AGENT_LABEL, input)
 }
 
 /// `P_ctrl` over any [`ProofInput`], a TLS channel binding included.
 pub fn controller_proof_for(secret: &Secret, input: &ProofInput<'_>) -> Result<String, HandshakeError> {
+    proof_for(secret, CONTROLLER_LABEL, input)
+}
+
+fn proof_for(secret: &Secret, label: &str, input: &ProofInput<'_>) -> Result<String, HandshakeError> {
     let attach_nonce = input.attach_nonce.to_ascii_lowercase();
     let input = ProofInput { attach_nonce: &attach_nonce, ..*input };
-    Ok(proof_hex(proof_mac(secret.bytes(), CONTROLLER_LABEL, &input)?))
+    Ok(proof_hex(proof_mac(secret.bytes(), label, &input)?))
 }
 
 fn is_nonce(text: &str) -> bool {

@@ -156,12 +156,6 @@ pub enum SessionEvent {
     Closed(String),
 }
 
-enum Notice {
-    Event(Event),
-    Woken,
-    Closed(String),
-}
-
 enum Reply {
     Response(Result<Value, ResponseError>),
     Closed(String),
@@ -201,14 +195,14 @@ impl Shared {
 /// Lets another thread wake the event consumer and abandon waiting requests.
 #[derive(Clone)]
 pub struct Waker {
-    notices: mpsc::Sender<Notice>,
+    notices: mpsc::Sender<SessionEvent>,
     shared: Arc<Shared>,
 }
 
 impl Waker {
     /// Makes the consumer's `next_event` return [`SessionEvent::Woken`].
     pub fn wake(&self) {
-        let _ = self.notices.send(Notice::Woken);
+        let _ = self.notices.send(SessionEvent::Woken);
     }
 
     /// Makes every request waiting for an answer return [`SessionError::Interrupted`].
@@ -221,8 +215,8 @@ impl Waker {
 
 pub struct Session {
     shared: Arc<Shared>,
-    events: Mutex<mpsc::Receiver<Notice>>,
-    notices: mpsc::Sender<Notice>,
+    events: Mutex<mpsc::Receiver<SessionEvent>>,
+    notices: mpsc::Sender<SessionEvent>,
     ready: Ready,
     state: Mutex<StopState>,
     reader: Mutex<Option<JoinHandle<()>>>,
@@ -359,35 +353,31 @@ impl Session {
     /// (`None`: as long as it takes). `None` when the time ran out. The [`StopState`] is
     /// updated before the event is returned.
     pub fn next_event(&self, timeout: Option<Duration>) -> Option<SessionEvent> {
-        let notice = {
+        let event = {
             let rx = lock(&self.events);
             match timeout {
                 Some(t) => rx.recv_timeout(t).ok()?,
                 None => rx.recv().ok()?,
             }
         };
-        Some(self.deliver(notice))
+        Some(self.deliver(event))
     }
 
     /// The next event if one is queued, without waiting.
     pub fn try_event(&self) -> Option<SessionEvent> {
-        let notice = lock(&self.events).try_recv().ok()?;
-        Some(self.deliver(notice))
+        let event = lock(&self.events).try_recv().ok()?;
+        Some(self.deliver(event))
     }
 
-    fn deliver(&self, notice: Notice) -> SessionEvent {
-        match notice {
-            Notice::Event(event) => {
-                lock(&self.state).apply(&event);
-                SessionEvent::Event(event)
-            }
-            Notice::Woken => SessionEvent::Woken,
-            Notice::Closed(reason) => {
-                let mut state = lock(&self.state);
-                state.apply(&Event::Detached(pymri_protocol::messages::Detached { reason: "closed".into() }));
-                SessionEvent::Closed(reason)
-            }
+    /// Updates the stop state with what the consumer is about to see.
+    fn deliver(&self, event: SessionEvent) -> SessionEvent {
+        match &event {
+            SessionEvent::Event(event) => lock(&self.state).apply(event),
+            SessionEvent::Woken => {}
+            SessionEvent::Closed(_) => lock(&self.state)
+                .apply(&Event::Detached(pymri_protocol::messages::Detached { reason: "closed".into() })),
         }
+        event
     }
 
     /// The stop state as the consumer has seen it.
@@ -455,7 +445,7 @@ fn reader_main(
     mut stream: Box<dyn Stream>,
     mut decoder: FrameDecoder,
     shared: Arc<Shared>,
-    tx: mpsc::Sender<Notice>,
+    tx: mpsc::Sender<SessionEvent>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     let reason = 'outer: loop {
@@ -472,7 +462,7 @@ fn reader_main(
                     }
                 }
                 Ok(Incoming::Event(event)) => {
-                    let _ = tx.send(Notice::Event(event));
+                    let _ = tx.send(SessionEvent::Event(event));
                 }
                 Err(e) => break 'outer format!("the agent sent a malformed message: {e}"),
             }
@@ -487,7 +477,7 @@ fn reader_main(
     // A protocol error from the agent: close the stream, as §2 advises.
     let _ = stream.shutdown();
     shared.close_all(&reason);
-    let _ = tx.send(Notice::Closed(reason));
+    let _ = tx.send(SessionEvent::Closed(reason));
 }
 
 #[cfg(test)]

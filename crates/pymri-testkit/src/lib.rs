@@ -43,6 +43,25 @@ impl Interpreter {
     pub fn host_path(&self, inside: &str) -> PathBuf {
         self.root.join(inside.trim_start_matches('/'))
     }
+
+    /// A command running this interpreter (through `chroot` when it lives in a root), as user
+    /// and group `uid` if given.
+    pub fn command(&self, uid: Option<u32>) -> Command {
+        if self.in_root() {
+            let mut c = Command::new("chroot");
+            if let Some(uid) = uid {
+                c.arg(format!("--userspec={uid}:{uid}"));
+            }
+            c.arg(&self.root).arg(&self.exe);
+            c
+        } else {
+            let mut c = Command::new(&self.exe);
+            if let Some(uid) = uid {
+                c.uid(uid).gid(uid);
+            }
+            c
+        }
+    }
 }
 
 /// The interpreters named by `PYMRI_INTERPRETERS` (the provisioning script's output) or
@@ -111,8 +130,11 @@ impl Scratch {
         (host, format!("{}/{name}", self.inside))
     }
 
-    pub fn copy_fixture(&self, name: &str) -> String {
-        let src = repo_root().join("fixtures").join(name);
+    /// Copies `fixtures/PATH` (`inject_target.py`, `pdb/counter.py`) into the scratch directory
+    /// by its file name; its path inside the root.
+    pub fn copy_fixture(&self, path: &str) -> String {
+        let src = repo_root().join("fixtures").join(path);
+        let name = path.rsplit('/').next().unwrap_or(path);
         fs::copy(&src, self.host.join(name)).unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
         format!("{}/{name}", self.inside)
     }
@@ -238,20 +260,7 @@ impl Target {
                 chown(path, uid);
             }
         }
-        let mut cmd = if interp.in_root() {
-            let mut c = Command::new("chroot");
-            if let Some(uid) = user {
-                c.arg(format!("--userspec={uid}:{uid}"));
-            }
-            c.arg(&interp.root).arg(&interp.exe);
-            c
-        } else {
-            let mut c = Command::new(&interp.exe);
-            if let Some(uid) = user {
-                c.uid(uid).gid(uid);
-            }
-            c
-        };
+        let mut cmd = interp.command(user);
         cmd.args(python_flags).arg(&script);
         for a in args {
             cmd.arg(a.replace("{ready}", &ready_inside).replace("{control}", &control_inside));
@@ -388,13 +397,7 @@ impl AgentProgram {
         for (name, text) in pymri_agent_files::FILES {
             fs::write(package.join(name), text).expect("agent file");
         }
-        let mut cmd = if interp.in_root() {
-            let mut c = Command::new("chroot");
-            c.arg(&interp.root).arg(&interp.exe);
-            c
-        } else {
-            Command::new(&interp.exe)
-        };
+        let mut cmd = interp.command(None);
         cmd.args(["-m", pymri_agent_files::PACKAGE]).args(agent_args);
         cmd.current_dir(&scratch.host)
             .env("PYTHONPATH", format!("{}/agent", scratch.inside))

@@ -68,7 +68,9 @@ impl<'a> Connector<'a> {
         }
     }
 
-    fn handshake<S: Stream>(
+    /// The session's handshake over a connected `stream` (also the listener's, for agents that
+    /// connect to it).
+    pub(crate) fn handshake<S: Stream>(
         &self,
         shown: &str,
         stream: S,

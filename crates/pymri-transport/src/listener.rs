@@ -19,11 +19,12 @@
 //! `TIME_WAIT` on our side for a flood to fill.
 
 use crate::address::{Address, Host};
+use crate::client::Connector;
 use crate::error::{classify, TransportError};
 use crate::lockout::{Lockout, Verdict, HANDSHAKE_TIMEOUT, LOCKOUT, MAX_FAILURES, MAX_HANDSHAKES};
 use crate::secret::SharedSecret;
 use crate::tls::{self, TlsIdentity};
-use pymri_session::{Handshake, Session, SessionError};
+use pymri_session::{Session, SessionError};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
@@ -92,16 +93,9 @@ impl Listener {
             match TcpListener::bind(addr) {
                 Ok(socket) => {
                     socket.set_nonblocking(true).map_err(listen_err)?;
-                    let address = match tls {
-                        true => Address::Tls {
-                            host: Host::Ip(addr.ip()),
-                            port: socket.local_addr().map_err(listen_err)?.port(),
-                        },
-                        false => Address::Tcp {
-                            host: Host::Ip(addr.ip()),
-                            port: socket.local_addr().map_err(listen_err)?.port(),
-                        },
-                    };
+                    let host = Host::Ip(addr.ip());
+                    let port = socket.local_addr().map_err(listen_err)?.port();
+                    let address = if tls { Address::Tls { host, port } } else { Address::Tcp { host, port } };
                     return Ok(Listener { socket, address, tls, handshake_timeout: HANDSHAKE_TIMEOUT });
                 }
                 Err(e) => last = e,
@@ -369,27 +363,16 @@ fn establish(
     peer: SocketAddr,
     deadline: Instant,
 ) -> Result<Session, TransportError> {
-    let shown = match peer.ip() {
-        IpAddr::V6(ip) => format!("[{ip}]:{}", peer.port()),
-        IpAddr::V4(ip) => format!("{ip}:{}", peer.port()),
-    };
+    let shown = peer.to_string();
     tcp.set_nodelay(true).map_err(|e| classify(&shown, SessionError::Io(e)))?;
     tcp.set_nonblocking(false).map_err(|e| classify(&shown, SessionError::Io(e)))?;
-    let secret = shared.secret.hex();
+    let connector = Connector::new(&shared.secret);
     match &shared.identity {
         Some(identity) => {
             let stream = tls::accept(tcp, identity, deadline)
                 .map_err(|source| TransportError::Tls { address: shown.clone(), source })?;
-            let options = Handshake {
-                attach_nonce: "",
-                channel_binding: Some(identity.fingerprint()),
-                deadline: Some(deadline),
-            };
-            Session::connect_with(stream, secret, &options).map_err(|e| classify(&shown, e))
+            connector.handshake(&shown, stream, Some(identity.fingerprint()), deadline)
         }
-        None => {
-            let options = Handshake { attach_nonce: "", channel_binding: None, deadline: Some(deadline) };
-            Session::connect_with(tcp, secret, &options).map_err(|e| classify(&shown, e))
-        }
+        None => connector.handshake(&shown, tcp, None, deadline),
     }
 }

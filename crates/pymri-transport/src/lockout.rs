@@ -18,8 +18,8 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 pub const LOCKOUT: Duration = Duration::from_secs(60);
 /// Handshakes in progress at once; connections beyond are closed at once.
 pub const MAX_HANDSHAKES: usize = 8;
-/// How long a whole handshake (TLS included) may take.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a whole handshake (TLS included) may take: the session's (and the agent's) limit.
+pub const HANDSHAKE_TIMEOUT: Duration = pymri_session::HANDSHAKE_TIMEOUT;
 /// Peers remembered at once: enough for any honest use, small enough (a few hundred KiB) that
 /// connections from many addresses cannot grow the table without bound.
 pub const MAX_PEERS: usize = 4096;

@@ -69,7 +69,8 @@ fn run<T: Transport>(mut transport: T, mut local: UnixStream) {
     transport.shutdown();
 }
 
-fn would_block(e: &io::Error) -> bool {
+/// A non-blocking call that found nothing to do now (or was interrupted): try again later.
+pub(crate) fn would_block(e: &io::Error) -> bool {
     matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted)
 }
 

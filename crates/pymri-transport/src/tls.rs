@@ -159,9 +159,7 @@ impl Transport for Tls {
         match self.conn.read_tls(&mut self.tcp) {
             Ok(0) => self.eof = true,
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) => {
-                return Ok(())
-            }
+            Err(e) if pump::would_block(&e) => return Ok(()),
             Err(e) => return Err(e),
         }
         if let Err(e) = self.conn.process_new_packets() {

@@ -8,7 +8,7 @@
 //! same thing whatever it missed.
 
 use crate::server::{Handler, Hub, Running, Server};
-use pymri_session::protocol::messages::{Event, Stopped};
+use pymri_session::protocol::messages::Event;
 use pymri_session::protocol::requests::{
     ClearBreakpoints, Continue, Detach, EvalMode, Evaluate, ListBreakpoints, Next, Pause, Quit, Request,
     Restart, SetBreakpoint, Step, StepOut,
@@ -121,11 +121,9 @@ raw_request!(RawVariables, "variables");
 struct ApiError(String);
 
 impl From<SessionError> for ApiError {
+    /// The agent's message as it is for its errors (that is `SessionError::Agent`'s text).
     fn from(e: SessionError) -> ApiError {
-        ApiError(match e.agent_error() {
-            Some(a) => a.message.clone(),
-            None => e.to_string(),
-        })
+        ApiError(e.to_string())
     }
 }
 
@@ -168,11 +166,15 @@ impl Debugger {
     /// Ends the session: detaches (attach mode) or ends the program (launch mode). Returns at
     /// once; a second call cuts the connection without waiting for the agent.
     pub fn end(&self) {
-        let outcome = match self.options.mode {
+        self.end_with(self.ending_outcome());
+    }
+
+    /// What ending the session means in this mode.
+    fn ending_outcome(&self) -> Outcome {
+        match self.options.mode {
             Mode::Attach => Outcome::Detached,
             Mode::Launch => Outcome::Quit,
-        };
-        self.end_with(outcome);
+        }
     }
 
     fn end_with(&self, outcome: Outcome) {
@@ -302,7 +304,6 @@ impl Debugger {
         let breakpoints =
             self.session.request(&ListBreakpoints {}).map(|b| b.breakpoints).unwrap_or_default();
         let state = self.session.state();
-        let stopped: Vec<&Stopped> = state.stopped().iter().collect();
         let selection = state.selection().map(|s| json!({"thread": s.thread, "frame": s.frame}));
         json!({
             "mode": self.options.mode.as_str(),
@@ -310,7 +311,7 @@ impl Debugger {
             "pid": ready.pid,
             "python": ready.python.version,
             "main_thread": ready.main_thread,
-            "stopped": stopped,
+            "stopped": state.stopped(),
             "selection": selection,
             "exited": state.exited(),
             "ending": self.ending.load(Ordering::SeqCst),
@@ -467,13 +468,7 @@ impl Debugger {
         if output.ended {
             // `q` or `detach` already asked the agent to let go.
             self.ending.store(true, Ordering::SeqCst);
-            let mut wanted = lock(&self.wanted);
-            if wanted.is_none() {
-                *wanted = Some(match self.options.mode {
-                    Mode::Attach => Outcome::Detached,
-                    Mode::Launch => Outcome::Quit,
-                });
-            }
+            lock(&self.wanted).get_or_insert_with(|| self.ending_outcome());
         }
         let after = self.session.state().selection();
         // Breakpoints, the selection (`up`, `thread 2`) or values may have changed.

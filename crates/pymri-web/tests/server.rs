@@ -67,32 +67,30 @@ fn status(answer: &str) -> u16 {
     answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
-fn get(s: &Serving, path: &str, headers: &[(&str, &str)]) -> String {
-    let mut request = format!("GET {path} HTTP/1.1\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    exchange(s.addr, request.as_bytes())
-}
-
-fn post(s: &Serving, path: &str, headers: &[(&str, &str)], body: &str) -> String {
-    let mut request = format!("POST {path} HTTP/1.1\r\nContent-Length: {}\r\n", body.len());
+/// A request's bytes: the request line, the headers, an empty line, the body.
+fn request(line: &str, headers: &[(&str, &str)], body: &str) -> Vec<u8> {
+    let mut request = format!("{line}\r\n");
     for (k, v) in headers {
         request.push_str(&format!("{k}: {v}\r\n"));
     }
     request.push_str("\r\n");
     request.push_str(body);
-    exchange(s.addr, request.as_bytes())
+    request.into_bytes()
+}
+
+fn get(s: &Serving, path: &str, headers: &[(&str, &str)]) -> String {
+    exchange(s.addr, &request(&format!("GET {path} HTTP/1.1"), headers, ""))
+}
+
+fn post(s: &Serving, path: &str, headers: &[(&str, &str)], body: &str) -> String {
+    let length = body.len().to_string();
+    let headers: Vec<(&str, &str)> =
+        [("Content-Length", length.as_str())].into_iter().chain(headers.iter().copied()).collect();
+    exchange(s.addr, &request(&format!("POST {path} HTTP/1.1"), &headers, body))
 }
 
 fn upgrade(s: &Serving, path: &str, headers: &[(&str, &str)]) -> String {
-    let mut request = format!("GET {path} HTTP/1.1\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    exchange_head(s.addr, request.as_bytes())
+    exchange_head(s.addr, &request(&format!("GET {path} HTTP/1.1"), headers, ""))
 }
 
 fn upgrade_headers<'a>(host: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
@@ -210,13 +208,17 @@ fn events_reach_every_socket() {
     assert_eq!(event.into_text().expect("text").as_str(), r#"{"body":{"thread":7},"type":"stopped"}"#);
     assert_eq!(s.hub.sockets(), 1);
     s.hub.close_all();
-    loop {
+    let end = loop {
         match ws.read() {
             Ok(tungstenite::Message::Close(_)) => continue,
             Ok(other) => panic!("unexpected {other:?}"),
-            Err(_) => break,
+            Err(e) => break e,
         }
-    }
+    };
+    // Closed by the server, not given up on by the read timeout.
+    let timed_out = matches!(&end, tungstenite::Error::Io(e)
+        if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut));
+    assert!(!timed_out, "close_all did not close the socket: {end}");
 }
 
 #[test]

@@ -21,62 +21,39 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut printer = Printer::new();
-    let result = match cli.command {
-        Command::Run(args) => {
-            return match commands::run::run(run_options(args)) {
-                // The program's own exit status.
-                Ok(code) => ExitCode::from(code),
-                Err(e) => {
-                    printer::report_error(&e);
-                    exit::status_of(&e).into()
-                }
-            };
-        }
-        Command::Web(args) => {
-            return match commands::web::run(web_options(args)) {
-                // A launched program's own exit status; 0 after an attach.
-                Ok(code) => ExitCode::from(code),
-                Err(e) => {
-                    printer::report_error(&e);
-                    exit::status_of(&e).into()
-                }
-            };
-        }
-        Command::Listen(args) => {
-            let options = commands::listen::ListenOptions {
-                address: args.address,
-                tls: args.tls,
-                secret: commands::remote::SecretSource::new(
-                    args.secret.secret_file,
-                    args.secret.secret_stdin,
-                ),
-                commands: args.commands,
-            };
-            return match commands::listen::run(options) {
-                Ok(code) => ExitCode::from(code),
-                Err(e) => {
-                    printer::report_error(&e);
-                    exit::status_of(&e).into()
-                }
-            };
-        }
+    // Ok: pymri's exit status (`run`, `web` launching a program: the program's own).
+    let result: anyhow::Result<u8> = match cli.command {
+        Command::Run(args) => commands::run::run(run_options(args)),
+        Command::Web(args) => commands::web::run(web_options(args)),
+        Command::Listen(args) => commands::listen::run(commands::listen::ListenOptions {
+            address: args.address,
+            tls: args.tls,
+            secret: commands::remote::SecretSource::new(args.secret.secret_file, args.secret.secret_stdin),
+            commands: args.commands,
+        }),
         Command::Connect(args) => commands::connect::run(commands::connect::ConnectOptions {
             address: args.address,
             secret: commands::remote::SecretSource::new(args.secret.secret_file, args.secret.secret_stdin),
             commands: args.commands,
-        }),
+        })
+        .map(success),
         Command::Secret(args) => {
             commands::secret::run(commands::secret::SecretOptions { file: args.file }, &mut printer)
+                .map(success)
         }
-        Command::Dap(args) => commands::dap::run(commands::dap::DapOptions { listen: args.listen }),
+        Command::Dap(args) => {
+            commands::dap::run(commands::dap::DapOptions { listen: args.listen }).map(success)
+        }
         Command::Attach(args) => commands::attach::run(commands::attach::AttachOptions {
             pid: args.pid,
             thread: args.thread,
             timeout: std::time::Duration::from_secs_f64(args.timeout.max(0.0)),
             commands: args.commands,
         })
-        .map(|_| ()),
-        Command::Ps(args) => commands::ps::run(commands::ps::PsOptions { json: args.json }, &mut printer),
+        .map(success),
+        Command::Ps(args) => {
+            commands::ps::run(commands::ps::PsOptions { json: args.json }, &mut printer).map(success)
+        }
         Command::Dump(args) => commands::dump::run(
             commands::dump::DumpOptions {
                 pid: args.pid,
@@ -88,10 +65,11 @@ fn main() -> ExitCode {
                 blocking: args.blocking,
             },
             &mut printer,
-        ),
+        )
+        .map(success),
     };
     match result {
-        Ok(()) => Status::Success.into(),
+        Ok(code) => ExitCode::from(code),
         // The reader went away (`pymri dump PID | head`): nothing left to say.
         Err(e) if e.is::<BrokenPipe>() => Status::Success.into(),
         Err(e) => {
@@ -101,24 +79,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// The status of a command that returns nothing when it succeeds.
+fn success((): ()) -> u8 {
+    Status::Success as u8
+}
+
 fn run_options(args: cli::RunArgs) -> commands::run::RunOptions {
-    use commands::run::{Program, RunOptions};
-    let (program, rest) = match args.module {
-        Some(mut module) => {
-            let rest = module.split_off(1);
-            (Program::Module(module.remove(0)), rest)
-        }
-        None => {
-            let mut target = args.target;
-            let rest = target.split_off(1.min(target.len()));
-            (Program::Script(target.pop().unwrap_or_default()), rest)
-        }
-    };
+    use commands::run::RunOptions;
+    let (program, rest) = program_and_args(args.module, args.target);
     RunOptions { python: args.python, root: args.root, commands: args.commands, program, args: rest }
 }
 
 fn web_options(args: cli::WebArgs) -> commands::web::WebOptions {
-    use commands::web::{Program, WebOptions, WebTarget};
+    use commands::web::{WebOptions, WebTarget};
     let target = if let Some(pid) = args.pid {
         WebTarget::Attach {
             pid,
@@ -131,18 +104,21 @@ fn web_options(args: cli::WebArgs) -> commands::web::WebOptions {
             secret: commands::remote::SecretSource::new(args.secret_file, args.secret_stdin),
         }
     } else {
-        let (program, rest) = match args.module {
-            Some(mut module) => {
-                let rest = module.split_off(1);
-                (Program::Module(module.remove(0)), rest)
-            }
-            None => {
-                let mut target = args.target;
-                let rest = target.split_off(1.min(target.len()));
-                (Program::Script(target.pop().unwrap_or_default()), rest)
-            }
-        };
+        let (program, rest) = program_and_args(args.module, args.target);
         WebTarget::Launch { python: args.python, root: args.root, program, args: rest }
     };
     WebOptions { target, listen: args.listen, open: args.open }
+}
+
+/// `-m MODULE ARGS` or `SCRIPT ARGS` (clap requires one of them): the program and its arguments.
+fn program_and_args(
+    module: Option<Vec<String>>,
+    target: Vec<String>,
+) -> (pymri_launch::Program, Vec<String>) {
+    use pymri_launch::Program;
+    let is_module = module.is_some();
+    let mut words = module.unwrap_or(target);
+    let rest = words.split_off(1.min(words.len()));
+    let first = words.pop().unwrap_or_default();
+    (if is_module { Program::Module(first) } else { Program::Script(first) }, rest)
 }

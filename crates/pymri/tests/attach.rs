@@ -228,3 +228,19 @@ fn chosen_thread_3_11() {
 fn chosen_thread_3_14() {
     attach_to_a_chosen_thread("3.14");
 }
+
+/// The target dies while the debugger holds it stopped: the session is lost, not detached, so
+/// pymri says so and exits with status 1 instead of 0.
+#[test]
+fn a_lost_session_is_reported_and_fails() {
+    let interp = interpreter("3.13").expect("3.13");
+    let (mut target, _) = start_server(&interp);
+    let mut repl = Repl::attach(&interp, target.pid(), &[]);
+    repl.prompt();
+    target.child.kill().expect("SIGKILL the target");
+    target.child.wait().expect("reap the target");
+    repl.type_line("p 1");
+    let (_, status) = repl.finish();
+    assert_eq!(status, 1, "{}", repl.transcript);
+    assert!(repl.transcript.contains("error: the session with the agent was lost"), "{}", repl.transcript);
+}

@@ -144,7 +144,7 @@ fn attach_by_connecting_to_a_listening_agent() {
     let interp = interpreter("3.14").expect("3.14");
     let scratch = Scratch::new(&interp);
     let name = "discount.py";
-    std::fs::copy(repo_root().join("fixtures/pdb").join(name), scratch.host.join(name)).expect("copy");
+    scratch.copy_fixture(&format!("pdb/{name}"));
     let secret = scratch.host.join("app.secret");
     let made = common::pymri(&["secret", &secret.display().to_string()]);
     assert!(made.status.success(), "{}", text(&made.stderr));

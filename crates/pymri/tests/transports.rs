@@ -6,7 +6,7 @@
 mod common;
 
 use common::pty::Repl;
-use common::{interpreter, mark, pymri, pymri_with, repo_root, text, AgentProgram, Interpreter, Scratch};
+use common::{interpreter, mark, pymri, pymri_with, text, AgentProgram, Interpreter, Scratch};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
@@ -151,9 +151,7 @@ impl Setup {
         let interp =
             interpreter(version).unwrap_or_else(|| panic!("interpreter {version} is not provisioned"));
         let scratch = Scratch::new(&interp);
-        std::fs::copy(repo_root().join("fixtures/pdb").join(FIXTURE), scratch.host.join(FIXTURE))
-            .expect("copy the fixture");
-        let script = format!("{}/{FIXTURE}", scratch.inside);
+        let script = scratch.copy_fixture(&format!("pdb/{FIXTURE}"));
         let secret_host = secret_file(&scratch, "app.secret");
         let secret_inside = format!("{}/app.secret", scratch.inside);
         Setup { interp, scratch, script, secret_host, secret_inside }

@@ -300,7 +300,7 @@ fn launch_through_the_api() {
     let interp = interpreter("3.13").expect("3.13");
     let scratch = common::Scratch::new(&interp);
     let name = "exit_three.py";
-    std::fs::copy(repo_root().join("fixtures/pdb").join(name), scratch.host.join(name)).expect("copy");
+    scratch.copy_fixture(&format!("pdb/{name}"));
     let root = interp.root.display().to_string();
     let mut args = Vec::new();
     if interp.in_root() {
@@ -333,7 +333,7 @@ fn connect_through_the_api() {
     let interp = interpreter("3.14").expect("3.14");
     let scratch = common::Scratch::new(&interp);
     let name = "discount.py";
-    std::fs::copy(repo_root().join("fixtures/pdb").join(name), scratch.host.join(name)).expect("copy");
+    scratch.copy_fixture(&format!("pdb/{name}"));
     let secret = scratch.host.join("app.secret").display().to_string();
     let made = common::pymri(&["secret", &secret]);
     assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));

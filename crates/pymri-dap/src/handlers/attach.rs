@@ -11,15 +11,14 @@
 
 use super::Handler;
 use crate::adapter::Adapter;
-use crate::debuggee::{Debuggee, Origin};
+use crate::debuggee::Origin;
 use crate::error::{with_causes, DapError};
 use crate::paths::PathMap;
-use crate::types::{AttachArguments, Empty, Event, NumberOrString};
+use crate::types::{AttachArguments, Empty, NumberOrString};
 use pymri_cpython::LiveProcess;
 use pymri_inject::attach::{self, Options};
 use pymri_session::Session;
 use pymri_transport::{secret, Address, AddressError, Connector};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -58,10 +57,7 @@ impl Handler for Attach {
             }
         };
         let epoch = adapter.next_epoch();
-        adapter.paths = paths;
-        adapter.stop_on_entry = args.stop_on_entry;
-        adapter.debuggee = Some(Debuggee::new(session, origin, epoch, &adapter.tx));
-        adapter.event(Event::new("initialized", Value::Null));
+        adapter.begin(epoch, session, origin, paths, args.stop_on_entry);
         Ok(Empty {})
     }
 }
@@ -145,7 +141,7 @@ fn connect_to(address: &Address, args: &AttachArguments) -> Result<Session, DapE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn address(args: Value) -> Result<Option<String>, DapError> {
         let args: AttachArguments = serde_json::from_value(args).expect("arguments");

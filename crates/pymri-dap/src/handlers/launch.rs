@@ -3,12 +3,11 @@
 
 use super::Handler;
 use crate::adapter::Adapter;
-use crate::debuggee::{Debuggee, Launched, Origin};
+use crate::debuggee::{Launched, Origin};
 use crate::error::{with_causes, DapError};
 use crate::paths::PathMap;
-use crate::types::{Empty, Event, LaunchArguments, StringOrList};
+use crate::types::{Empty, LaunchArguments, StringOrList};
 use pymri_launch::{LaunchOptions, Program, Streams};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 pub(crate) struct Launch;
@@ -63,11 +62,6 @@ impl Handler for Launch {
         if launched.process.root != Path::new("/") {
             paths.push(&launched.process.root, Path::new("/"));
         }
-        adapter.paths = paths;
-        adapter.stop_on_entry = args.stop_on_entry;
-        let process = Launched::new(launched.process, epoch, &adapter.tx);
-        adapter.debuggee =
-            Some(Debuggee::new(launched.session, Origin::Launch(Box::new(process)), epoch, &adapter.tx));
         if let Some(console) = args.console.filter(|c| c != "internalConsole") {
             adapter.console(&format!(
                 "pymri: \"console\": \"{console}\" is not supported; the program's output is shown here"
@@ -76,7 +70,9 @@ impl Handler for Launch {
         if args.no_debug {
             adapter.console("pymri: \"noDebug\" is not supported; the program runs under the debugger");
         }
-        adapter.event(Event::new("initialized", Value::Null));
+        let process = Launched::new(launched.process, epoch, &adapter.tx);
+        let origin = Origin::Launch(Box::new(process));
+        adapter.begin(epoch, launched.session, origin, paths, args.stop_on_entry);
         Ok(Empty {})
     }
 }

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 pub(crate) struct SetBreakpoints;
 
+/// The answer of each of the `set*Breakpoints` requests.
 #[derive(Debug, Serialize)]
 pub(crate) struct Body {
     pub breakpoints: Vec<Breakpoint>,

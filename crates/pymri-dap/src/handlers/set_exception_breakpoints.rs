@@ -1,19 +1,14 @@
 //! `setExceptionBreakpoints`: the agent's two filters, `raised` and `uncaught` (protocol §5.5).
 
 use super::initialize::FILTERS;
+use super::set_breakpoints::Body;
 use super::Handler;
 use crate::adapter::Adapter;
 use crate::error::DapError;
 use crate::types::{Breakpoint, SetExceptionBreakpointsArguments};
 use pymri_session::protocol::requests;
-use serde::Serialize;
 
 pub(crate) struct SetExceptionBreakpoints;
-
-#[derive(Debug, Serialize)]
-pub(crate) struct Body {
-    pub breakpoints: Vec<Breakpoint>,
-}
 
 impl Handler for SetExceptionBreakpoints {
     const COMMAND: &'static str = "setExceptionBreakpoints";
@@ -28,9 +23,8 @@ impl Handler for SetExceptionBreakpoints {
             .cloned()
             .chain(args.filter_options.iter().map(|o| o.filter_id.clone()))
             .collect();
-        let mut filters: Vec<String> =
+        let filters: Vec<String> =
             FILTERS.iter().filter(|f| asked.iter().any(|a| a == *f)).map(|f| f.to_string()).collect();
-        filters.dedup();
         session.request(&requests::SetExceptionFilters { filters: filters.clone() })?;
         adapter.exception_filters = filters;
         let breakpoints = asked

@@ -1,20 +1,14 @@
 //! `setFunctionBreakpoints`: stop at the first line of each call of the named functions
 //! (`func`, `module.func`, `Class.method`, `module.Class.method`).
 
-use super::set_breakpoints::convert;
+use super::set_breakpoints::{convert, Body};
 use super::{non_empty, Handler};
 use crate::adapter::Adapter;
 use crate::error::DapError;
 use crate::types::{Breakpoint, SetFunctionBreakpointsArguments};
 use pymri_session::protocol::requests::{self, BreakpointResult};
-use serde::Serialize;
 
 pub(crate) struct SetFunctionBreakpoints;
-
-#[derive(Debug, Serialize)]
-pub(crate) struct Body {
-    pub breakpoints: Vec<Breakpoint>,
-}
 
 impl Handler for SetFunctionBreakpoints {
     const COMMAND: &'static str = "setFunctionBreakpoints";

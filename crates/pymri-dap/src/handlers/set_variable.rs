@@ -1,7 +1,7 @@
 //! `setVariable`: assign a new value (a Python expression, evaluated in the frame) to a local,
 //! a global, an attribute, an item.
 
-use super::variables::reference;
+use super::variables::{convert, reference};
 use super::Handler;
 use crate::adapter::Adapter;
 use crate::error::DapError;
@@ -27,15 +27,11 @@ impl Handler for SetVariable {
 
     fn handle(adapter: &mut Adapter, args: SetVariableArguments) -> Result<Body, DapError> {
         let session = adapter.session()?;
-        let v = session.request(&requests::SetVariable {
+        let v = convert(session.request(&requests::SetVariable {
             reference: reference(args.variables_reference)?,
             name: args.name,
             value: args.value,
-        })?;
-        Ok(Body {
-            value: v.value,
-            type_name: Some(v.type_name).filter(|t| !t.is_empty()),
-            variables_reference: i64::try_from(v.reference).unwrap_or(0),
-        })
+        })?);
+        Ok(Body { value: v.value, type_name: v.type_name, variables_reference: v.variables_reference })
     }
 }

@@ -8,11 +8,24 @@ use super::Handler;
 use crate::adapter::Adapter;
 use crate::error::DapError;
 use crate::types::{Empty, ThreadArguments};
-use pymri_session::protocol::requests;
+use pymri_session::protocol::requests::{self, Request};
 
 pub(crate) struct Next;
 pub(crate) struct StepIn;
 pub(crate) struct StepOut;
+
+/// Sends the step `request` makes for the thread, which is no longer stepping out.
+fn step<R: Request>(
+    adapter: &mut Adapter,
+    args: &ThreadArguments,
+    request: impl FnOnce(u64) -> R,
+) -> Result<Empty, DapError> {
+    let session = adapter.session()?;
+    let thread = adapter.ident(args.thread_id)?;
+    adapter.stepping_out.remove(&thread);
+    session.request(&request(thread))?;
+    Ok(Empty {})
+}
 
 impl Handler for Next {
     const COMMAND: &'static str = "next";
@@ -20,11 +33,7 @@ impl Handler for Next {
     type Body = Empty;
 
     fn handle(adapter: &mut Adapter, args: ThreadArguments) -> Result<Empty, DapError> {
-        let session = adapter.session()?;
-        let thread = adapter.ident(args.thread_id)?;
-        adapter.stepping_out.remove(&thread);
-        session.request(&requests::Next { thread, stop_at_return: false })?;
-        Ok(Empty {})
+        step(adapter, &args, |thread| requests::Next { thread, stop_at_return: false })
     }
 }
 
@@ -34,11 +43,7 @@ impl Handler for StepIn {
     type Body = Empty;
 
     fn handle(adapter: &mut Adapter, args: ThreadArguments) -> Result<Empty, DapError> {
-        let session = adapter.session()?;
-        let thread = adapter.ident(args.thread_id)?;
-        adapter.stepping_out.remove(&thread);
-        session.request(&requests::Step { thread, stop_at_return: false })?;
-        Ok(Empty {})
+        step(adapter, &args, |thread| requests::Step { thread, stop_at_return: false })
     }
 }
 

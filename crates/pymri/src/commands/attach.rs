@@ -4,7 +4,7 @@ use crate::printer::note;
 use crate::repl::{self, ExitOutcome, Mode, ReplOptions};
 use anyhow::{bail, Context, Result};
 use pymri_cpython::{LiveProcess, Located, SnapshotOptions};
-use pymri_inject::attach::{self, Options};
+use pymri_inject::attach::{self, Options, Pending};
 use pymri_session::Session;
 use std::time::Duration;
 
@@ -17,16 +17,8 @@ pub struct AttachOptions {
     pub commands: Vec<String>,
 }
 
-pub fn run(opts: AttachOptions) -> Result<ExitOutcome> {
-    let live = LiveProcess::open(opts.pid)?;
-    let located = live.locate()?;
-    let ident = thread_ident(&live, &located, opts.thread)?;
-    note(&format!("Attaching to process {} (Python {})...", opts.pid, located.version));
-    let pending = attach::start(&live, &located, &Options { thread: ident, timeout: opts.timeout })?;
-    let stream = pending.stream.try_clone().context("duplicating the agent's socket")?;
-    let session = Session::connect(stream, &pending.secret, &pending.nonce)
-        .context("the agent that connected did not prove it was started by this attach")?;
-    pending.checked_in(&live);
+pub fn run(opts: AttachOptions) -> Result<()> {
+    let Attached { live, pending, session } = connect(opts.pid, opts.thread, opts.timeout)?;
     let outcome = repl::run_session(
         session,
         ReplOptions { mode: Mode::Attach, commands: opts.commands, program: live.command.clone() },
@@ -34,12 +26,38 @@ pub fn run(opts: AttachOptions) -> Result<ExitOutcome> {
     // The staging directory (agent package, socket) goes when `pending` is dropped, after the
     // session: the agent may import more of itself while it runs.
     drop(pending);
-    outcome
+    match outcome? {
+        ExitOutcome::Lost(reason) => bail!("the session with the agent was lost: {reason}"),
+        ExitOutcome::Quit | ExitOutcome::Detached => Ok(()),
+    }
+}
+
+/// An authenticated session with the agent injected into a running process.
+pub(crate) struct Attached {
+    pub live: LiveProcess,
+    /// Holds the staging directory: drop it only after the session.
+    pub pending: Pending,
+    pub session: Session,
+}
+
+/// Injects the agent into process `pid`, stopping thread `thread` (a kernel id; the main
+/// thread without one), and authenticates the agent that connects back.
+pub(crate) fn connect(pid: i32, thread: Option<i32>, timeout: Duration) -> Result<Attached> {
+    let live = LiveProcess::open(pid)?;
+    let located = live.locate()?;
+    let ident = thread_ident(&live, &located, thread)?;
+    note(&format!("Attaching to process {pid} (Python {})...", located.version));
+    let pending = attach::start(&live, &located, &Options { thread: ident, timeout })?;
+    let stream = pending.stream.try_clone().context("duplicating the agent's socket")?;
+    let session = Session::connect(stream, &pending.secret, &pending.nonce)
+        .context("the agent that connected did not prove it was started by this attach")?;
+    pending.checked_in(&live);
+    Ok(Attached { live, pending, session })
 }
 
 /// The `threading` ident of the Python thread whose kernel id (as `pymri dump` shows it) is
 /// `tid`; `None` (the main thread) without one.
-pub(crate) fn thread_ident(live: &LiveProcess, located: &Located, tid: Option<i32>) -> Result<Option<u64>> {
+fn thread_ident(live: &LiveProcess, located: &Located, tid: Option<i32>) -> Result<Option<u64>> {
     let Some(tid) = tid else { return Ok(None) };
     let snapshot = located.snapshot(&live.mem, &SnapshotOptions::default())?;
     let host = |t: Option<i32>| t.map(|t| live.host_tid(t));

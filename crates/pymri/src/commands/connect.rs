@@ -5,7 +5,6 @@
 
 use super::remote::{self, SecretSource};
 use anyhow::Result;
-use pymri_transport::Address;
 
 pub struct ConnectOptions {
     /// `tcp:HOST:PORT`, `tls:HOST:PORT`, `unix:PATH` or `fifo:DIR`.
@@ -16,10 +15,6 @@ pub struct ConnectOptions {
 }
 
 pub fn run(opts: ConnectOptions) -> Result<()> {
-    let address = Address::parse(&opts.address)?;
-    let shown = address.to_string();
-    let secret = remote::required_secret(&opts.secret, &shown)?;
-    let session = pymri_transport::connect(&address, &secret)?;
-    remote::begin(&session, &format!("at {shown}"))?;
+    let session = remote::connect(&opts.address, &opts.secret)?;
     remote::run_repl(session, opts.commands)
 }

@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use pymri_session::protocol::messages::ErrorCode;
 use pymri_session::Session;
 use pymri_transport::secret::{self, SecretError};
-use pymri_transport::SharedSecret;
+use pymri_transport::{Address, SharedSecret};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -74,11 +74,22 @@ impl fmt::Display for NoSecret {
 impl std::error::Error for NoSecret {}
 
 /// The secret for connecting to `address`, which must have been given.
-pub fn required_secret(source: &SecretSource, address: &str) -> Result<SharedSecret> {
+fn required_secret(source: &SecretSource, address: &str) -> Result<SharedSecret> {
     match source.read()? {
         Some(secret) => Ok(secret),
         None => Err(NoSecret { address: address.to_string() }.into()),
     }
+}
+
+/// Connects to the agent listening at `address` (`pymri connect`, `pymri web --connect`) and
+/// [`begin`]s the session.
+pub fn connect(address: &str, secret: &SecretSource) -> Result<Session> {
+    let address = Address::parse(address)?;
+    let shown = address.to_string();
+    let secret = required_secret(secret, &shown)?;
+    let session = pymri_transport::connect(&address, &secret)?;
+    begin(&session, &format!("at {shown}"))?;
+    Ok(session)
 }
 
 /// Says which program the session is with, and starts it if it waits for its debugger
@@ -106,14 +117,19 @@ pub fn begin(session: &Session, whence: &str) -> Result<()> {
 }
 
 /// The program's command line as the agent reports it.
-pub fn program_of(session: &Session) -> Option<String> {
+fn program_of(session: &Session) -> Option<String> {
     let argv = &session.ready().argv;
     (!argv.is_empty()).then(|| argv.join(" "))
 }
 
+/// How the program is named in messages: its command line, else its process.
+pub fn program_name(session: &Session) -> String {
+    program_of(session).unwrap_or_else(|| format!("process {}", session.ready().pid))
+}
+
 /// The REPL over a remote session, until the user detaches or the session ends.
 pub fn run_repl(session: Session, commands: Vec<String>) -> Result<()> {
-    let program = program_of(&session).unwrap_or_else(|| format!("process {}", session.ready().pid));
+    let program = program_name(&session);
     let outcome = repl::run_session(session, ReplOptions { mode: Mode::Remote, commands, program })
         .context("running the debugger")?;
     if let ExitOutcome::Lost(reason) = outcome {

@@ -20,7 +20,8 @@
 
 use crate::repl::{self, ExitOutcome, Mode, ReplOptions};
 use anyhow::{Context, Result};
-use pymri_launch::{launch, LaunchOptions, Streams};
+use pymri_launch::{launch, LaunchOptions, Launched, Process, Streams};
+use pymri_session::Session;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Child;
@@ -40,29 +41,14 @@ pub struct RunOptions {
 
 /// Runs the program under the REPL; returns the program's exit status.
 pub fn run(opts: RunOptions) -> Result<u8> {
-    let mut options = LaunchOptions::new(opts.program);
-    options.python = opts.python;
-    options.root = opts.root;
-    options.args = opts.args;
-    options.streams = Streams::Inherit;
-    options.ignore_sigint = true;
-    let launched = launch(&options)?;
-    let mut process = launched.process;
-    let session = launched.session;
-    if let Err(e) = pymri_launch::start(&session, true) {
-        let _ = process.child.kill();
-        wait_quietly(&mut process.child);
-        return Err(anyhow::Error::new(e).context("starting the program"));
-    }
-
+    let (mut process, session) =
+        launch_to_first_line(opts.python, opts.root, opts.program, opts.args, Streams::Inherit)?;
     let options =
         ReplOptions { mode: Mode::Run, commands: opts.commands, program: process.program_name.clone() };
-    let outcome = repl::run_session(session, options);
-    let outcome = match outcome {
+    let outcome = match repl::run_session(session, options) {
         Ok(o) => o,
         Err(e) => {
-            let _ = process.child.kill();
-            wait_quietly(&mut process.child);
+            kill(&mut process.child);
             return Err(e);
         }
     };
@@ -81,7 +67,31 @@ pub fn run(opts: RunOptions) -> Result<u8> {
     Ok(exit_code(status))
 }
 
-fn exit_code(status: std::process::ExitStatus) -> u8 {
+/// Launches the program under the agent (`pymri run`, `pymri web SCRIPT`), SIGINT ignored, and
+/// lets it run to its first line; a program that could not be started is killed.
+pub(crate) fn launch_to_first_line(
+    python: Option<PathBuf>,
+    root: Option<PathBuf>,
+    program: Program,
+    args: Vec<String>,
+    streams: Streams,
+) -> Result<(Process, Session)> {
+    let mut options = LaunchOptions::new(program);
+    options.python = python;
+    options.root = root;
+    options.args = args;
+    options.streams = streams;
+    options.ignore_sigint = true;
+    let Launched { mut process, session } = launch(&options)?;
+    if let Err(e) = pymri_launch::start(&session, true) {
+        kill(&mut process.child);
+        return Err(anyhow::Error::new(e).context("starting the program"));
+    }
+    Ok((process, session))
+}
+
+/// The program's exit status as a shell reports it (128 + N if signal N killed it).
+pub(crate) fn exit_code(status: std::process::ExitStatus) -> u8 {
     match (status.code(), status.signal()) {
         (Some(code), _) => code as u8,
         (None, Some(sig)) => 128u8.wrapping_add(sig as u8),
@@ -89,15 +99,10 @@ fn exit_code(status: std::process::ExitStatus) -> u8 {
     }
 }
 
-fn wait_quietly(child: &mut Child) -> String {
-    match child.wait() {
-        Ok(s) => match (s.code(), s.signal()) {
-            (Some(c), _) => format!("it exited with status {c}"),
-            (None, Some(sig)) => format!("it was killed by signal {sig}"),
-            _ => "it ended".into(),
-        },
-        Err(e) => format!("waiting for it failed: {e}"),
-    }
+/// Ends a launched program that pymri gives up on, and reaps it.
+pub(crate) fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Waits for a detached program; Ctrl-C (which it ignores) ends it with SIGTERM.

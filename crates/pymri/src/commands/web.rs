@@ -7,19 +7,16 @@
 //! one. A launched program's output goes both to our terminal and to the page.
 
 use super::remote::{self, SecretSource};
+use super::run;
 use crate::printer::note;
 use crate::repl::{self, WebConsole};
 use anyhow::{Context, Result};
-use pymri_cpython::LiveProcess;
-use pymri_inject::attach;
-use pymri_launch::{launch, LaunchOptions, Streams};
+use pymri_launch::Streams;
 use pymri_session::Session;
-use pymri_transport::Address;
 use pymri_web::{Debugger, Mode, Outcome, Server};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use std::io::{Read, Write};
-use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::{Child, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -52,15 +49,8 @@ pub fn run(opts: WebOptions) -> Result<u8> {
     let server = Server::bind(addr)?;
     match opts.target {
         WebTarget::Attach { pid, thread, timeout } => {
-            let live = LiveProcess::open(pid)?;
-            let located = live.locate()?;
-            let ident = super::attach::thread_ident(&live, &located, thread)?;
-            note(&format!("Attaching to process {pid} (Python {})...", located.version));
-            let pending = attach::start(&live, &located, &attach::Options { thread: ident, timeout })?;
-            let stream = pending.stream.try_clone().context("duplicating the agent's socket")?;
-            let session = Session::connect(stream, &pending.secret, &pending.nonce)
-                .context("the agent that connected did not prove it was started by this attach")?;
-            pending.checked_in(&live);
+            let super::attach::Attached { live, pending, session } =
+                super::attach::connect(pid, thread, timeout)?;
             let page = Page { server, open: opts.open, mode: Mode::Attach, program: live.command.clone() };
             let (outcome, _) = page.serve(session, None)?;
             if let Outcome::Lost(reason) = &outcome {
@@ -71,27 +61,14 @@ pub fn run(opts: WebOptions) -> Result<u8> {
             Ok(0)
         }
         WebTarget::Launch { python, root, program, args } => {
-            let mut options = LaunchOptions::new(program);
-            options.python = python;
-            options.root = root;
-            options.args = args;
-            options.streams = Streams::Pipe;
-            options.ignore_sigint = true;
-            let launched = launch(&options)?;
-            let mut process = launched.process;
-            let session = launched.session;
-            if let Err(e) = pymri_launch::start(&session, true) {
-                let _ = process.child.kill();
-                let _ = process.child.wait();
-                return Err(anyhow::Error::new(e).context("starting the program"));
-            }
+            let (mut process, session) =
+                run::launch_to_first_line(python, root, program, args, Streams::Pipe)?;
             let page =
                 Page { server, open: opts.open, mode: Mode::Launch, program: process.program_name.clone() };
             let (outcome, status) = match page.serve(session, Some(&mut process.child)) {
                 Ok(done) => done,
                 Err(e) => {
-                    let _ = process.child.kill();
-                    let _ = process.child.wait();
+                    run::kill(&mut process.child);
                     return Err(e);
                 }
             };
@@ -99,16 +76,11 @@ pub fn run(opts: WebOptions) -> Result<u8> {
                 note(&format!("pymri: {reason}"));
             }
             drop(process);
-            Ok(status.map_or(0, exit_code))
+            Ok(status.map_or(0, run::exit_code))
         }
         WebTarget::Connect { address, secret } => {
-            let address = Address::parse(&address)?;
-            let shown = address.to_string();
-            let secret = remote::required_secret(&secret, &shown)?;
-            let session = pymri_transport::connect(&address, &secret)?;
-            remote::begin(&session, &format!("at {shown}"))?;
-            let program =
-                remote::program_of(&session).unwrap_or_else(|| format!("process {}", session.ready().pid));
+            let session = remote::connect(&address, &secret)?;
+            let program = remote::program_name(&session);
             // Ending the page's session detaches: the program goes on, the agent listens again.
             let page = Page { server, open: opts.open, mode: Mode::Attach, program };
             let (outcome, _) = page.serve_with(session, None, repl::Mode::Remote)?;
@@ -259,14 +231,6 @@ fn open_browser(url: &str) -> Option<tempdir::Redirect> {
         note(&format!("pymri web: could not start {program}: {e}; open the address above yourself"));
     }
     Some(redirect)
-}
-
-fn exit_code(status: std::process::ExitStatus) -> u8 {
-    match (status.code(), status.signal()) {
-        (Some(code), _) => code as u8,
-        (None, Some(sig)) => 128u8.wrapping_add(sig as u8),
-        (None, None) => 1,
-    }
 }
 
 mod tempdir {

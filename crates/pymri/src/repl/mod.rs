@@ -194,31 +194,15 @@ pub(crate) struct Repl {
 
 impl Repl {
     fn new(session: Arc<Session>, options: ReplOptions, running: Arc<AtomicBool>) -> Result<Repl> {
-        let mut threads = ThreadNumbers::default();
-        threads.number(session.ready().main_thread);
         let editor = LineEditor::new(Arc::clone(&session))?;
         let announce_running = options.mode == Mode::Remote && session.ready().mode == "attach";
         Ok(Repl {
-            session,
-            out: Out::new(),
             editor,
-            mode: options.mode,
-            program: options.program,
             rc_lines: options.commands.into_iter().collect(),
             running,
-            last_command: String::new(),
-            listed_to: None,
-            stack: None,
-            files: HashMap::new(),
-            displays: Vec::new(),
-            bp_commands: HashMap::new(),
-            threads,
-            sticky: false,
-            last_presented: None,
-            stopped_this_run: false,
-            pending_exit: None,
             headless: false,
             announce_running,
+            ..Repl::headless(session, options.mode, options.program, Out::new())
         })
     }
 

@@ -2,7 +2,7 @@
 //!
 //! Every wait is for text on the screen (with a deadline), never a sleep.
 
-use super::{repo_root, Interpreter, Scratch};
+use super::{Interpreter, Scratch};
 use rexpect::process::WaitStatus;
 use rexpect::reader::Options;
 use rexpect::session::{spawn_with_options, PtySession};
@@ -40,9 +40,7 @@ impl Repl {
     pub fn launch(interp: &Interpreter, launch: Launch<'_>) -> Repl {
         let scratch = Scratch::new(interp);
         for name in launch.fixtures {
-            let src = repo_root().join("fixtures/pdb").join(name);
-            std::fs::copy(&src, scratch.host.join(name))
-                .unwrap_or_else(|e| panic!("copy {}: {e}", src.display()));
+            scratch.copy_fixture(&format!("pdb/{name}"));
         }
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pymri"));
         cmd.arg("run");
@@ -50,19 +48,8 @@ impl Repl {
             cmd.arg("--root").arg(&interp.root);
         }
         cmd.arg("--python").arg(&interp.exe).args(launch.args);
-        cmd.current_dir(&scratch.host)
-            .env("TERM", "xterm")
-            .env("XDG_STATE_HOME", &scratch.host)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env_remove("PYTHONPATH");
-        if launch.colour {
-            cmd.env_remove("NO_COLOR");
-        } else {
-            cmd.env("NO_COLOR", "1");
-        }
-        let options = Options::new().timeout_ms(Some(TIMEOUT_MS));
-        let session = spawn_with_options(cmd, options).expect("spawn pymri in a pty");
-        Repl { session, scratch, interp: interp.clone(), transcript: String::new() }
+        cmd.current_dir(&scratch.host).env("PYTHONDONTWRITEBYTECODE", "1").env_remove("PYTHONPATH");
+        Repl::spawn(cmd, scratch, interp, launch.colour)
     }
 
     /// `pymri attach PID` (plus `extra` arguments) in a pseudo-terminal.
@@ -70,23 +57,27 @@ impl Repl {
         let scratch = Scratch::new(interp);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pymri"));
         cmd.arg("attach").args(extra).arg(pid.to_string());
-        cmd.env("TERM", "xterm").env("XDG_STATE_HOME", &scratch.host).env("NO_COLOR", "1");
-        let options = Options::new().timeout_ms(Some(TIMEOUT_MS));
-        let session = spawn_with_options(cmd, options).expect("spawn pymri in a pty");
-        Repl { session, scratch, interp: interp.clone(), transcript: String::new() }
+        Repl::spawn(cmd, scratch, interp, false)
     }
 
     /// `pymri ARGS` in a pseudo-terminal (`connect`, `listen`), with `env` added.
     pub fn pymri(interp: &Interpreter, args: &[&str], env: &[(&str, &str)]) -> Repl {
         let scratch = Scratch::new(interp);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pymri"));
-        cmd.args(args);
-        cmd.env("TERM", "xterm")
-            .env("XDG_STATE_HOME", &scratch.host)
-            .env("NO_COLOR", "1")
-            .env_remove("PYMRI_SECRET_FILE");
+        cmd.args(args).env_remove("PYMRI_SECRET_FILE");
         for (key, value) in env {
             cmd.env(key, value);
+        }
+        Repl::spawn(cmd, scratch, interp, false)
+    }
+
+    /// Runs `cmd` (pymri) in a pseudo-terminal, its history kept in `scratch`.
+    fn spawn(mut cmd: Command, scratch: Scratch, interp: &Interpreter, colour: bool) -> Repl {
+        cmd.env("TERM", "xterm").env("XDG_STATE_HOME", &scratch.host);
+        if colour {
+            cmd.env_remove("NO_COLOR");
+        } else {
+            cmd.env("NO_COLOR", "1");
         }
         let options = Options::new().timeout_ms(Some(TIMEOUT_MS));
         let session = spawn_with_options(cmd, options).expect("spawn pymri in a pty");
