@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the agent's unittest suite on every CPython the project targets: the Debian roots built by
 # scripts/provision-interpreters.sh (3.9, 3.13, 3.14, 3.14d, 3.15, ...) and the host's 3.11.
-# Fails if an expected interpreter is missing, unless PYMRI_ALLOW_MISSING_PYTHON=1 (local use).
+# Fails if an expected interpreter is missing.
 # Prints one summary line per interpreter and a final "N passed, N failed" line.
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -11,14 +11,8 @@ ENV_FILE="$ROOTS/interpreters.env"
 REQUIRED=(PYTHON39 PYTHON311 PYTHON313 PYTHON314 PYTHON314D PYTHON315)
 
 if [[ ! -f "$ENV_FILE" ]]; then
-    if [[ "${PYMRI_ALLOW_MISSING_PYTHON:-}" == 1 ]]; then
-        echo "run_all: no $ENV_FILE; using the host's python3.11 only" >&2
-        echo "PYTHON311=/:/usr/bin/python3.11" >"${TMPDIR:-/tmp}/pymri-interpreters.env"
-        ENV_FILE="${TMPDIR:-/tmp}/pymri-interpreters.env"
-    else
-        echo "run_all: $ENV_FILE missing: run scripts/provision-interpreters.sh first" >&2
-        exit 1
-    fi
+    echo "run_all: $ENV_FILE missing: run scripts/provision-interpreters.sh first" >&2
+    exit 1
 fi
 
 declare -A SPEC
@@ -36,7 +30,7 @@ for key in "${REQUIRED[@]}"; do
         missing=1
     fi
 done
-if ((missing)) && [[ "${PYMRI_ALLOW_MISSING_PYTHON:-}" != 1 ]]; then
+if ((missing)); then
     exit 1
 fi
 

@@ -4,7 +4,8 @@
 //!
 //! Interpreters come from `PYMRI_INTERPRETERS` (the output of
 //! `scripts/provision-interpreters.sh`) or `$PYMRI_ROOTS/interpreters.env`. A missing one fails
-//! the test loudly; `PYMRI_ALLOW_MISSING_PYTHON=1` is for local use only and never set in CI.
+//! the test loudly: a test that cannot run its interpreter is never counted as passed. To run a
+//! subset locally, filter the tests (`cargo nextest run -E 'test(3_11)'`), not the interpreters.
 #![allow(clippy::print_stderr)]
 
 use std::collections::BTreeMap;
@@ -65,8 +66,7 @@ impl Interpreter {
 }
 
 /// The interpreters named by `PYMRI_INTERPRETERS` (the provisioning script's output) or
-/// `$PYMRI_ROOTS/interpreters.env`. Missing ones fail the test unless
-/// `PYMRI_ALLOW_MISSING_PYTHON=1`, which is for local use only and never set in CI.
+/// `$PYMRI_ROOTS/interpreters.env`. Missing ones fail the test.
 pub fn interpreters() -> Vec<Interpreter> {
     let text = std::env::var("PYMRI_INTERPRETERS").ok().unwrap_or_else(|| {
         let roots = std::env::var("PYMRI_ROOTS").unwrap_or_else(|_| "/var/cache/pymri/roots".into());
@@ -87,11 +87,8 @@ pub fn interpreters() -> Vec<Interpreter> {
         }
     }
     let missing: Vec<&str> = REQUIRED.iter().copied().filter(|n| !found.contains_key(*n)).collect();
-    if !missing.is_empty() && std::env::var("PYMRI_ALLOW_MISSING_PYTHON").as_deref() != Ok("1") {
-        panic!(
-            "interpreters missing: {missing:?}; run scripts/provision-interpreters.sh \
-             (or set PYMRI_ALLOW_MISSING_PYTHON=1 locally to skip them)"
-        );
+    if !missing.is_empty() {
+        panic!("interpreters missing: {missing:?}; run scripts/provision-interpreters.sh");
     }
     found.into_values().collect()
 }
@@ -472,5 +469,68 @@ impl Drop for AgentProgram {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// An unprivileged local user, created once with `useradd` for the security regression tests:
+/// the attacker who shares the machine with a root pymri. Commands run as it through `runuser`.
+#[derive(Debug, Clone)]
+pub struct Attacker {
+    pub name: &'static str,
+    pub uid: u32,
+    pub gid: u32,
+    /// Its home directory (created, owned by it).
+    pub home: PathBuf,
+}
+
+/// The attacker account (`pymri-attacker`), made if it does not exist yet. Concurrent tests
+/// serialise on a lock file so that `useradd` runs once.
+pub fn attacker() -> Attacker {
+    const NAME: &str = "pymri-attacker";
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(false)
+        .open("/tmp/.pymri-attacker.lock")
+        .expect("attacker lock file");
+    // SAFETY: flock on a descriptor we own; released when `lock` is dropped.
+    assert_eq!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) }, 0, "flock");
+    let id = |flag: &str| -> Option<u32> {
+        let out = Command::new("id").args([flag, NAME]).output().ok()?;
+        if !out.status.success() {
+            return None;
+        }
+        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    };
+    if id("-u").is_none() {
+        let status = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", "--user-group", NAME])
+            .status()
+            .expect("useradd (package passwd) must be installed");
+        assert!(status.success(), "useradd {NAME} failed: {status}");
+    }
+    let uid = id("-u").expect("attacker uid");
+    let gid = id("-g").expect("attacker gid");
+    let home = PathBuf::from(format!("/home/{NAME}"));
+    drop(lock);
+    Attacker { name: NAME, uid, gid, home }
+}
+
+impl Attacker {
+    /// `program args...` run as the attacker (`runuser -u pymri-attacker --`), with no
+    /// capabilities and the attacker's own groups.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut c = Command::new("runuser");
+        c.args(["-u", self.name, "--"]).arg(program);
+        c.env("HOME", &self.home);
+        c
+    }
+
+    /// A Python snippet run as the attacker with the machine's own 3.11 (the attacker's tool,
+    /// not a target).
+    pub fn python(&self, code: &str) -> Command {
+        let mut c = self.command("/usr/bin/python3.11");
+        c.args(["-c", code]);
+        c
     }
 }

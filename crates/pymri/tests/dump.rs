@@ -129,7 +129,7 @@ fn dump_json(args: &[&str]) -> Value {
 }
 
 fn live(name: &str) {
-    let Some(interp) = interpreter(name) else { return };
+    let interp = interpreter(name).unwrap_or_else(|| panic!("interpreter {name} is not provisioned"));
     let target = start(&interp);
     let tids = reported_tids(&target);
     let pid = target.pid().to_string();
@@ -162,7 +162,7 @@ fn live(name: &str) {
 }
 
 fn blocking(name: &str) {
-    let Some(interp) = interpreter(name) else { return };
+    let interp = interpreter(name).unwrap_or_else(|| panic!("interpreter {name} is not provisioned"));
     let target = start(&interp);
     let tids = reported_tids(&target);
     let pid = target.pid().to_string();
@@ -175,7 +175,7 @@ fn blocking(name: &str) {
 
 /// A core written by gdb's `gcore` while the process keeps running.
 fn gcore(name: &str) {
-    let Some(interp) = interpreter(name) else { return };
+    let interp = interpreter(name).unwrap_or_else(|| panic!("interpreter {name} is not provisioned"));
     let target = start(&interp);
     let tids = reported_tids(&target);
     let core = target.scratch.host.join("gcore");
@@ -192,7 +192,7 @@ fn gcore(name: &str) {
 
 /// The holder of the GIL and a thread waiting for it are told apart from idle threads.
 fn gil_states(name: &str) {
-    let Some(interp) = interpreter(name) else { return };
+    let interp = interpreter(name).unwrap_or_else(|| panic!("interpreter {name} is not provisioned"));
     let target = Target::start(&interp, "gil_states.py", &["{ready}"]);
     let dump = dump_json(&["dump", "--json", &target.pid().to_string()]);
     let holder = thread(&dump, "holder");
