@@ -8,7 +8,7 @@
 //! takes no request in time, the request is withdrawn and the error says where the thread is
 //! stuck.
 
-use crate::stage::{owner, persistent_agent, random_hex, Stage};
+use crate::stage::{owner, persistent_agent, random_hex, Root, Stage};
 use crate::{check_allowed, method, pending, pep768, InjectError, Method};
 use pymri_cpython::{LiveProcess, Located, SnapshotOptions};
 use std::os::fd::AsRawFd;
@@ -75,9 +75,9 @@ pub fn start(live: &LiveProcess, located: &Located, options: &Options) -> Result
     let pid = live.pid;
     check_allowed(pid, located, &live.mem)?;
     let how = method(located)?;
-    let stage = Stage::for_process(pid).map_err(InjectError::Stage)?;
     let (uid, gid) = owner(pid).map_err(InjectError::Stage)?;
-    let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
+    let root = Root::of_process(pid).map_err(InjectError::Stage)?;
+    let stage = Stage::create(&root, uid, gid).map_err(InjectError::Stage)?;
     let files = pymri_agent_files::FILES;
     let package_dir = match persistent_agent(&root, uid, gid, files, pymri_agent_files::PACKAGE) {
         Some(dir) => dir,
@@ -90,9 +90,7 @@ pub fn start(live: &LiveProcess, located: &Located, options: &Options) -> Result
             stage.inside().to_string()
         }
     };
-    let (socket_inside, socket_host) = stage.path(SOCKET);
-    let listener = UnixListener::bind(&socket_host).map_err(InjectError::Stage)?;
-    stage.hand_over(&socket_host).map_err(InjectError::Stage)?;
+    let (socket_inside, listener) = stage.listen(SOCKET).map_err(InjectError::Stage)?;
     let secret = random_hex(32).map_err(InjectError::Stage)?;
     let nonce = random_hex(16).map_err(InjectError::Stage)?;
 
@@ -113,6 +111,7 @@ pub fn start(live: &LiveProcess, located: &Located, options: &Options) -> Result
         skip_frames,
     );
     let script = stage.write(BOOTSTRAP, bootstrap.as_bytes()).map_err(InjectError::Stage)?;
+    stage.hand_over().map_err(InjectError::Stage)?;
 
     let request = match how {
         Method::Pep768 => Request::Pep768(pep768::arm(&live.mem, located, &script, options.thread)?),
