@@ -6,6 +6,7 @@
 
 mod cli;
 mod commands;
+mod escape;
 mod exit;
 mod printer;
 mod render;

@@ -47,7 +47,12 @@ fn ps_escapes_a_hostile_command_line() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_inert("ps --json", &out.stdout);
     let list: Value = serde_json::from_slice(&out.stdout).expect("json");
-    let entry = list.as_array().expect("array").iter().find(|e| e["pid"].to_string() == pid).expect("entry");
+    let entry = list
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|e| e["pid"].as_i64() == Some(target.pid().into()))
+        .expect("entry");
     assert!(entry["command"].as_str().expect("command").ends_with(&format!("arg{HOSTILE}")), "{entry:#}");
 }
 
@@ -125,5 +130,5 @@ fn attach_repl_escapes_hostile_names() {
     assert!(session.contains(&format!("/code{SHOWN}.py(")), "the stop: {session}");
     assert!(session.contains(&format!(")hostile{SHOWN}()\n")), "the stop: {session}");
     assert!(session.contains(&format!("\nrepr{SHOWN}\n")), "p obj: {session}");
-    assert!(session.contains(&format!("# a comment that clears the screen: \\x1b[2J\\u202e\n")), "l: {session}");
+    assert!(session.contains("# a comment that clears the screen: \\x1b[2J\\u202e\n"), "l: {session}");
 }

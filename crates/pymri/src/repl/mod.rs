@@ -25,10 +25,11 @@ mod interrupt;
 mod output;
 mod source;
 
+use crate::escape::Name;
 use anyhow::Result;
 pub(crate) use console::WebConsole;
 use editor::{Input, LineEditor};
-use output::Out;
+use output::{location, Out, Styled};
 use pymri_session::protocol::messages::{Event, Exited, Location, StopReason, Stopped};
 use pymri_session::protocol::requests::{Pause, Restart, Source, Stack, StackFrame};
 use pymri_session::{Selection, Session, SessionError, SessionEvent};
@@ -321,7 +322,7 @@ impl Repl {
                 if o.category == "agent_error" {
                     self.out.error(&format!("pymri agent error (please report it):\n{}", o.text.trim_end()));
                 } else {
-                    self.out.raw(&o.text);
+                    self.out.text(&o.text);
                 }
             }
             SessionEvent::Event(Event::Breakpoint(b)) if b.reason == "removed" => {
@@ -363,9 +364,10 @@ impl Repl {
             return Some(self.quit_program());
         }
         match exited.reason.as_str() {
-            "exception" => self
-                .out
-                .line(&format!("Post mortem debugger finished. The {} will be restarted", self.program)),
+            "exception" => self.out.line(&format!(
+                "Post mortem debugger finished. The {} will be restarted",
+                Name(&self.program)
+            )),
             _ if exited.code != 0 => {
                 self.out.line(&format!("The program exited via sys.exit(). Exit status: {}", exited.code))
             }
@@ -403,7 +405,7 @@ impl Repl {
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.session.next_event(Some(left)) {
                 None | Some(SessionEvent::Closed(_)) | Some(SessionEvent::Event(Event::Detached(_))) => break,
-                Some(SessionEvent::Event(Event::Output(o))) => self.out.raw(&o.text),
+                Some(SessionEvent::Event(Event::Output(o))) => self.out.text(&o.text),
                 Some(_) => {}
             }
         }
@@ -428,7 +430,7 @@ impl Repl {
         };
         self.last_presented = Some(stop.thread);
         if switched {
-            self.out.line(&format!("[Thread {number} ({})]", stop.thread_name));
+            self.out.line(&format!("[Thread {number} ({})]", Name(&stop.thread_name)));
         }
         if stop.post_mortem {
             if self.mode == Mode::Run && stop.thread == main {
@@ -438,7 +440,7 @@ impl Repl {
                 let what = stop.exception.as_ref().map_or("an exception", |e| e.text.as_str());
                 self.out.line(&format!(
                     "Uncaught exception in thread {}: {what}. Entering post mortem debugging",
-                    stop.thread_name
+                    Name(&stop.thread_name)
                 ));
             }
         }
@@ -514,26 +516,20 @@ impl Repl {
         if let Some(frame) = &stop.frame {
             let retval = if stop.reason == StopReason::Return { stop.return_value.as_deref() } else { None };
             let text = self.entry_text(frame, retval, true);
-            self.out.line(&text);
+            self.out.styled_line(&text);
         }
     }
 
     /// pdb's stack entry: `> /path/file.py(LINE)function()[->retval]` and `-> code`.
-    fn entry_text(&mut self, frame: &Location, retval: Option<&str>, current: bool) -> String {
-        let mut text = format!(
-            "{}{}({}){}()",
-            if current { "> " } else { "  " },
-            frame.file,
-            frame.line,
-            frame.function
-        );
+    fn entry_text(&mut self, frame: &Location, retval: Option<&str>, current: bool) -> Styled {
+        let mut text = Styled::new();
+        text.text(if current { "> " } else { "  " });
+        text.text(&location(&frame.file, frame.line, &frame.function));
         if let Some(rv) = retval {
-            text.push_str("->");
-            text.push_str(rv);
+            text.text("->").name(rv);
         }
         if let Some(code) = self.source_line(&frame.file, frame.line) {
-            text.push_str("\n-> ");
-            text.push_str(&self.out.code(code.trim()));
+            text.text("\n-> ").append(&self.out.code(code.trim()));
         }
         text
     }
@@ -643,11 +639,11 @@ impl Repl {
                     let at = stop
                         .frame
                         .as_ref()
-                        .map(|f| format!(" at {}({}){}()", f.file, f.line, f.function))
+                        .map(|f| format!(" at {}", location(&f.file, f.line, &f.function)))
                         .unwrap_or_default();
                     self.out.line(&format!(
                         "Thread {number} ({}) stopped ({}){at}; \"thread {number}\" switches to it",
-                        stop.thread_name,
+                        Name(&stop.thread_name),
                         stop.reason.as_str()
                     ));
                 }
