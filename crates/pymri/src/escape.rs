@@ -29,6 +29,11 @@ pub fn name(s: &str) -> Cow<'_, str> {
     escape(s, false)
 }
 
+/// Whether `s` is shown as it is, as a name.
+pub fn is_inert(s: &str) -> bool {
+    !s.chars().any(|c| needs_escape(c, false))
+}
+
 /// [`name`] for `format!`: `format!("Thread {}", Name(&thread.name))`.
 pub struct Name<'a>(pub &'a str);
 
@@ -198,6 +203,7 @@ mod tests {
         }
         let once = name(HOSTILE).into_owned();
         assert_eq!(name(&once), once);
+        assert!(is_inert(&once) && is_inert("abc") && !is_inert("a\x1b") && !is_inert("a\n"));
     }
 
     #[test]
