@@ -620,13 +620,25 @@ impl Repl {
                 Input::Interrupted => continue,
                 Input::Eof => {
                     self.out.line("");
-                    "EOF".to_string()
+                    return self.end_of_input();
                 }
             };
             let flow = self.execute(&line);
             if flow != Flow::Stay {
                 return flow;
             }
+        }
+    }
+
+    /// No more input: `EOF` (like `quit`). If the agent does not let go, asking again would
+    /// loop for ever on an input that stays at its end: the connection is closed instead (the
+    /// agent detaches when it sees it closed).
+    fn end_of_input(&mut self) -> Flow {
+        match self.execute("EOF") {
+            Flow::Stay => Flow::End(ExitOutcome::Lost(
+                "end of input, and the agent did not let go: the connection was closed".into(),
+            )),
+            flow => flow,
         }
     }
 
