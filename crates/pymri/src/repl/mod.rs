@@ -242,7 +242,12 @@ impl Repl {
             flow = match flow {
                 Flow::Stay => self.prompt_loop(),
                 Flow::Resume { thread, others_first } => self.wait_for_stop(thread, others_first),
-                Flow::End(outcome) => return Ok(outcome),
+                Flow::End(outcome) => {
+                    return match self.out.failure() {
+                        Some(e) => Err(e),
+                        None => Ok(outcome),
+                    }
+                }
             };
         }
     }
@@ -605,6 +610,10 @@ impl Repl {
 
     fn prompt_loop(&mut self) -> Flow {
         loop {
+            if self.out.failed() {
+                // Nobody sees the conversation any more: end it as at the end of input.
+                return self.end_of_input();
+            }
             if let Some(flow) = self.drain_events() {
                 return flow;
             }

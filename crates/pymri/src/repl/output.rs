@@ -70,6 +70,9 @@ pub struct Out {
     sink: Sink,
     pub colour: bool,
     pub terminal: bool,
+    /// The first failed write to stdout; nothing more is written after it, and the REPL ends
+    /// the session ([`Out::failure`]).
+    failed: Option<io::Error>,
 }
 
 impl Out {
@@ -78,22 +81,26 @@ impl Out {
         let terminal = out.is_terminal();
         let no_colour = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
             || std::env::var("TERM").is_ok_and(|t| t == "dumb");
-        Out { sink: Sink::Stdout(out), colour: terminal && !no_colour, terminal }
+        Out { sink: Sink::Stdout(out), colour: terminal && !no_colour, terminal, failed: None }
     }
 
     /// Output into `buffer`, plain text.
     pub fn buffer(buffer: SharedBuffer) -> Out {
-        Out { sink: Sink::Buffer(buffer), colour: false, terminal: false }
+        Out { sink: Sink::Buffer(buffer), colour: false, terminal: false, failed: None }
     }
 
     fn write(&mut self, parts: &[&[u8]]) {
         match &mut self.sink {
             Sink::Stdout(out) => {
-                let mut lock = out.lock();
-                for part in parts {
-                    let _ = lock.write_all(part);
+                if self.failed.is_some() {
+                    return;
                 }
-                let _ = lock.flush();
+                let mut lock = out.lock();
+                let written =
+                    parts.iter().try_for_each(|part| lock.write_all(part)).and_then(|()| lock.flush());
+                if let Err(e) = written {
+                    self.failed = Some(e);
+                }
             }
             Sink::Buffer(buffer) => {
                 let mut buffer = buffer.lock().unwrap_or_else(|e| e.into_inner());
@@ -102,6 +109,16 @@ impl Out {
                 }
             }
         }
+    }
+
+    /// Whether a write to stdout failed.
+    pub fn failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    /// The failed write, as `Printer` reports one: a reader that went away is a quiet end.
+    pub fn failure(&mut self) -> Option<anyhow::Error> {
+        self.failed.take().map(crate::printer::stdout_error)
     }
 
     /// One line of output (a newline is added).
