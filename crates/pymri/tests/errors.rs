@@ -280,3 +280,31 @@ fn kernel_core_of_a_crash_in_a_root_needs_sysroot() {
         }
     }
 }
+
+/// Every duration on the command line (`attach --timeout`, `web --timeout`) goes through one
+/// bounded parser: a value that is not a number of seconds a wait can last is a usage error
+/// (exit 2, clap's message), never a panic (`inf` and `1e300` overflowed a Duration).
+#[test]
+fn durations_out_of_bounds_are_usage_errors() {
+    for command in [&["attach"][..], &["web"][..]] {
+        for value in ["inf", "1e300", "-1", "nan", "0", "1e-12", "86401", "ten", ""] {
+            let mut args = command.to_vec();
+            args.extend(["--timeout", value, "1"]);
+            let out = pymri(&args);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            let first = stderr.lines().next().unwrap_or_default();
+            assert!(
+                first.starts_with(&format!("error: invalid value '{value}' for '--timeout <SECONDS>'")),
+                "{args:?}: {stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        }
+    }
+    insta::assert_snapshot!(outcome(&pymri(&["attach", "--timeout", "inf", "1"]), &[]));
+    // In bounds, the value is taken: the command goes on to its next check (no such process).
+    for value in ["0.5", "86400", "3"] {
+        let out = pymri(&["attach", "--timeout", value, "999999999"]);
+        assert_eq!(out.status.code(), Some(3), "{value}: {}", text(&out.stderr));
+    }
+}
