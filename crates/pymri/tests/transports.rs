@@ -437,3 +437,43 @@ fn listen_refuses_a_wrong_secret_and_waits_on() {
     );
     debug_the_discount(&mut repl, &mut agent, &setup.script);
 }
+
+/// End of input at the prompt while the agent refuses `detach`: pymri closes the connection and
+/// exits at once (it used to ask again for as long as it ran, 10,000 requests a second).
+#[test]
+fn end_of_input_with_an_agent_that_refuses_to_detach() {
+    let interp = interpreter("3.11").expect("3.11");
+    let scratch = Scratch::new(&interp);
+    let script = scratch.copy_fixture("refusing_agent.py");
+    let secret = secret_file(&scratch, "app.secret");
+    let socket = scratch.host.join("app.sock").display().to_string();
+    let mut agent = AgentProgram::start(
+        &interp,
+        &scratch,
+        &[
+            "--listen",
+            &format!("unix:{}/app.sock", scratch.inside),
+            "--secret-file",
+            &format!("{}/app.secret", scratch.inside),
+            &script,
+        ],
+    );
+    agent.expect_line("patched", AGENT_TIMEOUT);
+    let started = std::time::Instant::now();
+    // Standard input is empty: the first prompt reads its end.
+    let out = pymri(&["connect", &format!("unix:{socket}"), "--secret-file", &secret]);
+    let took = started.elapsed();
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(took < Duration::from_secs(5), "pymri took {took:?} to give up:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("*** this agent never lets go"), "{stdout}\n{stderr}");
+    assert!(stderr.contains("the agent did not let go"), "{stderr}");
+    assert_eq!(
+        agent.wait(AGENT_TIMEOUT),
+        Some(0),
+        "the program ends once pymri closed: {}",
+        agent.transcript
+    );
+    let refusals = agent.transcript.lines().filter(|l| l.contains("refused")).count();
+    assert_eq!(refusals, 1, "one detach, not a loop of them:\n{}", agent.transcript);
+}
