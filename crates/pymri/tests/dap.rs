@@ -199,18 +199,27 @@ struct ListeningAdapter {
     child: std::process::Child,
     port: u16,
     lines: std::sync::mpsc::Receiver<String>,
+    /// The line saying where it listens, and for whom.
+    listening: String,
 }
 
 impl ListeningAdapter {
     fn start() -> ListeningAdapter {
+        Self::start_with(&[])
+    }
+
+    fn start_with(env: &[(&str, String)]) -> ListeningAdapter {
         use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_pymri"))
-            .args(["dap", "--listen", "0"])
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pymri"));
+        cmd.args(["dap", "--listen", "0"])
+            .env_remove("SUDO_UID")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("spawn pymri dap --listen 0");
+            .stderr(std::process::Stdio::piped());
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        let mut child = cmd.spawn().expect("spawn pymri dap --listen 0");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, lines) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -221,9 +230,12 @@ impl ListeningAdapter {
                 }
             }
         });
-        let mut adapter = ListeningAdapter { child, port: 0, lines };
+        let mut adapter = ListeningAdapter { child, port: 0, lines, listening: String::new() };
         let line = adapter.expect_line("listening on 127.0.0.1:");
-        adapter.port = line.rsplit(':').next().and_then(|p| p.trim().parse().ok()).expect("port");
+        adapter.listening = line.clone();
+        let after = line.split("127.0.0.1:").nth(1).expect("address");
+        let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+        adapter.port = digits.parse().unwrap_or_else(|_| panic!("no port in {line:?}"));
         adapter
     }
 
@@ -249,12 +261,13 @@ impl Drop for ListeningAdapter {
     }
 }
 
-/// The client side of an attack: connects to 127.0.0.1:PORT, sends the bytes, then reads DAP
-/// messages until the adapter answers request `WANT`, closes the connection, or 30 s pass.
+/// A raw DAP client (an attack's, or one checking exact bytes): connects to 127.0.0.1:PORT,
+/// sends the bytes, then reads DAP messages until the adapter answers request `WANT` (a
+/// number) or sends event `WANT` (a name), closes the connection, or 30 s pass.
 /// Prints `{"end": "answered" | "closed" | "timeout", "messages": [...]}`.
 const RAW_CLIENT: &str = r#"
 import json, socket, sys, time
-port, payload, want = int(sys.argv[1]), bytes.fromhex(sys.argv[2]), int(sys.argv[3])
+port, payload, want = int(sys.argv[1]), bytes.fromhex(sys.argv[2]), sys.argv[3]
 messages, buf, end = [], b"", "timeout"
 deadline = time.monotonic() + 30
 try:
@@ -268,7 +281,7 @@ try:
                 break
             messages.append(json.loads(rest[:n]))
             buf = rest[n:]
-        if any(m.get("request_seq") == want for m in messages):
+        if any(str(m.get("request_seq")) == want or m.get("event") == want for m in messages):
             end = "answered"
             break
         chunk = s.recv(65536)
@@ -296,7 +309,7 @@ impl Exchange {
 }
 
 /// Runs [`RAW_CLIENT`] through `python` (a command for `python3 -c`, as some user).
-fn exchange(mut python: Command, port: u16, payload: &[u8], want: i64) -> Exchange {
+fn exchange(mut python: Command, port: u16, payload: &[u8], want: impl ToString) -> Exchange {
     let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
     python.args([port.to_string(), hex, want.to_string()]);
     let out = run_with_deadline(python, Duration::from_secs(60));
@@ -374,6 +387,18 @@ fn dap_listener_refuses_another_users_attach() {
     assert!(!target.any_thread_stopped());
 }
 
+/// `sudo pymri dap --listen`: the user who ran sudo is the one who started the adapter.
+#[test]
+fn dap_listener_serves_the_user_who_ran_sudo() {
+    let attacker = common::attacker();
+    let adapter = ListeningAdapter::start_with(&[("SUDO_UID", attacker.uid.to_string())]);
+    assert!(adapter.listening.ends_with(&format!("uid 0, {}", attacker.uid)), "{}", adapter.listening);
+    let payload = frame(&request(1, "initialize", serde_json::json!({"adapterID": "pymri"})));
+    let seen = exchange(attacker.python(RAW_CLIENT), adapter.port, &payload, 1);
+    let answer = seen.answer(1).unwrap_or_else(|| panic!("not served ({}): {:?}", seen.end, seen.messages));
+    assert_eq!(answer["success"], true, "{answer}");
+}
+
 /// What a web page can make a browser send: an HTTP request whose body is a DAP `launch`
 /// (`POST /x:y` puts a colon in the request line, which once passed for a header).
 #[test]
@@ -404,7 +429,43 @@ fn dap_listener_refuses_a_launch_before_initialize() {
     let marker = dir.host.join("ran-before-initialize");
     let seen = exchange(root_client(), adapter.port, &frame(&launch_writing(1, &marker)), 1);
     assert!(!marker.exists(), "launch ran before initialize");
-    let answer = seen.answer(1).unwrap_or_else(|| panic!("no answer to launch ({}): {:?}", seen.end, seen.messages));
+    let answer =
+        seen.answer(1).unwrap_or_else(|| panic!("no answer to launch ({}): {:?}", seen.end, seen.messages));
     assert_eq!(answer["success"], false, "{answer}");
     assert!(answer["message"].as_str().is_some_and(|m| m.contains("initialize")), "{answer}");
+}
+
+/// A program's output carries terminal escapes (a window title) and a right-to-left override:
+/// the client gets them escaped in `output` events, never raw.
+#[test]
+fn dap_output_events_escape_terminal_controls() {
+    let adapter = ListeningAdapter::start();
+    let scratch = marker_dir();
+    let script = scratch.host.join("title.py");
+    std::fs::write(
+        &script,
+        "import sys\n\
+         sys.stdout.write('title \\x1b]0;pwned\\x07 and \\u202eevil\\n')\n\
+         sys.stderr.write('clear \\x1b[2J\\r\\n')\n",
+    )
+    .expect("script");
+    let mut payload = frame(&request(1, "initialize", serde_json::json!({"adapterID": "pymri"})));
+    payload.extend(frame(&request(
+        2,
+        "launch",
+        serde_json::json!({"program": script, "python": "/usr/bin/python3.11"}),
+    )));
+    payload.extend(frame(&request(3, "configurationDone", serde_json::json!({}))));
+    let seen = exchange(root_client(), adapter.port, &payload, "terminated");
+    assert_eq!(seen.end, "answered", "{:?}", seen.messages);
+    let outputs: Vec<(&str, &str)> = seen
+        .messages
+        .iter()
+        .filter(|m| m["event"] == "output")
+        .map(|m| (m["body"]["category"].as_str().unwrap_or(""), m["body"]["output"].as_str().unwrap_or("")))
+        .collect();
+    let all: String = outputs.iter().map(|(_, text)| *text).collect();
+    assert!(!all.contains('\x1b') && !all.contains('\x07') && !all.contains('\u{202e}'), "{outputs:?}");
+    assert!(outputs.contains(&("stdout", "title \\x1b]0;pwned\\x07 and \\u202eevil\n")), "{outputs:?}");
+    assert!(outputs.contains(&("stderr", "clear \\x1b[2J\r\n")), "{outputs:?}");
 }
