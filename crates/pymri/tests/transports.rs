@@ -160,7 +160,7 @@ fn a_symlink_as_secret_file_is_refused() {
     let link = scratch.host.join("link").display().to_string();
     std::os::unix::fs::symlink(&real, &link).expect("symlink");
     let out = pymri(&["connect", "tcp:127.0.0.1:1", "--secret-file", &link]);
-    insta::assert_snapshot!(outcome(&out, &[(&link, "[LINK]")]));
+    insta::assert_snapshot!(outcome(&out, &[(&link, "[LINK]"), (&real, "[REAL]")]));
 }
 
 #[test]
