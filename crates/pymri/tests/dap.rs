@@ -371,6 +371,35 @@ fn dap_listener_refuses_another_local_user() {
     assert!(refusal.contains(&format!("uid {}", attacker.uid)), "{refusal}");
 }
 
+/// The attacker sends its requests and closes at once, again and again: by the time the adapter
+/// looks its socket up, it is a time-wait entry, which the kernel lists as uid 0.
+#[test]
+fn dap_listener_refuses_a_client_that_closed_before_it_was_looked_up() {
+    let attacker = common::attacker();
+    let mut adapter = ListeningAdapter::start();
+    let dir = marker_dir();
+    let marker = dir.host.join("ran-as-root");
+    let mut payload = frame(&request(1, "initialize", serde_json::json!({"adapterID": "pymri"})));
+    payload.extend(frame(&launch_writing(2, &marker)));
+    let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
+    let code = format!(
+        "import socket, sys\n\
+         for _ in range(200):\n    \
+             s = socket.create_connection(('127.0.0.1', {}))\n    \
+             s.sendall(bytes.fromhex('{hex}'))\n    \
+             s.close()\n",
+        adapter.port
+    );
+    let out = run_with_deadline(attacker.python(&code), Duration::from_secs(60));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Clients are served in turn: once ours is answered, every earlier one was dealt with.
+    let seen =
+        exchange(root_client(), adapter.port, &frame(&request(1, "initialize", serde_json::json!({}))), 1);
+    assert!(seen.answer(1).is_some(), "{:?}", seen.messages);
+    assert!(!marker.exists(), "a closed attacker passed for root");
+    adapter.expect_line("refused");
+}
+
 #[test]
 fn dap_listener_refuses_another_users_attach() {
     let attacker = common::attacker();
