@@ -287,6 +287,28 @@ mod tests {
     }
 
     #[test]
+    fn the_log_quotes_clients_escaped() {
+        let logged = Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = Arc::clone(&logged);
+        let options = Options { log: Arc::new(move |text: &str| sink.lock().expect("log").push_str(text)) };
+        let (client, adapter_side) = UnixStream::pair().expect("socket pair");
+        let reader = adapter_side.try_clone().expect("clone");
+        let server = std::thread::spawn(move || serve(reader, adapter_side, &options));
+        let mut writer = client.try_clone().expect("clone");
+        for r in [
+            request(1, "initialize", json!({})),
+            request(2, "\u{1b}]0;pwned\u{7}\u{202e}", Value::Null),
+            request(3, "disconnect", json!({})),
+        ] {
+            writer.write_all(&encode(&r)).expect("write");
+        }
+        server.join().expect("the adapter ended");
+        let logged = logged.lock().expect("log").clone();
+        assert!(logged.contains("\\x1b]0;pwned\\x07\\u202e"), "{logged:?}");
+        assert!(!logged.contains('\u{1b}') && !logged.contains('\u{202e}'), "{logged:?}");
+    }
+
+    #[test]
     fn a_broken_header_ends_the_connection() {
         let out = exchange(&[request(1, "initialize", json!({}))], b"Content-Length: many\r\n\r\n");
         assert!(out.is_empty(), "{out:?}");
