@@ -475,7 +475,9 @@ fn dap_output_events_escape_terminal_controls() {
         &script,
         "import sys\n\
          sys.stdout.write('title \\x1b]0;pwned\\x07 and \\u202eevil\\n')\n\
-         sys.stderr.write('clear \\x1b[2J\\r\\n')\n",
+         sys.stderr.write('clear \\x1b[2J\\r\\n')\n\
+         name = '\\x1b[8mhidden'\n\
+         sys.exit(0)\n",
     )
     .expect("script");
     let mut payload = frame(&request(1, "initialize", serde_json::json!({"adapterID": "pymri"})));
@@ -484,7 +486,13 @@ fn dap_output_events_escape_terminal_controls() {
         "launch",
         serde_json::json!({"program": script, "python": "/usr/bin/python3.11"}),
     )));
-    payload.extend(frame(&request(3, "configurationDone", serde_json::json!({}))));
+    // A log point on the last line: its message quotes a value of the program.
+    payload.extend(frame(&request(
+        3,
+        "setBreakpoints",
+        serde_json::json!({"source": {"path": script}, "breakpoints": [{"line": 5, "logMessage": "name={name}"}]}),
+    )));
+    payload.extend(frame(&request(4, "configurationDone", serde_json::json!({}))));
     let seen = exchange(root_client(), adapter.port, &payload, "terminated");
     assert_eq!(seen.end, "answered", "{:?}", seen.messages);
     let outputs: Vec<(&str, &str)> = seen
@@ -497,4 +505,5 @@ fn dap_output_events_escape_terminal_controls() {
     assert!(!all.contains('\x1b') && !all.contains('\x07') && !all.contains('\u{202e}'), "{outputs:?}");
     assert!(outputs.contains(&("stdout", "title \\x1b]0;pwned\\x07 and \\u202eevil\n")), "{outputs:?}");
     assert!(outputs.contains(&("stderr", "clear \\x1b[2J\r\n")), "{outputs:?}");
+    assert!(outputs.contains(&("console", "name=\\x1b[8mhidden\n")), "{outputs:?}");
 }
