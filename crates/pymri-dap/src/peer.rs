@@ -172,12 +172,12 @@ mod tests {
     #[test]
     fn a_live_connection_is_ours() {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let _client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
         let (stream, peer) = listener.accept().expect("accept");
         let ours = stream.local_addr().expect("local");
         // SAFETY: geteuid has no preconditions.
         let me = unsafe { libc::geteuid() };
         assert_eq!(tcp_peer_uid(ours, peer).expect("proc"), Some(me));
-        drop(_client);
+        drop(client);
     }
 }
