@@ -152,7 +152,9 @@ Emacs, Helix) launch programs or attach to running processes through it, with py
 inside the program (CPython 3.9 to 3.15).\n\n\
 By default it speaks the protocol on stdin and stdout, for one client (the editor starts \
 `pymri dap` itself). With --listen it serves clients one after the other on a TCP port, on a \
-loopback address only. Diagnostics go to stderr. The README shows editor configurations.";
+loopback address only, and only clients running as the same user, as root, or (under sudo) as \
+the user who ran sudo: anyone it serves can run code as its user. Diagnostics go to stderr. The \
+README shows editor configurations.";
 
 #[derive(Args, Debug)]
 pub struct DapArgs {

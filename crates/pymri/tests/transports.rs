@@ -113,6 +113,56 @@ fn a_secret_file_others_can_read_is_refused() {
     assert!(text(&out.stderr).contains("chmod 600"), "{}", text(&out.stderr));
 }
 
+/// Another local user plants a private secret file of its own (so it knows the secret) where
+/// root's pymri is told to read one: root must not take it.
+#[test]
+fn a_secret_file_owned_by_another_user_is_refused() {
+    let attacker = common::attacker();
+    let path = attacker.home.join(format!("planted-{}.secret", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let plant = format!(
+        "import os\nfd = os.open({:?}, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)\nos.write(fd, b'ab' * 32)\n",
+        path.display().to_string()
+    );
+    let planted = common::run_with_deadline(attacker.python(&plant), Duration::from_secs(30));
+    assert!(planted.status.success(), "{}", text(&planted.stderr));
+    let secret = path.display().to_string();
+    let out = pymri(&["connect", "tcp:127.0.0.1:1", "--secret-file", &secret]);
+    let _ = std::fs::remove_file(&path);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("error:")).count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("the secret file {secret} belongs to user {}", attacker.uid)),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+}
+
+/// A FIFO given as the secret file: nothing ever writes to it, and pymri must not wait.
+#[test]
+fn a_fifo_as_secret_file_fails_promptly() {
+    let scratch = scratch();
+    let (fifo, _) = scratch.fifo("secret");
+    let secret = fifo.display().to_string();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pymri"));
+    cmd.args(["connect", "tcp:127.0.0.1:1", "--secret-file", &secret]).stdin(std::process::Stdio::null());
+    let out = common::run_with_deadline(cmd, Duration::from_secs(10));
+    insta::assert_snapshot!(outcome(&out, &[(&secret, "[FILE]")]));
+}
+
+/// A symbolic link as the secret file is refused: the file is named, not reached through a
+/// link someone else may point elsewhere.
+#[test]
+fn a_symlink_as_secret_file_is_refused() {
+    let scratch = scratch();
+    let real = secret_file(&scratch, "real");
+    let link = scratch.host.join("link").display().to_string();
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let out = pymri(&["connect", "tcp:127.0.0.1:1", "--secret-file", &link]);
+    insta::assert_snapshot!(outcome(&out, &[(&link, "[LINK]"), (&real, "[REAL]")]));
+}
+
 #[test]
 fn listening_beyond_loopback_needs_a_secret() {
     let out = pymri_with(&["listen", "0.0.0.0:0"], |c| {
