@@ -10,7 +10,6 @@
 use crate::codec::{self, CodecError};
 use crate::debuggee::{Debuggee, Origin};
 use crate::error::DapError;
-use crate::escape::terminal_text;
 use crate::handlers;
 use crate::ids::{FrameIds, SourceRefs, ThreadIds};
 use crate::paths::PathMap;
@@ -21,6 +20,7 @@ use crate::types::{
 use pymri_session::protocol::messages::{Event as AgentEvent, StopReason, Stopped};
 use pymri_session::protocol::requests::{Continue, Next, Quit};
 use pymri_session::{Session, SessionEvent};
+use pymri_text::output as terminal_text;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::io::Write;

@@ -29,8 +29,8 @@
 //!   agent events, program output, the program's end), so responses and events are ordered.
 //! - [`server`]: stdio and loopback-TCP transports; the TCP listener serves only the users
 //!   it is given, each connection's owner found by [`peer`].
-//! - [`escape`]: text from the program or agent made safe for a terminal before a client
-//!   shows it.
+//! - Text from the program or agent is made safe for a terminal (`pymri_text::output`) before
+//!   a client shows it.
 //!
 //! The DAP path never panics: malformed input is an error response or, when the stream
 //! cannot be resynchronised, the end of the connection. The lints below hold the code to it.
@@ -70,7 +70,6 @@ mod adapter;
 pub mod codec;
 mod debuggee;
 mod error;
-pub mod escape;
 mod handlers;
 mod ids;
 mod paths;

@@ -18,14 +18,14 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Options {
     /// Diagnostics (never the protocol): the binary writes them to stderr. They quote clients
-    /// and programs, so they reach it escaped ([`crate::escape::terminal_text`]).
+    /// and programs, so they reach it escaped ([`pymri_text::output`]).
     pub log: Log,
 }
 
 impl Options {
     fn escaped(&self) -> Options {
         let log = Arc::clone(&self.log);
-        Options { log: Arc::new(move |text: &str| log(&crate::escape::terminal_text(text))) }
+        Options { log: Arc::new(move |text: &str| log(&pymri_text::output(text))) }
     }
 }
 

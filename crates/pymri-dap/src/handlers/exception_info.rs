@@ -3,9 +3,9 @@
 use super::Handler;
 use crate::adapter::Adapter;
 use crate::error::DapError;
-use crate::escape::terminal_text;
 use crate::types::ThreadArguments;
 use pymri_session::protocol::requests::GetExceptionInfo;
+use pymri_text::output as terminal_text;
 use serde::Serialize;
 
 pub(crate) struct ExceptionInfo;
