@@ -47,8 +47,8 @@ pub(crate) enum Position {
 impl CodeInfo {
     pub fn read<M: Memory>(objects: &Objects<'_, M>, code: u64) -> Result<CodeInfo> {
         let (kind, tp) = objects.kind(code)?;
-        let type_name = objects.type_name(tp)?;
-        if kind != Kind::Other || &*type_name != "code" {
+        if kind != Kind::Code {
+            let type_name = objects.type_name(tp)?;
             return Err(Error::Inconsistent(format!(
                 "expected a code object at {code:#x}, found {type_name}"
             )));

@@ -54,19 +54,76 @@ pub(crate) enum Kind {
     Set,
     FrozenSet,
     Cell,
+    Code,
     Other,
+}
+
+/// The symbols of the static type objects behind each [`Kind`]. CPython exports every one of
+/// them (`PyAPI_DATA`), from `libpython` or from a statically linked executable alike.
+const TYPE_SYMBOLS: [(&str, Kind); 13] = [
+    ("_PyNone_Type", Kind::None),
+    ("PyBool_Type", Kind::Bool),
+    ("PyLong_Type", Kind::Int),
+    ("PyFloat_Type", Kind::Float),
+    ("PyUnicode_Type", Kind::Str),
+    ("PyBytes_Type", Kind::Bytes),
+    ("PyList_Type", Kind::List),
+    ("PyTuple_Type", Kind::Tuple),
+    ("PyDict_Type", Kind::Dict),
+    ("PySet_Type", Kind::Set),
+    ("PyFrozenSet_Type", Kind::FrozenSet),
+    ("PyCell_Type", Kind::Cell),
+    ("PyCode_Type", Kind::Code),
+];
+
+/// Where the builtin types pymri decodes live in the target.
+///
+/// An object is decoded as a `str`, a `dict` or a cell only if its type *is* that static type
+/// object, never because its type is called so: any class can be named `int` and lay out
+/// its instances as it likes. A type whose address is unknown is shown as
+/// `<name object at 0x...>`, like every other object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuiltinTypes {
+    by_address: Vec<(u64, Kind)>,
+}
+
+impl BuiltinTypes {
+    /// Asks `address` for each type object's symbol (`PyLong_Type`, `PyCell_Type`, ...), as
+    /// the dynamic linker resolved it in the target. Missing symbols leave their type unknown.
+    pub fn from_symbols(mut address: impl FnMut(&str) -> Option<u64>) -> BuiltinTypes {
+        let by_address = TYPE_SYMBOLS
+            .iter()
+            .filter_map(|&(name, kind)| address(name).filter(|&a| a != 0).map(|a| (a, kind)))
+            .collect();
+        BuiltinTypes { by_address }
+    }
+
+    /// The symbol names [`from_symbols`](Self::from_symbols) asks about.
+    pub fn symbol_names() -> impl Iterator<Item = &'static str> {
+        TYPE_SYMBOLS.iter().map(|(name, _)| *name)
+    }
+
+    /// How many of the types were found.
+    pub fn known(&self) -> usize {
+        self.by_address.len()
+    }
+
+    fn kind_of(&self, tp: u64) -> Kind {
+        self.by_address.iter().find(|(a, _)| *a == tp).map_or(Kind::Other, |(_, k)| *k)
+    }
 }
 
 /// Reads objects of one interpreter, caching type names for the duration of a snapshot.
 pub(crate) struct Objects<'a, M> {
     pub mem: &'a M,
     pub layout: &'a Layout,
+    types: &'a BuiltinTypes,
     type_names: RefCell<HashMap<u64, Rc<str>>>,
 }
 
 impl<'a, M: Memory> Objects<'a, M> {
-    pub fn new(mem: &'a M, layout: &'a Layout) -> Self {
-        Objects { mem, layout, type_names: RefCell::new(HashMap::new()) }
+    pub fn new(mem: &'a M, layout: &'a Layout, types: &'a BuiltinTypes) -> Self {
+        Objects { mem, layout, types, type_names: RefCell::new(HashMap::new()) }
     }
 
     pub fn ptr(&self, addr: u64) -> Result<u64> {
@@ -94,22 +151,7 @@ impl<'a, M: Memory> Objects<'a, M> {
 
     pub fn kind(&self, obj: u64) -> Result<(Kind, u64)> {
         let tp = self.ob_type(obj)?;
-        let kind = match &*self.type_name(tp)? {
-            "NoneType" => Kind::None,
-            "bool" => Kind::Bool,
-            "int" => Kind::Int,
-            "float" => Kind::Float,
-            "str" => Kind::Str,
-            "bytes" => Kind::Bytes,
-            "list" => Kind::List,
-            "tuple" => Kind::Tuple,
-            "dict" => Kind::Dict,
-            "set" => Kind::Set,
-            "frozenset" => Kind::FrozenSet,
-            "cell" => Kind::Cell,
-            _ => Kind::Other,
-        };
-        Ok((kind, tp))
+        Ok((self.types.kind_of(tp), tp))
     }
 
     /// The object a cell holds (0 when empty).
@@ -416,14 +458,12 @@ impl<'a, M: Memory> Objects<'a, M> {
         let table = self.ptr(obj + s.table)?;
         let slots = mask as u64 + 1;
         let raw = self.mem.read_vec(table, (slots * 16) as usize, (MAX_ENTRIES * 8 * 16) as usize)?;
-        // A deleted slot holds the `dummy` sentinel, a key of type "object"; skip it by type.
         let mut out = Vec::new();
         for entry in raw.chunks_exact(16) {
             let key = u64::from_le_bytes(entry[..8].try_into().expect("8"));
-            if key == 0 {
-                continue;
-            }
-            if self.ob_type(key).and_then(|t| self.type_name(t)).is_ok_and(|n| &*n == "object") {
+            // A deleted slot holds the `dummy` sentinel with the hash -1, which no live key has.
+            let hash = i64::from_le_bytes(entry[8..].try_into().expect("8"));
+            if key == 0 || hash == -1 {
                 continue;
             }
             out.push(key);
@@ -557,11 +597,23 @@ impl<'a, M: Memory> Objects<'a, M> {
                 out.push_str(close);
                 stack.pop();
             }
-            Kind::Cell => match self.cell_contents(obj)? {
-                0 => out.push_str("<cell: empty>"),
-                inner => self.repr_into(inner, limits, depth, stack, out),
-            },
-            Kind::Other => {
+            // A cell is a container of one: it can hold itself, or a cycle through it.
+            Kind::Cell => {
+                if !container("<cell: ", ">", out) {
+                    return Ok(());
+                }
+                match self.cell_contents(obj)? {
+                    0 => out.push_str("<cell: empty>"),
+                    inner => {
+                        stack.push(obj);
+                        out.push_str("<cell: ");
+                        self.repr_into(inner, limits, depth + 1, stack, out);
+                        out.push('>');
+                        stack.pop();
+                    }
+                }
+            }
+            Kind::Code | Kind::Other => {
                 let _ = write!(out, "<{} object at {obj:#x}>", self.type_name(tp)?);
             }
         }
@@ -787,7 +839,8 @@ mod tests {
             heap[at..at + data.len()].copy_from_slice(&data);
         }
         let mem = SliceMemory { base, bytes: &heap };
-        let objects = Objects::new(&mem, &layout);
+        let types = BuiltinTypes::from_symbols(|name| (name == "PyUnicode_Type").then_some(str_type));
+        let objects = Objects::new(&mem, &layout, &types);
         let found = objects.attribute(instance, "_name").expect("readable").expect("present");
         assert_eq!(found, name_value);
         assert_eq!(objects.string(found).expect("str"), "worker-7");

@@ -135,11 +135,16 @@ impl Located {
         let cache = PageCache::new(mem, CACHE_PAGES);
         let reader = Reader {
             located: self,
-            objects: Objects::new(&cache, &self.layout),
+            objects: Objects::new(&cache, &self.layout, &self.types),
             codes: HashMap::new(),
             options,
         };
         reader.run()
+    }
+
+    /// A bounded repr of the object at `obj`, as `--locals` shows it.
+    pub fn repr<M: Memory>(&self, mem: &M, obj: u64, limits: &ReprLimits) -> String {
+        Objects::new(mem, &self.layout, &self.types).repr(obj, limits)
     }
 
     /// Whether the target allows PEP 768 remote debugging (3.14+), read from its memory.
@@ -366,8 +371,7 @@ impl<'a, M: Memory> Reader<'a, M> {
             return Ok((None, previous));
         }
         // 3.12+ entry frames may hold something other than a code object; skip them.
-        let (kind, tp) = self.objects.kind(code)?;
-        if kind != Kind::Other || &*self.objects.type_name(tp)? != "code" {
+        if self.objects.kind(code)?.0 != Kind::Code {
             return Ok((None, previous));
         }
         let info = self.code_info(code)?;
@@ -454,9 +458,15 @@ impl<'a, M: Memory> Reader<'a, M> {
         let Some(active) = o.dict_get(module_dict, "_active")? else { return Ok(names) };
         let (_, items) = o.dict_items(active, MAX_THREADS)?;
         for (key, thread) in items {
+            if !matches!(o.kind(key), Ok((Kind::Int, _))) {
+                continue;
+            }
             let Ok(ident) = o.read_int(key).map(|s| s.parse::<u64>()) else { continue };
             let Ok(ident) = ident else { continue };
             if let Ok(Some(name)) = o.attribute(thread, "_name") {
+                if !matches!(o.kind(name), Ok((Kind::Str, _))) {
+                    continue;
+                }
                 if let Ok((name, _)) = o.read_str(name, 200) {
                     names.insert(ident, name);
                 }
