@@ -198,7 +198,10 @@ fn locate_in<M: Memory>(mem: &M, files: &TargetFiles<'_>, path: &str) -> Result<
 }
 
 /// The difference between where the file's segments were linked and where they are mapped.
-/// Zero for a fixed-address executable, the load address for PIE and shared libraries.
+/// Zero for a fixed-address executable, the load address for PIE and shared libraries. It is
+/// modular on purpose: a library prelinked above where it is mapped has a negative bias, and
+/// `bias + linked address` wraps back to the mapped one. Whatever the addresses come to, they
+/// are only read through `Memory`, which checks them.
 fn load_bias(elf: &Elf<'_>, mappings: &[Mapping], path: &str) -> Option<u64> {
     const PAGE: u64 = 4096;
     let loads: Vec<_> = elf.program_headers().filter(|p| p.p_type == 1).collect();

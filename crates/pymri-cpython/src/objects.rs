@@ -3,7 +3,7 @@
 
 use crate::{Error, Result};
 use pymri_layouts::{flags, DictKeysFormat, Layout, LongFormat, ManagedDict};
-use pymri_memory::{Memory, MemoryExt};
+use pymri_memory::{field, field_signed, Memory, MemoryExt};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -131,7 +131,7 @@ impl<'a, M: Memory> Objects<'a, M> {
     }
 
     pub fn ob_type(&self, obj: u64) -> Result<u64> {
-        let tp = self.ptr(obj + self.layout.object.ob_type)?;
+        let tp = self.ptr(field(obj, self.layout.object.ob_type)?)?;
         if tp == 0 || tp % 8 != 0 {
             return Err(Error::Inconsistent(format!("object at {obj:#x} has no valid type")));
         }
@@ -142,7 +142,7 @@ impl<'a, M: Memory> Objects<'a, M> {
         if let Some(name) = self.type_names.borrow().get(&tp) {
             return Ok(name.clone());
         }
-        let name_ptr = self.ptr(tp + self.layout.object.tp_name)?;
+        let name_ptr = self.ptr(field(tp, self.layout.object.tp_name)?)?;
         let bytes = self.mem.read_c_string(name_ptr, MAX_TYPE_NAME)?;
         let name: Rc<str> = String::from_utf8_lossy(&bytes).into();
         self.type_names.borrow_mut().insert(tp, name.clone());
@@ -156,14 +156,14 @@ impl<'a, M: Memory> Objects<'a, M> {
 
     /// The object a cell holds (0 when empty).
     pub fn cell_contents(&self, cell: u64) -> Result<u64> {
-        self.ptr(cell + CELL_REF)
+        self.ptr(field(cell, CELL_REF)?)
     }
 
     /// Reads a `str`, keeping at most `max_chars` characters; returns whether it was cut.
     pub fn read_str(&self, obj: u64, max_chars: usize) -> Result<(String, bool)> {
         let u = &self.layout.unicode;
-        let len = self.mem.read_i64(obj + u.length)?;
-        let state = self.mem.read_u32(obj + u.state)?;
+        let len = self.mem.read_i64(field(obj, u.length)?)?;
+        let state = self.mem.read_u32(field(obj, u.state)?)?;
         if !(0..=(isize::MAX as i64)).contains(&len) {
             return Err(Error::Inconsistent(format!("str at {obj:#x} has length {len}")));
         }
@@ -172,11 +172,11 @@ impl<'a, M: Memory> Objects<'a, M> {
         let compact = state & (1 << 5) != 0;
         let ascii = state & (1 << 6) != 0;
         let data = match (compact, ascii) {
-            (true, true) => obj + u.ascii_data,
-            (true, false) => obj + u.compact_data,
+            (true, true) => field(obj, u.ascii_data)?,
+            (true, false) => field(obj, u.compact_data)?,
             // A legacy, non-compact string keeps its characters behind `data.any`, the first
             // field after the compact header.
-            (false, _) => self.ptr(obj + u.compact_data)?,
+            (false, _) => self.ptr(field(obj, u.compact_data)?)?,
         };
         let width = match kind {
             1 => 1,
@@ -206,19 +206,19 @@ impl<'a, M: Memory> Objects<'a, M> {
     }
 
     pub fn read_bytes(&self, obj: u64, max: usize) -> Result<(Vec<u8>, usize)> {
-        let len = self.mem.read_i64(obj + self.layout.bytes.size)?;
+        let len = self.mem.read_i64(field(obj, self.layout.bytes.size)?)?;
         if !(0..=(isize::MAX as i64)).contains(&len) {
             return Err(Error::Inconsistent(format!("bytes at {obj:#x} has length {len}")));
         }
         let len = len as usize;
-        let data = self.mem.read_vec(obj + self.layout.bytes.data, len.min(max), max)?;
+        let data = self.mem.read_vec(field(obj, self.layout.bytes.data)?, len.min(max), max)?;
         Ok((data, len))
     }
 
     /// An int's decimal digits with its sign.
     pub fn read_int(&self, obj: u64) -> Result<String> {
         let l = &self.layout.long;
-        let word = self.mem.read_i64(obj + l.size)?;
+        let word = self.mem.read_i64(field(obj, l.size)?)?;
         let (negative, ndigits) = match l.format {
             LongFormat::SignedSize => (word < 0, word.unsigned_abs()),
             LongFormat::Tagged => ((word & 3) == 2, (word as u64) >> 3),
@@ -227,9 +227,13 @@ impl<'a, M: Memory> Objects<'a, M> {
             return Ok("0".into());
         }
         if ndigits > MAX_INT_DIGITS {
-            return Ok(format!("<int of about {} bits>", ndigits * 30));
+            return Ok(match ndigits.checked_mul(30) {
+                Some(bits) => format!("<int of about {bits} bits>"),
+                None => format!("<int of {ndigits} digits>"),
+            });
         }
-        let raw = self.mem.read_vec(obj + l.digits, ndigits as usize * 4, MAX_INT_DIGITS as usize * 4)?;
+        let raw =
+            self.mem.read_vec(field(obj, l.digits)?, ndigits as usize * 4, MAX_INT_DIGITS as usize * 4)?;
         let digits: Vec<u32> =
             raw.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         let mut text = digits_to_decimal(&digits);
@@ -245,7 +249,7 @@ impl<'a, M: Memory> Objects<'a, M> {
     }
 
     pub fn read_float(&self, obj: u64) -> Result<f64> {
-        Ok(f64::from_bits(self.mem.read_u64(obj + self.layout.float.value)?))
+        Ok(f64::from_bits(self.mem.read_u64(field(obj, self.layout.float.value)?)?))
     }
 
     /// Length and the first `max` item pointers of a list or tuple.
@@ -254,12 +258,12 @@ impl<'a, M: Memory> Objects<'a, M> {
             Kind::Tuple => (&self.layout.tuple, true),
             _ => (&self.layout.list, false),
         };
-        let len = self.mem.read_i64(obj + layout.size)?;
+        let len = self.mem.read_i64(field(obj, layout.size)?)?;
         if !(0..=(isize::MAX as i64)).contains(&len) {
             return Err(Error::Inconsistent(format!("sequence at {obj:#x} has length {len}")));
         }
         let take = (len as usize).min(max);
-        let items = if inline { obj + layout.items } else { self.ptr(obj + layout.items)? };
+        let items = if inline { field(obj, layout.items)? } else { self.ptr(field(obj, layout.items)?)? };
         let raw = self.mem.read_vec(items, take * 8, max * 8)?;
         Ok((
             len as usize,
@@ -270,10 +274,10 @@ impl<'a, M: Memory> Objects<'a, M> {
     /// Length and the first `max` `(key, value)` pairs of a dict, in insertion order.
     pub fn dict_items(&self, dict: u64, max: usize) -> Result<(usize, Vec<(u64, u64)>)> {
         let d = &self.layout.dict;
-        let used = self.mem.read_i64(dict + d.used)?.max(0) as usize;
-        let keys = self.ptr(dict + d.keys)?;
-        let values = self.ptr(dict + d.values)?;
-        let values = (values != 0).then_some(values + d.values_array);
+        let used = self.mem.read_i64(field(dict, d.used)?)?.max(0) as usize;
+        let keys = self.ptr(field(dict, d.keys)?)?;
+        let values = self.ptr(field(dict, d.values)?)?;
+        let values = (values != 0).then(|| field(values, d.values_array)).transpose()?;
         let mut out = Vec::new();
         self.walk_keys(keys, values, |k, v| {
             out.push((k, v));
@@ -292,7 +296,7 @@ impl<'a, M: Memory> Objects<'a, M> {
     ) -> Result<()> {
         let (entries, nentries, entry_size, key_at) = match self.layout.dict.keys_format {
             DictKeysFormat::Sized { size, nentries, indices } => {
-                let dk_size = self.mem.read_i64(keys + size)?;
+                let dk_size = self.mem.read_i64(field(keys, size)?)?;
                 if dk_size <= 0 || dk_size as u64 > 1 << 32 || (dk_size & (dk_size - 1)) != 0 {
                     return Err(Error::Inconsistent(format!("dict keys at {keys:#x} have size {dk_size}")));
                 }
@@ -302,20 +306,20 @@ impl<'a, M: Memory> Objects<'a, M> {
                     s if s <= 0xffff_ffff => 4,
                     _ => 8,
                 };
-                let n = self.mem.read_i64(keys + nentries)?;
-                (keys + indices + dk_size as u64 * index_bytes, n, 24u64, 8u64)
+                let n = self.mem.read_i64(field(keys, nentries)?)?;
+                (field(field(keys, indices)?, dk_size as u64 * index_bytes)?, n, 24u64, 8u64)
             }
             DictKeysFormat::Log2 { log2_index_bytes, kind, nentries, indices, .. } => {
-                let log2_index_bytes = self.mem.read_u8(keys + log2_index_bytes)?;
+                let log2_index_bytes = self.mem.read_u8(field(keys, log2_index_bytes)?)?;
                 if log2_index_bytes > 40 {
                     return Err(Error::Inconsistent(format!("dict keys at {keys:#x} are corrupt")));
                 }
                 // Kind 0 is a general table of `{hash, key, value}`; unicode and split tables
                 // drop the hash.
-                let general = self.mem.read_u8(keys + kind)? == 0;
-                let n = self.mem.read_i64(keys + nentries)?;
+                let general = self.mem.read_u8(field(keys, kind)?)? == 0;
+                let n = self.mem.read_i64(field(keys, nentries)?)?;
                 let (size, key_at) = if general { (24, 8) } else { (16, 0) };
-                (keys + indices + (1u64 << log2_index_bytes), n, size, key_at)
+                (field(field(keys, indices)?, 1u64 << log2_index_bytes)?, n, size, key_at)
             }
         };
         if nentries < 0 {
@@ -327,12 +331,14 @@ impl<'a, M: Memory> Objects<'a, M> {
         while i < nentries {
             let n = CHUNK.min(nentries - i);
             let raw = self.mem.read_vec(
-                entries + i * entry_size,
+                field(entries, i * entry_size)?,
                 (n * entry_size) as usize,
                 (CHUNK * 24) as usize,
             )?;
             let vals = match values {
-                Some(v) => Some(self.mem.read_vec(v + i * 8, (n * 8) as usize, (CHUNK * 8) as usize)?),
+                Some(v) => {
+                    Some(self.mem.read_vec(field(v, i * 8)?, (n * 8) as usize, (CHUNK * 8) as usize)?)
+                }
                 None => None,
             };
             for j in 0..n {
@@ -359,9 +365,9 @@ impl<'a, M: Memory> Objects<'a, M> {
     /// Looks up a string key in a dict.
     pub fn dict_get(&self, dict: u64, name: &str) -> Result<Option<u64>> {
         let d = &self.layout.dict;
-        let keys = self.ptr(dict + d.keys)?;
-        let values = self.ptr(dict + d.values)?;
-        let values = (values != 0).then_some(values + d.values_array);
+        let keys = self.ptr(field(dict, d.keys)?)?;
+        let values = self.ptr(field(dict, d.values)?)?;
+        let values = (values != 0).then(|| field(values, d.values_array)).transpose()?;
         self.keys_get(keys, values, name)
     }
 
@@ -378,7 +384,9 @@ impl<'a, M: Memory> Objects<'a, M> {
     }
 
     fn key_is(&self, key: u64, name: &str) -> bool {
-        let Ok(len) = self.mem.read_i64(key + self.layout.unicode.length) else { return false };
+        let Ok(len) = field(key, self.layout.unicode.length).and_then(|at| self.mem.read_i64(at)) else {
+            return false;
+        };
         if len as usize != name.chars().count() {
             return false;
         }
@@ -389,28 +397,29 @@ impl<'a, M: Memory> Objects<'a, M> {
     pub fn attribute(&self, obj: u64, name: &str) -> Result<Option<u64>> {
         let o = &self.layout.object;
         let tp = self.ob_type(obj)?;
-        let tp_flags = self.mem.read_u64(tp + o.tp_flags)?;
-        let cached_keys = || self.ptr(tp + o.ht_cached_keys);
-        let at = |off: i64| obj.wrapping_add_signed(off);
+        let tp_flags = self.mem.read_u64(field(tp, o.tp_flags)?)?;
+        let cached_keys = || self.ptr(field(tp, o.ht_cached_keys)?);
+        let at = |off: i64| field_signed(obj, off);
         match self.layout.managed_dict {
             ManagedDict::PreHeader { dict, values } if tp_flags & flags::MANAGED_DICT != 0 => {
-                let d = self.ptr(at(dict))?;
+                let d = self.ptr(at(dict)?)?;
                 if d != 0 {
                     return self.dict_get(d, name);
                 }
-                let v = self.ptr(at(values))?;
+                let v = self.ptr(at(values)?)?;
                 if v == 0 {
                     return Ok(None);
                 }
-                self.keys_get(cached_keys()?, Some(v + self.layout.dict.values_array), name)
+                self.keys_get(cached_keys()?, Some(field(v, self.layout.dict.values_array)?), name)
             }
             ManagedDict::Tagged { dict_or_values } if tp_flags & flags::MANAGED_DICT != 0 => {
-                let w = self.ptr(at(dict_or_values))?;
+                let w = self.ptr(at(dict_or_values)?)?;
                 match w {
                     0 => Ok(None),
                     // CPython stores the values pointer minus one, which makes it odd.
                     w if w & 1 == 1 => {
-                        self.keys_get(cached_keys()?, Some(w + 1 + self.layout.dict.values_array), name)
+                        let values = field(field(w, 1)?, self.layout.dict.values_array)?;
+                        self.keys_get(cached_keys()?, Some(values), name)
                     }
                     d => self.dict_get(d, name),
                 }
@@ -419,27 +428,27 @@ impl<'a, M: Memory> Objects<'a, M> {
                 if tp_flags & (flags::INLINE_VALUES | flags::MANAGED_DICT) != 0 =>
             {
                 if tp_flags & flags::INLINE_VALUES != 0 {
-                    let basicsize = self.mem.read_u64(tp + o.tp_basicsize)?;
-                    let values = obj + basicsize;
-                    if self.mem.read_u8(values + valid)? != 0 {
+                    let basicsize = self.mem.read_u64(field(tp, o.tp_basicsize)?)?;
+                    let values = field(obj, basicsize)?;
+                    if self.mem.read_u8(field(values, valid)?)? != 0 {
                         return self.keys_get(
                             cached_keys()?,
-                            Some(values + self.layout.dict.values_array),
+                            Some(field(values, self.layout.dict.values_array)?),
                             name,
                         );
                     }
                 }
-                match self.ptr(at(dict))? {
+                match self.ptr(at(dict)?)? {
                     0 => Ok(None),
                     d => self.dict_get(d, name),
                 }
             }
             _ => {
-                let offset = self.mem.read_i64(tp + o.tp_dictoffset)?;
+                let offset = self.mem.read_i64(field(tp, o.tp_dictoffset)?)?;
                 if offset <= 0 {
                     return Ok(None);
                 }
-                match self.ptr(obj + offset as u64)? {
+                match self.ptr(field(obj, offset as u64)?)? {
                     0 => Ok(None),
                     d => self.dict_get(d, name),
                 }
@@ -450,12 +459,12 @@ impl<'a, M: Memory> Objects<'a, M> {
     /// Live keys of a set or frozenset, the first `max` of them, and the length.
     pub fn set_items(&self, obj: u64, max: usize) -> Result<(usize, Vec<u64>)> {
         let s = &self.layout.set;
-        let used = self.mem.read_i64(obj + s.used)?.max(0) as usize;
-        let mask = self.mem.read_i64(obj + s.mask)?;
+        let used = self.mem.read_i64(field(obj, s.used)?)?.max(0) as usize;
+        let mask = self.mem.read_i64(field(obj, s.mask)?)?;
         if mask < 0 || mask as u64 >= MAX_ENTRIES * 8 {
             return Err(Error::Inconsistent(format!("set at {obj:#x} has mask {mask}")));
         }
-        let table = self.ptr(obj + s.table)?;
+        let table = self.ptr(field(obj, s.table)?)?;
         let slots = mask as u64 + 1;
         let raw = self.mem.read_vec(table, (slots * 16) as usize, (MAX_ENTRIES * 8 * 16) as usize)?;
         let mut out = Vec::new();
@@ -844,6 +853,42 @@ mod tests {
         let found = objects.attribute(instance, "_name").expect("readable").expect("present");
         assert_eq!(found, name_value);
         assert_eq!(objects.string(found).expect("str"), "worker-7");
+    }
+
+    /// A cell holding itself, and a cell whose contents hold the cell: shown with the cycle
+    /// marked, where a reader that showed a cell by its contents recursed until the stack
+    /// overflowed.
+    #[test]
+    fn regression_a_cell_that_contains_itself_is_a_cycle() {
+        use pymri_memory::SliceMemory;
+        let layout = pymri_layouts::v3_11();
+        let base = 0x10000u64;
+        let (cell_type, list_type, cell, list, other_cell) =
+            (base + 0x100, base + 0x200, base + 0x1000, base + 0x1100, base + 0x1200);
+        let mut heap = vec![0u8; 0x2000];
+        let mut put = |addr: u64, value: u64| {
+            let at = (addr - base) as usize;
+            heap[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        };
+        put(cell + layout.object.ob_type, cell_type);
+        put(cell + CELL_REF, cell);
+        // other_cell -> [other_cell]
+        put(other_cell + layout.object.ob_type, cell_type);
+        put(other_cell + CELL_REF, list);
+        put(list + layout.object.ob_type, list_type);
+        put(list + layout.list.size, 1);
+        put(list + layout.list.items, list + 0x80);
+        put(list + 0x80, other_cell);
+        let mem = SliceMemory { base, bytes: &heap };
+        let types = BuiltinTypes::from_symbols(|name| match name {
+            "PyCell_Type" => Some(cell_type),
+            "PyList_Type" => Some(list_type),
+            _ => None,
+        });
+        let objects = Objects::new(&mem, &layout, &types);
+        let limits = ReprLimits { max_depth: 100, ..ReprLimits::default() };
+        assert_eq!(objects.repr(cell, &limits), "<cell: <cell: ...>>");
+        assert_eq!(objects.repr(other_cell, &limits), "<cell: [<cell: ...>]>");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use crate::code::{CodeInfo, Position, CO_FAST_CELL, CO_FAST_FREE, CO_FAST_HIDDEN
 use crate::objects::{Kind, Objects, ReprLimits};
 use crate::{Error, Located, Result};
 use pymri_layouts::{FrameRef, GilAccess, GilLayout, InstructionRef};
-use pymri_memory::{Memory, MemoryExt, PageCache, RunState};
+use pymri_memory::{field, Memory, MemoryExt, PageCache, RunState};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -150,12 +150,12 @@ impl Located {
     /// Whether the target allows PEP 768 remote debugging (3.14+), read from its memory.
     pub fn remote_debug_enabled<M: Memory>(&self, mem: &M) -> Result<Option<bool>> {
         let Some(remote) = &self.remote else { return Ok(None) };
-        let mut interp = mem.read_u64(self.runtime + self.layout.runtime.interpreters_head)?;
+        let mut interp = mem.read_u64(field(self.runtime, self.layout.runtime.interpreters_head)?)?;
         // The main interpreter is the last of the list; it carries the process's config.
         for _ in 0..MAX_INTERPRETERS {
-            let next = mem.read_u64(interp + self.layout.interpreter.next)?;
+            let next = mem.read_u64(field(interp, self.layout.interpreter.next)?)?;
             if next == 0 {
-                return Ok(Some(mem.read_i32(interp + remote.remote_debugging_enabled)? != 0));
+                return Ok(Some(mem.read_i32(field(interp, remote.remote_debugging_enabled)?)? != 0));
             }
             interp = next;
         }
@@ -185,7 +185,7 @@ impl<'a, M: Memory> Reader<'a, M> {
     fn run(mut self) -> Result<Snapshot> {
         let layout = &self.located.layout;
         let runtime = self.located.runtime;
-        let mut interp = self.objects.ptr(runtime + layout.runtime.interpreters_head)?;
+        let mut interp = self.objects.ptr(field(runtime, layout.runtime.interpreters_head)?)?;
         if interp == 0 {
             return Err(Error::Inconsistent(
                 "the interpreter is not initialised (no interpreter state)".into(),
@@ -214,20 +214,20 @@ impl<'a, M: Memory> Reader<'a, M> {
             // CPython prepends new threads; show them oldest (the main thread) first.
             interp_threads.reverse();
             threads.extend(interp_threads);
-            interp = self.objects.ptr(interp + layout.interpreter.next)?;
+            interp = self.objects.ptr(field(interp, layout.interpreter.next)?)?;
         }
         Ok(Snapshot { threads })
     }
 
     fn read_gil(&self, owner: u64, gil: &GilLayout) -> Result<Gil> {
         let base = match gil.access {
-            GilAccess::Embedded(off) => owner + off,
-            GilAccess::Pointer(off) => self.objects.ptr(owner + off)?,
+            GilAccess::Embedded(off) => field(owner, off)?,
+            GilAccess::Pointer(off) => self.objects.ptr(field(owner, off)?)?,
         };
         Ok(Gil {
             base,
-            locked: self.objects.mem.read_i32(base + gil.locked)? != 0,
-            holder: self.objects.ptr(base + gil.last_holder)?,
+            locked: self.objects.mem.read_i32(field(base, gil.locked)?)? != 0,
+            holder: self.objects.ptr(field(base, gil.last_holder)?)?,
         })
     }
 
@@ -238,7 +238,7 @@ impl<'a, M: Memory> Reader<'a, M> {
         names: &HashMap<u64, String>,
     ) -> Result<Vec<ThreadDump>> {
         let layout = &self.located.layout;
-        let mut tstate = self.objects.ptr(interp + layout.interpreter.threads_head)?;
+        let mut tstate = self.objects.ptr(field(interp, layout.interpreter.threads_head)?)?;
         let mut out = Vec::new();
         let mut seen = HashSet::new();
         while tstate != 0 && out.len() < MAX_THREADS {
@@ -246,7 +246,7 @@ impl<'a, M: Memory> Reader<'a, M> {
                 return Err(Error::Inconsistent("thread list loops".into()));
             }
             out.push(self.read_thread(tstate, gil, names)?);
-            tstate = self.objects.ptr(tstate + layout.thread.next)?;
+            tstate = self.objects.ptr(field(tstate, layout.thread.next)?)?;
         }
         Ok(out)
     }
@@ -259,22 +259,22 @@ impl<'a, M: Memory> Reader<'a, M> {
     ) -> Result<ThreadDump> {
         let layout = &self.located.layout;
         let mem = self.objects.mem;
-        let ident = self.objects.ptr(tstate + layout.thread.thread_id)?;
+        let ident = self.objects.ptr(field(tstate, layout.thread.thread_id)?)?;
         let tid = match layout.thread.native_thread_id {
-            Some(off) => Some(mem.read_u64(tstate + off)? as i32),
+            Some(off) => Some(mem.read_u64(field(tstate, off)?)? as i32),
             None => {
-                GLIBC_PTHREAD_TID.and_then(|off| mem.read_u32(ident.wrapping_add(off)).ok()).map(|t| t as i32)
+                GLIBC_PTHREAD_TID.and_then(|off| mem.read_u32(ident.checked_add(off)?).ok()).map(|t| t as i32)
             }
         }
         .filter(|t| *t > 0 && (self.options.known_tids.is_empty() || self.options.known_tids.contains(t)));
 
         let flags = &self.located.gil_flags;
         let holds_gil = match flags.holds_gil {
-            Some(off) => mem.read_i32(tstate + off)? != 0,
+            Some(off) => mem.read_i32(field(tstate, off)?)? != 0,
             None => gil.is_some_and(|g| g.locked && g.holder == tstate),
         };
         let gil_requested = match flags.gil_requested {
-            Some(off) => mem.read_i32(tstate + off)? != 0,
+            Some(off) => mem.read_i32(field(tstate, off)?)? != 0,
             None => false,
         };
         let run_state = self.options.run_state.and_then(|f| tid.and_then(f));
@@ -283,7 +283,7 @@ impl<'a, M: Memory> Reader<'a, M> {
             || (!holds_gil && run_state == Some(RunState::Sleeping))
                 && gil.filter(|g| g.locked).zip(self.options.futex_wait.zip(tid)).is_some_and(
                     |(g, (wait, tid))| {
-                        wait(tid).is_some_and(|addr| addr >= g.base && addr < g.base + GIL_STATE_SPAN)
+                        wait(tid).is_some_and(|addr| addr >= g.base && addr - g.base < GIL_STATE_SPAN)
                     },
                 );
         let state = if holds_gil {
@@ -305,11 +305,13 @@ impl<'a, M: Memory> Reader<'a, M> {
 
     fn current_frame(&self, tstate: u64) -> Result<u64> {
         match self.located.layout.thread.current_frame {
-            FrameRef::Direct(off) => self.objects.ptr(tstate + off),
-            FrameRef::ViaCFrame { cframe, current_frame } => match self.objects.ptr(tstate + cframe)? {
-                0 => Ok(0),
-                cf => self.objects.ptr(cf + current_frame),
-            },
+            FrameRef::Direct(off) => self.objects.ptr(field(tstate, off)?),
+            FrameRef::ViaCFrame { cframe, current_frame } => {
+                match self.objects.ptr(field(tstate, cframe)?)? {
+                    0 => Ok(0),
+                    cf => self.objects.ptr(field(cf, current_frame)?),
+                }
+            }
         }
     }
 
@@ -357,13 +359,13 @@ impl<'a, M: Memory> Reader<'a, M> {
     fn read_frame(&mut self, frame: u64) -> Result<(Option<Frame>, u64)> {
         let f = &self.located.layout.frame;
         let mem = self.objects.mem;
-        let previous = self.objects.ptr(frame + f.previous)?;
+        let previous = self.objects.ptr(field(frame, f.previous)?)?;
         if let Some((owner_off, first_shim)) = f.owner {
-            if mem.read_u8(frame + owner_off)? >= first_shim {
+            if mem.read_u8(field(frame, owner_off)?)? >= first_shim {
                 return Ok((None, previous));
             }
         }
-        let mut code = self.objects.ptr(frame + f.code)?;
+        let mut code = self.objects.ptr(field(frame, f.code)?)?;
         if f.code_is_tagged {
             code &= !STACKREF_TAG_BITS;
         }
@@ -376,11 +378,20 @@ impl<'a, M: Memory> Reader<'a, M> {
         }
         let info = self.code_info(code)?;
         let position = match f.instruction {
-            InstructionRef::LastiBytes(off) => Position::Bytes(i64::from(mem.read_i32(frame + off)?)),
-            InstructionRef::LastiUnits(off) => Position::Units(i64::from(mem.read_i32(frame + off)?)),
+            InstructionRef::LastiBytes(off) => Position::Bytes(i64::from(mem.read_i32(field(frame, off)?)?)),
+            InstructionRef::LastiUnits(off) => Position::Units(i64::from(mem.read_i32(field(frame, off)?)?)),
             InstructionRef::Pointer(off) => {
-                let ptr = self.objects.ptr(frame + off)?;
-                Position::Units((ptr as i64).wrapping_sub(info.code_start as i64) / 2)
+                // 3.11 starts a frame one code unit before its first instruction, so the
+                // difference may be negative; user-space addresses fit in an i64.
+                let ptr = self.objects.ptr(field(frame, off)?)?;
+                let units = i64::try_from(ptr)
+                    .ok()
+                    .zip(i64::try_from(info.code_start).ok())
+                    .and_then(|(ptr, start)| ptr.checked_sub(start))
+                    .ok_or_else(|| {
+                        Error::Inconsistent(format!("instruction pointer {ptr:#x} is not in its code"))
+                    })?;
+                Position::Units(units / 2)
             }
         };
         let line = info.line(position);
@@ -407,7 +418,8 @@ impl<'a, M: Memory> Reader<'a, M> {
         let f = &self.located.layout.frame;
         let limits = &self.options.limits;
         let n = info.locals.len();
-        let Ok(raw) = self.objects.mem.read_vec(frame + f.localsplus, n * 8, n * 8) else {
+        let Ok(raw) = field(frame, f.localsplus).and_then(|at| self.objects.mem.read_vec(at, n * 8, n * 8))
+        else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -451,10 +463,10 @@ impl<'a, M: Memory> Reader<'a, M> {
     /// `threading._active`: thread ident to `Thread.name`, for one interpreter.
     fn thread_names(&self, interp: u64) -> Result<HashMap<u64, String>> {
         let o = &self.objects;
-        let modules = o.ptr(interp + self.located.layout.interpreter.modules)?;
+        let modules = o.ptr(field(interp, self.located.layout.interpreter.modules)?)?;
         let mut names = HashMap::new();
         let Some(threading) = o.dict_get(modules, "threading")? else { return Ok(names) };
-        let module_dict = o.ptr(threading + MODULE_DICT)?;
+        let module_dict = o.ptr(field(threading, MODULE_DICT)?)?;
         let Some(active) = o.dict_get(module_dict, "_active")? else { return Ok(names) };
         let (_, items) = o.dict_items(active, MAX_THREADS)?;
         for (key, thread) in items {
@@ -481,3 +493,34 @@ const MODULE_DICT: u64 = 16;
 /// `_PyStackRef` tags (3.14+): the low two bits; both set marks a tagged small int.
 const STACKREF_TAG_BITS: u64 = 3;
 const STACKREF_INT_TAG: u64 = 3;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BuiltinTypes, Version};
+    use pymri_memory::SliceMemory;
+
+    fn located(layout: pymri_layouts::Layout, runtime: u64) -> Located {
+        Located {
+            version: Version { major: 3, minor: 12, micro: None, level: "", serial: 0, debug_build: false },
+            layout,
+            runtime,
+            binary: "test".into(),
+            gil_flags: Default::default(),
+            remote: None,
+            runtime_size: None,
+            bias: 0,
+            types: BuiltinTypes::default(),
+        }
+    }
+
+    /// Found by the `snapshot` fuzz target: an interpreter pointer near the top of the address
+    /// space plus the GIL's offset wrapped (and panicked with overflow checks).
+    #[test]
+    fn regression_pointers_at_the_top_of_the_address_space_are_errors() {
+        let bytes = vec![0xffu8; 4096];
+        let mem = SliceMemory { base: 0x1000, bytes: &bytes };
+        let err = located(pymri_layouts::v3_12(), 0x1000).snapshot(&mem, &SnapshotOptions::default());
+        assert!(matches!(err, Err(Error::Memory(pymri_memory::MemoryError::OutOfRange { .. }))), "{err:?}");
+    }
+}

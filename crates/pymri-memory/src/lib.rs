@@ -40,6 +40,9 @@ pub enum MemoryError {
     Unreadable { addr: u64, len: usize },
     #[error("a read of {len} bytes exceeds the limit of {limit} bytes")]
     TooLarge { len: usize, limit: usize },
+    /// An address computed from a target's pointer and offset lies beyond the address space.
+    #[error("address {base:#x} with offset {offset} is outside the address space")]
+    OutOfRange { base: u64, offset: i128 },
     #[error("process {pid} does not exist")]
     NoSuchProcess { pid: i32 },
     #[error("process {pid} exited while being read")]
@@ -53,6 +56,17 @@ pub enum MemoryError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The address `offset` bytes after `base`, a pointer read from a target: checked, because a
+/// hostile or torn pointer plus a field offset must be an error, never a wrapped address.
+pub fn field(base: u64, offset: u64) -> Result<u64, MemoryError> {
+    base.checked_add(offset).ok_or(MemoryError::OutOfRange { base, offset: i128::from(offset) })
+}
+
+/// [`field`] for offsets that may be negative (fields kept before an object's header).
+pub fn field_signed(base: u64, offset: i64) -> Result<u64, MemoryError> {
+    base.checked_add_signed(offset).ok_or(MemoryError::OutOfRange { base, offset: i128::from(offset) })
 }
 
 /// Memory of a target that can be read at arbitrary addresses.
