@@ -17,10 +17,12 @@
 //! Non-goals: writing memory outside the narrow [`write_memory`] used by injection, and any
 //! platform other than Linux.
 
+mod files;
 mod freeze;
 mod maps;
 mod process;
 
+pub use files::{open_in_root, open_regular, MAX_MAPPED_FILE};
 pub use freeze::Freeze;
 pub use maps::{parse_maps, Mapping};
 pub use process::{

@@ -3,10 +3,11 @@
 use crate::elf::{Elf, ET_CORE, PT_LOAD};
 use crate::{u32_at, u64_at, ObjectError};
 use memmap2::Mmap;
-use pymri_memory::{Mapping, Memory, MemoryError};
+use pymri_memory::{open_in_root, open_regular, Mapping, Memory, MemoryError, MAX_MAPPED_FILE};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
 
 const NT_PRSTATUS: u32 = 1;
@@ -70,7 +71,9 @@ impl CoreFile {
     /// Opens `path`. Binaries named in the core are looked up under `sysroot` when given
     /// (a core of a process that ran in a container), and the executable at `exe` when given.
     pub fn open(path: &Path, exe: Option<&Path>, sysroot: Option<&Path>) -> Result<CoreFile, ObjectError> {
-        let file = File::open(path).map_err(|source| ObjectError::Io { path: path.into(), source })?;
+        // The core is the user's choice, but may still be a FIFO or a device by mistake.
+        let file =
+            open_regular(path, u64::MAX).map_err(|source| ObjectError::Io { path: path.into(), source })?;
         // SAFETY: the map is read-only and private; a core file being rewritten under us would
         // at worst yield wrong bytes, which every reader already treats as untrusted.
         let map =
@@ -184,18 +187,17 @@ impl CoreFile {
         self.exe.as_deref()
     }
 
-    /// Where to find a file the process had mapped: the `--exe` override for the executable,
-    /// else the path under the sysroot, else the path itself.
-    pub fn resolve(&self, path: &str) -> PathBuf {
+    /// Opens a file the process had mapped: the `--exe` override for the executable, else the
+    /// path inside the sysroot (or this machine's root). The path comes from the core, which
+    /// anyone may have written: it is resolved inside the root, and only a regular file of
+    /// bounded size is opened (never a FIFO, which would block, nor a device).
+    pub fn open_mapped_file(&self, path: &str) -> io::Result<File> {
         if let (Some(over), Some(exe)) = (&self.exe_override, &self.exe) {
             if exe == path {
-                return over.clone();
+                return open_regular(over, MAX_MAPPED_FILE);
             }
         }
-        match &self.sysroot {
-            Some(root) => root.join(path.trim_start_matches('/')),
-            None => PathBuf::from(path),
-        }
+        open_in_root(self.sysroot.as_deref().unwrap_or(Path::new("/")), Path::new(path), MAX_MAPPED_FILE)
     }
 
     fn read_from_file(&self, addr: u64, buf: &mut [u8]) -> bool {
@@ -205,9 +207,12 @@ impl CoreFile {
         }
         let mut files = self.files.borrow_mut();
         let map = files.entry(m.path.clone()).or_insert_with(|| {
-            let file = File::open(self.resolve(&m.path)).ok()?;
+            let file = self.open_mapped_file(&m.path).ok()?;
             // SAFETY: read-only private map of a binary; see `CoreFile::open`.
-            unsafe { Mmap::map(&file) }.ok()
+            let map = unsafe { Mmap::map(&file) }.ok()?;
+            // What a core leaves out are the pages of mapped binaries. Any other file (a path
+            // the core's author pointed at a secret) is never shown as the process's memory.
+            map.starts_with(b"\x7fELF").then_some(map)
         });
         let Some(map) = map else { return false };
         let off = (addr - m.start) + m.offset;

@@ -223,3 +223,45 @@ fn kernel_core_of_a_crash_in_a_root_needs_sysroot() {
         }
     }
 }
+
+/// A core of a 3.11 target and a sysroot whose interpreter path is `make`d by `plant`.
+fn core_with_planted_interpreter(plant: impl FnOnce(&std::path::Path)) -> Output {
+    let interp = interpreter("3.11").expect("3.11");
+    assert!(!interp.in_root(), "the 3.11 interpreter is the host's");
+    let target = Target::start(&interp, "named_threads.py", &["{ready}"]);
+    let core = gcore_of(target.pid() as u32, &target.scratch.host);
+    let sysroot = target.scratch.host.join("sysroot");
+    let planted = sysroot.join(interp.exe.trim_start_matches('/'));
+    std::fs::create_dir_all(planted.parent().expect("parent")).expect("sysroot dirs");
+    plant(&planted);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pymri"));
+    cmd.args(["dump", "--core"]).arg(&core).arg("--sysroot").arg(&sysroot).stdin(Stdio::null());
+    run_with_deadline(cmd, Duration::from_secs(20))
+}
+
+/// A mapped file named by a core that is a FIFO: opening it for reading would wait for a writer
+/// forever.
+#[test]
+fn dump_core_with_a_fifo_as_mapped_file_ends_promptly() {
+    let out = core_with_planted_interpreter(|path| {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0, "mkfifo");
+    });
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+}
+
+/// An absolute symlink inside a sysroot means a path inside that root, as it did for the
+/// process, never the same path on this machine.
+#[test]
+fn dump_core_sysroot_symlinks_stay_inside_the_sysroot() {
+    let out = core_with_planted_interpreter(|path| {
+        std::os::unix::fs::symlink(interpreter("3.11").expect("3.11").exe, path).expect("symlink");
+    });
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("error: cannot open the core's interpreter"), "{stderr}");
+}
