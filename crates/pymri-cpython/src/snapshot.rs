@@ -16,7 +16,8 @@ pub struct SnapshotOptions<'a> {
     pub limits: ReprLimits,
     /// Frames read per thread before the stack is reported as cut.
     pub max_frames: usize,
-    /// The kernel's view of a thread (`None` for core files, which do not record it).
+    /// The kernel's view of a thread (`None` for core files, which do not record it, and whose
+    /// threads were stopped while written).
     pub run_state: Option<&'a dyn Fn(i32) -> Option<RunState>>,
     /// The kernel thread ids that exist, to validate ids read from memory.
     pub known_tids: &'a [i32],
@@ -327,20 +328,18 @@ impl<'a, M: Memory> Reader<'a, M> {
             if frames.len() >= self.options.max_frames {
                 return (frames, Some(format!("stack cut at {} frames", self.options.max_frames)));
             }
+            // Only a live thread can change under the reader; a core's threads were stopped.
+            let why =
+                if self.options.run_state.is_some() { " (the thread was running while read)" } else { "" };
             if !seen.insert(frame) {
-                return (frames, Some("frame chain loops (the thread was running while read)".into()));
+                return (frames, Some(format!("frame chain loops{why}")));
             }
             match self.read_frame(frame) {
                 Ok((shown, previous)) => {
                     frames.extend(shown);
                     frame = previous;
                 }
-                Err(e) => {
-                    return (
-                        frames,
-                        Some(format!("stack incomplete: {e} (the thread was running while read)")),
-                    )
-                }
+                Err(e) => return (frames, Some(format!("stack incomplete: {e}{why}"))),
             }
         }
         (frames, None)

@@ -24,6 +24,22 @@ const PRPSINFO_PSARGS: usize = 56;
 /// More mapped files than this in an `NT_FILE` note is corrupt input.
 const MAX_FILES: u64 = 1 << 20;
 
+/// How much of a core file is there: a core cut short (a full disk, a core size limit) keeps
+/// its notes and loses the end of its memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truncation {
+    /// Bytes in the file.
+    pub present: u64,
+    /// Bytes its program headers describe.
+    pub expected: u64,
+}
+
+impl Truncation {
+    pub fn missing(&self) -> u64 {
+        self.expected - self.present
+    }
+}
+
 /// A thread recorded in a core file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreThread {
@@ -58,6 +74,7 @@ pub struct CoreFile {
     sysroot: Option<PathBuf>,
     exe_override: Option<PathBuf>,
     files: RefCell<HashMap<String, Option<Mmap>>>,
+    truncation: Option<Truncation>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -106,6 +123,7 @@ impl CoreFile {
             sysroot: sysroot.map(Path::to_path_buf),
             exe_override: exe.map(Path::to_path_buf),
             files: RefCell::new(HashMap::new()),
+            truncation: None,
         };
         core.index()?;
         Ok(core)
@@ -117,14 +135,22 @@ impl CoreFile {
             return Err(ObjectError::NotCore(elf.e_type));
         }
         let file_len = self.map.len() as u64;
+        let mut expected = file_len;
+        for p in elf.program_headers() {
+            let end =
+                p.offset.checked_add(p.filesz).ok_or(ObjectError::Malformed("segment beyond 2^64 bytes"))?;
+            expected = expected.max(end);
+        }
+        self.truncation = (expected > file_len).then_some(Truncation { present: file_len, expected });
         let mut loads: Vec<Load> = elf
             .program_headers()
             .filter(|p| p.p_type == PT_LOAD)
             .map(|p| Load {
                 vaddr: p.vaddr,
                 offset: p.offset,
-                // A core cut short (disk full, size limit) keeps only what was written.
-                filesz: p.filesz.min(file_len.saturating_sub(p.offset)),
+                // A core cut short (disk full, size limit) keeps only what was written. Clamped,
+                // `vaddr + filesz` and `offset + filesz` cannot overflow in `read`.
+                filesz: p.filesz.min(file_len.saturating_sub(p.offset)).min(u64::MAX - p.vaddr),
             })
             .collect();
         if loads.is_empty() {
@@ -186,6 +212,10 @@ impl CoreFile {
     pub fn exe(&self) -> Option<&str> {
         self.exe.as_deref()
     }
+    /// Whether the file is shorter than its headers say: what is missing reads as unreadable.
+    pub fn truncation(&self) -> Option<Truncation> {
+        self.truncation
+    }
 
     /// Opens a file the process had mapped: the `--exe` override for the executable, else the
     /// path inside the sysroot (or this machine's root). The path comes from the core, which
@@ -202,7 +232,7 @@ impl CoreFile {
 
     fn read_from_file(&self, addr: u64, buf: &mut [u8]) -> bool {
         let Some(m) = self.mappings.iter().find(|m| m.contains(addr)) else { return false };
-        if addr + buf.len() as u64 > m.end {
+        if addr.checked_add(buf.len() as u64).is_none_or(|end| end > m.end) {
             return false;
         }
         let mut files = self.files.borrow_mut();
@@ -215,7 +245,7 @@ impl CoreFile {
             map.starts_with(b"\x7fELF").then_some(map)
         });
         let Some(map) = map else { return false };
-        let off = (addr - m.start) + m.offset;
+        let Some(off) = (addr - m.start).checked_add(m.offset) else { return false };
         match usize::try_from(off).ok().and_then(|o| map.get(o..o.checked_add(buf.len())?)) {
             Some(src) => {
                 buf.copy_from_slice(src);
