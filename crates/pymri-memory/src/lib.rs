@@ -136,7 +136,7 @@ pub trait MemoryExt: Memory {
                 return Ok(out);
             }
             out.extend_from_slice(&chunk[..n]);
-            at += n as u64;
+            at = field(at, n as u64)?;
         }
         out.truncate(limit);
         Ok(out)
