@@ -103,11 +103,6 @@ impl BuiltinTypes {
         TYPE_SYMBOLS.iter().map(|(name, _)| *name)
     }
 
-    /// How many of the types were found.
-    pub fn known(&self) -> usize {
-        self.by_address.len()
-    }
-
     fn kind_of(&self, tp: u64) -> Kind {
         self.by_address.iter().find(|(a, _)| *a == tp).map_or(Kind::Other, |(_, k)| *k)
     }
