@@ -117,9 +117,14 @@ fn serialize_locals<S: Serializer>(locals: &Option<Vec<Local>>, s: S) -> Result<
     map.end()
 }
 
-/// Bounds on the interpreter and thread lists: more means a corrupt or torn list.
+/// Bounds on the interpreter and thread lists (threads of all interpreters together): more
+/// means a corrupt or torn list.
 const MAX_INTERPRETERS: usize = 256;
 const MAX_THREADS: usize = 16384;
+/// Frames visited in one snapshot, shown or not: 64 threads at the full `max_frames` depth, or
+/// 250 threads at Python's default recursion limit. The bound is for a target that lays out
+/// endless chains of distinct frames.
+const MAX_SNAPSHOT_FRAMES: usize = 1 << 18;
 /// glibc's `struct pthread` keeps the kernel thread id right after its 0x2c0-byte `tcbhead_t`
 /// and a two-pointer list node on x86_64. Only used for 3.9/3.10, whose thread states do not
 /// record the kernel id, and only when the value matches a real thread.
@@ -139,6 +144,8 @@ impl Located {
             objects: Objects::new(&cache, &self.layout, &self.types),
             codes: HashMap::new(),
             options,
+            threads_read: 0,
+            frames_left: MAX_SNAPSHOT_FRAMES,
         };
         reader.run()
     }
@@ -169,6 +176,10 @@ struct Reader<'a, M: Memory> {
     objects: Objects<'a, PageCache<&'a M>>,
     codes: HashMap<u64, Rc<CodeInfo>>,
     options: &'a SnapshotOptions<'a>,
+    /// Threads read so far, in every interpreter.
+    threads_read: usize,
+    /// Frames the snapshot may still visit.
+    frames_left: usize,
 }
 
 struct Gil {
@@ -242,10 +253,11 @@ impl<'a, M: Memory> Reader<'a, M> {
         let mut tstate = self.objects.ptr(field(interp, layout.interpreter.threads_head)?)?;
         let mut out = Vec::new();
         let mut seen = HashSet::new();
-        while tstate != 0 && out.len() < MAX_THREADS {
+        while tstate != 0 && self.threads_read < MAX_THREADS {
             if !seen.insert(tstate) {
                 return Err(Error::Inconsistent("thread list loops".into()));
             }
+            self.threads_read += 1;
             out.push(self.read_thread(tstate, gil, names)?);
             tstate = self.objects.ptr(field(tstate, layout.thread.next)?)?;
         }
@@ -325,9 +337,18 @@ impl<'a, M: Memory> Reader<'a, M> {
         };
         let mut seen = HashSet::new();
         while frame != 0 {
-            if frames.len() >= self.options.max_frames {
+            // Frames not shown (shims, other executables) count too: a chain of them is as
+            // long as the target makes it.
+            if seen.len() >= self.options.max_frames {
                 return (frames, Some(format!("stack cut at {} frames", self.options.max_frames)));
             }
+            if self.frames_left == 0 {
+                return (
+                    frames,
+                    Some(format!("stack cut: the dump read {MAX_SNAPSHOT_FRAMES} frames in all")),
+                );
+            }
+            self.frames_left -= 1;
             // Only a live thread can change under the reader; a core's threads were stopped.
             let why =
                 if self.options.run_state.is_some() { " (the thread was running while read)" } else { "" };
@@ -511,6 +532,40 @@ mod tests {
             bias: 0,
             types: BuiltinTypes::default(),
         }
+    }
+
+    /// Memory in which every word points 64 bytes further on: endless lists of distinct
+    /// interpreters, threads and frames, as a hostile target can lay out in a few megabytes
+    /// of overlapping structures.
+    struct EndlessChains;
+
+    impl Memory for EndlessChains {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), pymri_memory::MemoryError> {
+            for (i, b) in buf.iter_mut().enumerate() {
+                let at = addr + i as u64;
+                *b = ((at & !7) + 64).to_le_bytes()[(at % 8) as usize];
+            }
+            Ok(())
+        }
+    }
+
+    /// Frames that are not shown (shims, non-code executables) counted for nothing, so a chain
+    /// of them was walked until the address space ran out: the dump never ended.
+    #[test]
+    fn regression_endless_frame_and_thread_chains_end_within_the_budget() {
+        let options = SnapshotOptions { locals: true, ..SnapshotOptions::default() };
+        let snapshot =
+            located(pymri_layouts::v3_12(), 0x1000).snapshot(&EndlessChains, &options).expect("read");
+        assert_eq!(snapshot.threads.len(), MAX_THREADS, "threads of every interpreter together");
+        // Shown oldest first: the first thread read is the last shown.
+        let first_read = snapshot.threads.last().expect("threads");
+        assert_eq!(first_read.error.as_deref(), Some("stack cut at 4096 frames"));
+        let last_read = &snapshot.threads[0];
+        assert!(
+            last_read.error.as_deref().is_some_and(|e| e.contains("frames in all")),
+            "{:?}",
+            last_read.error
+        );
     }
 
     /// Found by the `snapshot` fuzz target: an interpreter pointer near the top of the address
