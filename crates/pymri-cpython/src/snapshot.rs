@@ -4,7 +4,7 @@ use crate::code::{CodeInfo, Position, CO_FAST_CELL, CO_FAST_FREE, CO_FAST_HIDDEN
 use crate::objects::{Kind, Objects, ReprLimits};
 use crate::{Error, Located, Result};
 use pymri_layouts::{FrameRef, GilAccess, GilLayout, InstructionRef};
-use pymri_memory::{field, Memory, MemoryExt, PageCache, RunState};
+use pymri_memory::{field, Budget, Memory, MemoryExt, PageCache, RunState};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -16,6 +16,9 @@ pub struct SnapshotOptions<'a> {
     pub limits: ReprLimits,
     /// Frames read per thread before the stack is reported as cut.
     pub max_frames: usize,
+    /// Bytes of the target's memory one snapshot may read (each read counting at least
+    /// [`Budget::MIN_COST`]): what is left unread when it is spent is reported as such.
+    pub max_read: u64,
     /// The kernel's view of a thread (`None` for core files, which do not record it, and whose
     /// threads were stopped while written).
     pub run_state: Option<&'a dyn Fn(i32) -> Option<RunState>>,
@@ -32,6 +35,7 @@ impl Default for SnapshotOptions<'_> {
             locals: false,
             limits: ReprLimits::default(),
             max_frames: 4096,
+            max_read: 1 << 30,
             run_state: None,
             known_tids: &[],
             futex_wait: None,
@@ -139,9 +143,10 @@ impl Located {
     /// Reads every thread of every interpreter.
     pub fn snapshot<M: Memory>(&self, mem: &M, options: &SnapshotOptions<'_>) -> Result<Snapshot> {
         let cache = PageCache::new(mem, CACHE_PAGES);
+        let budget = Budget::new(&cache, options.max_read);
         let reader = Reader {
             located: self,
-            objects: Objects::new(&cache, &self.layout, &self.types),
+            objects: Objects::new(&budget, &self.layout, &self.types),
             codes: HashMap::new(),
             options,
             threads_read: 0,
@@ -173,7 +178,7 @@ impl Located {
 
 struct Reader<'a, M: Memory> {
     located: &'a Located,
-    objects: Objects<'a, PageCache<&'a M>>,
+    objects: Objects<'a, Budget<&'a PageCache<&'a M>>>,
     codes: HashMap<u64, Rc<CodeInfo>>,
     options: &'a SnapshotOptions<'a>,
     /// Threads read so far, in every interpreter.
@@ -565,6 +570,19 @@ mod tests {
             last_read.error.as_deref().is_some_and(|e| e.contains("frames in all")),
             "{:?}",
             last_read.error
+        );
+    }
+
+    /// However the target's structures point at each other, one snapshot reads a bounded
+    /// number of bytes; past it, what is left is reported unread.
+    #[test]
+    fn a_snapshot_stops_when_its_read_budget_is_spent() {
+        let options = SnapshotOptions { locals: true, max_read: 1 << 20, ..SnapshotOptions::default() };
+        let err =
+            located(pymri_layouts::v3_12(), 0x1000).snapshot(&EndlessChains, &options).expect_err("spent");
+        assert!(
+            matches!(err, Error::Memory(pymri_memory::MemoryError::BudgetSpent { limit: 1048576 })),
+            "{err}"
         );
     }
 
