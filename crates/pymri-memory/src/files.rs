@@ -65,10 +65,12 @@ pub fn open_in_root(root: &Path, path: &Path, max_len: u64) -> io::Result<File> 
     let shown = root.join(relative);
     let fd = if fd < 0 {
         let err = io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::ENOSYS) {
+        // Kernels before 5.6 lack openat2, and older container seccomp profiles refuse it with
+        // EPERM (path resolution itself never fails so): then at least the file itself must
+        // not be a symlink.
+        if !matches!(err.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) {
             return Err(err);
         }
-        // Kernels before 5.6 lack openat2: at least the file itself must not be a symlink.
         // SAFETY: as above, with openat.
         let fd = unsafe {
             libc::openat(dir.as_raw_fd(), c_path.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
