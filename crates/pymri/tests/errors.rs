@@ -224,59 +224,97 @@ fn a_file_that_is_not_a_core() {
     insta::assert_snapshot!("missing_core_file", outcome(&out, &[]));
 }
 
+/// Crashes `named_threads.py` on `interp` with SIGABRT and moves the core the kernel wrote into
+/// `keep`; returns the core's path and the target's pid.
+fn kernel_core_of(interp: &common::Interpreter, keep: &common::Scratch) -> (std::path::PathBuf, i32) {
+    let target = Target::start_with(interp, "named_threads.py", &["{ready}"], &[], |cmd| {
+        // SAFETY: setrlimit is async-signal-safe, run in the child before exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                let unlimited = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+                if libc::setrlimit(libc::RLIMIT_CORE, &unlimited) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    });
+    let pid = target.pid();
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(pid, libc::SIGABRT) };
+    let mut target = target;
+    let status = target.child.wait().expect("wait");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        status.core_dumped(),
+        "no core was dumped: {status:?} (kernel.core_pattern must be a plain file name)"
+    );
+    // The kernel writes `core` into the crashing process's working directory, which is the
+    // root's `/` for chroot(8).
+    let core = keep.host.join("core");
+    std::fs::rename(interp.host_path("/core"), &core).expect("core file in the root's /");
+    (core, pid)
+}
+
 /// A core the kernel writes when the interpreter crashes inside a root: its file paths are
 /// the target's own, so it takes `--sysroot`.
 #[test]
 fn kernel_core_of_a_crash_in_a_root_needs_sysroot() {
     let interp = interpreter("3.14").expect("3.14");
-    let scratch_dir;
-    let pid;
-    {
-        let target = Target::start_with(&interp, "named_threads.py", &["{ready}"], &[], |cmd| {
-            // SAFETY: setrlimit and chdir are async-signal-safe, run in the child before exec.
-            unsafe {
-                cmd.pre_exec(|| {
-                    let unlimited =
-                        libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
-                    if libc::setrlimit(libc::RLIMIT_CORE, &unlimited) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
+    let keep = common::Scratch::new(&interp);
+    let (core, pid) = kernel_core_of(&interp, &keep);
+    let core = core.to_str().expect("utf-8").to_string();
+
+    let out = pymri(&["dump", "--core", &core]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("hint: pass --sysroot DIR"), "{stderr}");
+
+    let root = interp.root.to_str().expect("utf-8");
+    let out = pymri(&["dump", "--locals", "--json", "--core", &core, "--sysroot", root]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dump: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(dump["pid"].as_i64(), Some(pid.into()));
+    let names: Vec<&str> =
+        dump["threads"].as_array().expect("threads").iter().filter_map(|t| t["name"].as_str()).collect();
+    for name in ["MainThread", "worker-1", "worker-2", "mapper", "service"] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+}
+
+/// A kernel core cut short (a full disk, a core size limit) keeps its notes and loses the end
+/// of its memory: the dump fails and says so, with how much is missing, instead of showing
+/// partial stacks as if they were whole.
+#[test]
+fn truncated_kernel_core_is_exit_1_and_says_truncated() {
+    let interp = interpreter("3.14").expect("3.14");
+    let keep = common::Scratch::new(&interp);
+    let (core, _) = kernel_core_of(&interp, &keep);
+    let bytes = std::fs::read(&core).expect("read core");
+    let root = interp.root.to_str().expect("utf-8");
+    for percent in [20, 60, 90] {
+        let keep_len = bytes.len() * percent / 100;
+        let cut = keep.host.join(format!("cut-{percent}"));
+        std::fs::write(&cut, &bytes[..keep_len]).expect("write");
+        let cut = cut.to_str().expect("utf-8");
+        for json in [false, true] {
+            let mut args = vec!["dump", "--locals", "--core", cut, "--sysroot", root];
+            if json {
+                args.push("--json");
             }
-        });
-        pid = target.pid();
-        scratch_dir = target.scratch.host.clone();
-        // The kernel writes `core` into the crashing process's working directory, which is the
-        // root's `/` for chroot(8): move it to the scratch dir afterwards.
-        // SAFETY: sending a signal to our own child.
-        unsafe { libc::kill(pid, libc::SIGABRT) };
-        let mut target = target;
-        let status = target.child.wait().expect("wait");
-        use std::os::unix::process::ExitStatusExt;
-        assert!(
-            status.core_dumped(),
-            "no core was dumped: {status:?} (kernel.core_pattern must be a plain file name)"
-        );
-        let core_in_root = interp.root.join("core");
-        std::fs::rename(&core_in_root, scratch_dir.join("core")).expect("core file in the root's /");
-        let core = scratch_dir.join("core");
-        let core = core.to_str().expect("utf-8").to_string();
-
-        let out = pymri(&["dump", "--core", &core]);
-        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-        let stderr = text(&out.stderr);
-        assert!(stderr.contains("hint: pass --sysroot DIR"), "{stderr}");
-
-        let root = interp.root.to_str().expect("utf-8");
-        let out = pymri(&["dump", "--locals", "--json", "--core", &core, "--sysroot", root]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        let dump: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-        assert_eq!(dump["pid"].as_i64(), Some(pid.into()));
-        let names: Vec<&str> =
-            dump["threads"].as_array().expect("threads").iter().filter_map(|t| t["name"].as_str()).collect();
-        for name in ["MainThread", "worker-1", "worker-2", "mapper", "service"] {
-            assert!(names.contains(&name), "{name} missing from {names:?}");
+            let out = pymri(&args);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{percent}% json={json}: {stderr}");
+            let missing = bytes.len() - keep_len;
+            assert!(
+                stderr.starts_with(&format!(
+                    "error: core file {cut} is truncated: {keep_len} of {} bytes ({missing} missing)",
+                    bytes.len()
+                )),
+                "{percent}%: {stderr}"
+            );
+            assert!(!stderr.contains("running while read"), "{stderr}");
+            assert!(!text(&out.stdout).contains("running while read"), "{}", text(&out.stdout));
         }
     }
 }
@@ -307,4 +345,46 @@ fn durations_out_of_bounds_are_usage_errors() {
         let out = pymri(&["attach", "--timeout", value, "999999999"]);
         assert_eq!(out.status.code(), Some(3), "{value}: {}", text(&out.stderr));
     }
+}
+
+/// A core of a 3.11 target and a sysroot whose interpreter path is `make`d by `plant`.
+fn core_with_planted_interpreter(plant: impl FnOnce(&std::path::Path)) -> Output {
+    let interp = interpreter("3.11").expect("3.11");
+    assert!(!interp.in_root(), "the 3.11 interpreter is the host's");
+    let target = Target::start(&interp, "named_threads.py", &["{ready}"]);
+    let core = gcore_of(target.pid() as u32, &target.scratch.host);
+    let sysroot = target.scratch.host.join("sysroot");
+    let planted = sysroot.join(interp.exe.trim_start_matches('/'));
+    std::fs::create_dir_all(planted.parent().expect("parent")).expect("sysroot dirs");
+    plant(&planted);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pymri"));
+    cmd.args(["dump", "--core"]).arg(&core).arg("--sysroot").arg(&sysroot).stdin(Stdio::null());
+    run_with_deadline(cmd, Duration::from_secs(20))
+}
+
+/// A mapped file named by a core that is a FIFO: opening it for reading would wait for a writer
+/// forever.
+#[test]
+fn dump_core_with_a_fifo_as_mapped_file_ends_promptly() {
+    let out = core_with_planted_interpreter(|path| {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o666) }, 0, "mkfifo");
+    });
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(stderr.contains("not a regular file"), "{stderr}");
+}
+
+/// An absolute symlink inside a sysroot means a path inside that root, as it did for the
+/// process, never the same path on this machine.
+#[test]
+fn dump_core_sysroot_symlinks_stay_inside_the_sysroot() {
+    let out = core_with_planted_interpreter(|path| {
+        std::os::unix::fs::symlink(interpreter("3.11").expect("3.11").exe, path).expect("symlink");
+    });
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("error: cannot open the core's interpreter"), "{stderr}");
 }
