@@ -297,6 +297,10 @@ class Handshake(object):
                 stream.flush()
                 return True
 
+    def keys(self):
+        """The agent's (send, receive) frame keys once authenticated (protocol section 3.1)."""
+        return self.auth.keys()
+
     def run(self):
         """Drives the handshake to its end in the calling thread (a reverse connection)."""
         while not self.step():

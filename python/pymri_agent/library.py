@@ -381,7 +381,8 @@ class _Listener(_Endpoint):
             hs.stream.close()
             self._fifo_release()
             return
-        self.start_session(protocol.Channel(sock), {pump.ident} if pump is not None else ())
+        self.start_session(protocol.Channel(sock, keys=hs.keys()),
+                           {pump.ident} if pump is not None else ())
 
     def _failed(self, hs, now):
         self.handshakes.remove(hs)
@@ -553,7 +554,8 @@ def open_reverse(address, secret_file=None, mode="attach"):
                 stream = _wire.TlsStream(sock, server_hostname=parsed[1])
             else:
                 stream = _wire.SocketStream(sock)
-            _wire.Handshake(stream, key, time.monotonic() + HANDSHAKE_TIMEOUT).run()
+            handshake = _wire.Handshake(stream, key, time.monotonic() + HANDSHAKE_TIMEOUT)
+            handshake.run()
             channel_sock, pump = _wire.channel_for(stream, "pymri-agent-pump")
         except Exception as exc:
             sock.close()
@@ -561,7 +563,8 @@ def open_reverse(address, secret_file=None, mode="attach"):
                                   "the one given here?)" % (address, exc))
         endpoint = _Reverse(address, key, None, mode)
         _endpoint = endpoint
-    endpoint.start_session(protocol.Channel(channel_sock), {pump.ident} if pump is not None else ())
+    endpoint.start_session(protocol.Channel(channel_sock, keys=handshake.keys()),
+                           {pump.ident} if pump is not None else ())
     return endpoint
 
 

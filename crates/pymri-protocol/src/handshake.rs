@@ -10,10 +10,15 @@
 //!
 //! [`ControllerHandshake::start`] returns the challenge frame to send; each frame received goes to
 //! [`ControllerHandshake::receive`], which answers with the next frame to send or, at the end,
-//! the agent's `ready` body. The agent's proof is checked in constant time (`hmac`'s
+//! the agent's `ready` body. Once the agent's proof holds, the answer is [`Step::Accept`]: the
+//! accept frame and the session's frame keys (§3.1); the caller sends the frame, then
+//! authenticates its decoder with [`SessionKeys::agent_to_controller`] before the next frame
+//! (the `ready` event, already under the keys) and seals what it sends with
+//! [`SessionKeys::controller_to_agent`]. The agent's proof is checked in constant time (`hmac`'s
 //! `verify_slice`) before anything else is sent, so a wrong secret never gets our proof.
 
 use crate::frame::{decode_object, encode_frame, FrameError, HANDSHAKE_MAX_FRAME, MAX_FRAME};
+use crate::integrity::{IntegrityError, SessionKeys};
 use crate::messages::{Event, Ready};
 use crate::PROTOCOL_VERSION;
 use hmac::{Hmac, Mac};
@@ -51,6 +56,8 @@ pub enum HandshakeError {
     Finished,
     #[error("a TLS channel binding must be a SHA-256 fingerprint in lowercase hex")]
     BadChannelBinding,
+    #[error(transparent)]
+    Integrity(#[from] IntegrityError),
 }
 
 /// What to do after a frame was received.
@@ -58,6 +65,8 @@ pub enum HandshakeError {
 pub enum Step {
     /// Send this frame, then keep receiving.
     Send(Vec<u8>),
+    /// Send the accept frame; every frame after it, both ways, is under these keys (§3.1).
+    Accept { frame: Vec<u8>, keys: Box<SessionKeys> },
     /// Authenticated: the agent's `ready` event body. Frames may now be up to [`MAX_FRAME`].
     Ready(Box<Ready>),
 }
@@ -198,8 +207,9 @@ impl ControllerHandshake {
                     .map_err(|_| HandshakeError::BadProof)?;
                 let ours = proof_hex(self.mac(CONTROLLER_LABEL, agent_nonce)?);
                 let accept = json!({"kind": "accept", "proof": ours});
+                let keys = SessionKeys::derive(self.secret.bytes(), &self.controller_nonce, agent_nonce)?;
                 self.state = State::AwaitReady;
-                Ok(Step::Send(encode_frame(&accept, HANDSHAKE_MAX_FRAME)?))
+                Ok(Step::Accept { frame: encode_frame(&accept, HANDSHAKE_MAX_FRAME)?, keys: Box::new(keys) })
             }
             State::AwaitReady => {
                 if msg.get("kind").and_then(Value::as_str) != Some("event") {
@@ -339,7 +349,7 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
     out
 }
 
-fn from_hex(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 {
         return None;
     }
@@ -394,14 +404,17 @@ mod tests {
         let proof = agent_proof(&agent_secret, &cn, &an, attach_nonce)?;
         let step =
             hs.receive(&frame(json!({"kind": "proof", "protocol": 1, "nonce": an, "proof": proof})))?;
-        let Step::Send(accept) = step else { panic!("expected accept") };
+        let Step::Accept { frame: accept, keys } = step else { panic!("expected accept") };
+        let agent_keys = SessionKeys::derive(agent_secret.bytes(), &cn, &an)?;
+        assert_eq!(keys.controller_to_agent.bytes(), agent_keys.controller_to_agent.bytes());
+        assert_eq!(keys.agent_to_controller.bytes(), agent_keys.agent_to_controller.bytes());
         let accept = payload(&accept);
         assert_eq!(accept["kind"], "accept");
         assert_eq!(accept["proof"], controller_proof(&agent_secret, &cn, &an, attach_nonce)?);
         assert_eq!(hs.max_frame(), MAX_FRAME);
         match hs.receive(&frame(ready()))? {
             Step::Ready(r) => Ok(*r),
-            Step::Send(_) => panic!("expected ready"),
+            Step::Send(_) | Step::Accept { .. } => panic!("expected ready"),
         }
     }
 
@@ -478,11 +491,11 @@ mod tests {
         };
         let proof = agent_proof_for(&secret, &input)?;
         match hs.receive(&frame(json!({"kind": "proof", "protocol": 1, "nonce": an, "proof": proof})))? {
-            Step::Send(accept) => {
+            Step::Accept { frame: accept, .. } => {
                 assert_eq!(payload(&accept)["proof"], controller_proof_for(&secret, &input)?);
                 Ok(accept)
             }
-            Step::Ready(_) => panic!("expected accept"),
+            Step::Send(_) | Step::Ready(_) => panic!("expected accept"),
         }
     }
 

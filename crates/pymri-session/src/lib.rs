@@ -29,7 +29,7 @@ pub use state::{Selection, StopState};
 
 use pymri_protocol::handshake::{ControllerHandshake, HandshakeError, Secret, Step};
 use pymri_protocol::messages::{Event, Incoming, MessageError, Ready, ResponseError};
-use pymri_protocol::{encode_frame, FrameDecoder, FrameError, Request, HANDSHAKE_MAX_FRAME, MAX_FRAME};
+use pymri_protocol::{FrameDecoder, FrameError, FrameSealer, Request, HANDSHAKE_MAX_FRAME, MAX_FRAME};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -162,8 +162,15 @@ enum Reply {
     Cancelled,
 }
 
+/// The writing end and the tags of what it writes: one lock, so that frames go out in the
+/// order of their sequence numbers.
+struct Writer {
+    stream: Box<dyn Stream>,
+    sealer: FrameSealer,
+}
+
 struct Shared {
-    writer: Mutex<Box<dyn Stream>>,
+    writer: Mutex<Writer>,
     closer: Mutex<Box<dyn Stream>>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
@@ -248,24 +255,33 @@ impl Session {
         let deadline = options.deadline.unwrap_or_else(|| Instant::now() + HANDSHAKE_TIMEOUT);
         stream.write_all(&challenge)?;
         stream.flush()?;
+        let mut sealer = None;
         let ready = loop {
             let payload = read_frame(&mut *stream, &mut decoder, deadline)?;
             match handshake.receive(&payload)? {
                 Step::Send(frame) => {
                     stream.write_all(&frame)?;
                     stream.flush()?;
-                    decoder.set_max_frame(handshake.max_frame());
+                }
+                Step::Accept { frame, keys } => {
+                    stream.write_all(&frame)?;
+                    stream.flush()?;
+                    decoder.authenticate(&keys.agent_to_controller);
+                    sealer = Some(FrameSealer::new(&keys.controller_to_agent));
                 }
                 Step::Ready(ready) => break *ready,
             }
+            decoder.set_max_frame(handshake.max_frame());
         };
+        // `Ready` comes only after `Accept`.
+        let sealer = sealer.ok_or(HandshakeError::Unexpected("ready before accept".into()))?;
         stream.set_read_timeout(None)?;
         decoder.set_max_frame(MAX_FRAME);
 
         let reader_stream = stream.try_clone_stream()?;
         let closer = stream.try_clone_stream()?;
         let shared = Arc::new(Shared {
-            writer: Mutex::new(stream),
+            writer: Mutex::new(Writer { stream, sealer }),
             closer: Mutex::new(closer),
             pending: Mutex::new(Pending::default()),
             next_id: AtomicU64::new(1),
@@ -307,7 +323,7 @@ impl Session {
         timeout: Option<Duration>,
     ) -> Result<R::Body, SessionError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_frame(&request.to_message(id), MAX_FRAME)?;
+        let message = request.to_message(id);
         let (tx, rx) = mpsc::sync_channel(1);
         {
             let mut pending = lock(&self.shared.pending);
@@ -318,7 +334,14 @@ impl Session {
         }
         let written = {
             let mut writer = lock(&self.shared.writer);
-            writer.write_all(&frame).and_then(|()| writer.flush())
+            match writer.sealer.seal(&message, MAX_FRAME) {
+                Ok(frame) => writer.stream.write_all(&frame).and_then(|()| writer.stream.flush()),
+                Err(e) => {
+                    drop(writer);
+                    lock(&self.shared.pending).waiting.remove(&id);
+                    return Err(e.into());
+                }
+            }
         };
         if let Err(e) = written {
             lock(&self.shared.pending).waiting.remove(&id);
@@ -448,6 +471,8 @@ fn reader_main(
     tx: mpsc::Sender<SessionEvent>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
+    // Why the agent said it let go, if it did: the best account of the end of the stream.
+    let mut detached: Option<String> = None;
     let reason = 'outer: loop {
         loop {
             let obj = match decoder.next_object() {
@@ -462,13 +487,19 @@ fn reader_main(
                     }
                 }
                 Ok(Incoming::Event(event)) => {
+                    if let Event::Detached(d) = &event {
+                        detached = Some(d.reason.clone());
+                    }
                     let _ = tx.send(SessionEvent::Event(event));
                 }
                 Err(e) => break 'outer format!("the agent sent a malformed message: {e}"),
             }
         }
         match stream.read(&mut buf) {
-            Ok(0) => break "the agent closed the connection".to_string(),
+            Ok(0) => match &detached {
+                Some(why) => break format!("the agent detached: {why}"),
+                None => break "the agent closed the connection".to_string(),
+            },
             Ok(n) => decoder.push(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => break format!("reading from the agent failed: {e}"),

@@ -4,6 +4,7 @@ use super::*;
 use pymri_protocol::handshake::{agent_proof, controller_proof};
 use pymri_protocol::messages::StopReason;
 use pymri_protocol::requests::{Evaluate, Stack, Threads};
+use pymri_protocol::{encode_frame, SessionKeys};
 use serde_json::{json, Map};
 
 const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -12,6 +13,8 @@ const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbcc
 struct FakeAgent {
     sock: UnixStream,
     decoder: FrameDecoder,
+    /// Once authenticated: the tags of what it sends (§3.1).
+    sealer: Option<FrameSealer>,
 }
 
 impl FakeAgent {
@@ -28,12 +31,16 @@ impl FakeAgent {
     }
 
     fn send(&mut self, v: Value) {
-        self.sock.write_all(&encode_frame(&v, MAX_FRAME).expect("frame")).expect("write");
+        let frame = match &mut self.sealer {
+            Some(sealer) => sealer.seal(&v, MAX_FRAME),
+            None => encode_frame(&v, MAX_FRAME),
+        };
+        self.sock.write_all(&frame.expect("frame")).expect("write");
     }
 
     /// Plays the agent's side of §3 and sends `ready`.
     fn handshake(sock: UnixStream, secret: &str, attach_nonce: &str) -> Option<FakeAgent> {
-        let mut agent = FakeAgent { sock, decoder: FrameDecoder::new(MAX_FRAME) };
+        let mut agent = FakeAgent { sock, decoder: FrameDecoder::new(MAX_FRAME), sealer: None };
         let challenge = agent.recv();
         let cn = challenge["nonce"].as_str().expect("nonce").to_string();
         let an = "5a".repeat(32);
@@ -51,6 +58,9 @@ impl FakeAgent {
             }
         };
         assert_eq!(accept["proof"], controller_proof(&key, &cn, &an, attach_nonce).expect("proof"));
+        let keys = SessionKeys::derive(key.bytes(), &cn, &an).expect("keys");
+        agent.decoder.authenticate(&keys.controller_to_agent);
+        agent.sealer = Some(FrameSealer::new(&keys.agent_to_controller));
         agent.send(json!({"kind": "event", "event": "ready", "body": {
             "protocol": 1, "agent_version": "0.1.0", "pid": 7, "mode": "launch",
             "python": {"version": "3.13.1", "version_info": [3, 13, 1], "implementation": "cpython",
@@ -201,13 +211,33 @@ fn a_malformed_frame_from_the_agent_ends_the_session() {
     let (ours, theirs) = pair();
     let agent = std::thread::spawn(move || {
         let mut a = FakeAgent::handshake(theirs, SECRET, "").expect("accepted");
-        a.sock.write_all(&[0, 0, 0, 3, b'x', b'y', b'z']).expect("write");
+        let frame = a.sealer.as_mut().expect("sealer").seal_payload(b"xyz").expect("frame");
+        a.sock.write_all(&frame).expect("write");
         a
     });
     let session = Session::connect(ours, SECRET, "").expect("connect");
     match session.next_event(Some(Duration::from_secs(5))) {
         Some(SessionEvent::Closed(reason)) => assert!(reason.contains("malformed"), "{reason}"),
         other => panic!("{other:?}"),
+    }
+    assert!(session.is_closed());
+    drop(agent.join().expect("agent"));
+}
+
+#[test]
+fn a_frame_without_a_valid_tag_ends_the_session() {
+    let (ours, theirs) = pair();
+    let agent = std::thread::spawn(move || {
+        let mut a = FakeAgent::handshake(theirs, SECRET, "").expect("accepted");
+        // What a relay that saw the handshake but has no key can write: a well-formed frame.
+        a.sock.write_all(&encode_frame(&stopped(100), MAX_FRAME).expect("frame")).expect("write");
+        a.sock.write_all(&[0; 32]).expect("write");
+        a
+    });
+    let session = Session::connect(ours, SECRET, "").expect("connect");
+    match session.next_event(Some(Duration::from_secs(5))) {
+        Some(SessionEvent::Closed(reason)) => assert!(reason.contains("integrity check"), "{reason}"),
+        other => panic!("the forged event was delivered: {other:?}"),
     }
     assert!(session.is_closed());
     drop(agent.join().expect("agent"));

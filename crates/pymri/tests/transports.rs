@@ -437,3 +437,100 @@ fn listen_refuses_a_wrong_secret_and_waits_on() {
     );
     debug_the_discount(&mut repl, &mut agent, &setup.script);
 }
+
+/// A relay between pymri and the agent, run by another local user: it passes the handshake
+/// through untouched, then writes a frame of its own to the agent (protocol §2 framing, the
+/// payload in `argv[2]`), then copies both ways. It prints its port, then `injected`.
+const RELAY: &str = r#"
+import signal, socket, struct, sys, threading
+signal.alarm(120)
+agent_port, forged = int(sys.argv[1]), sys.argv[2].encode()
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+client, _ = listener.accept()
+agent = socket.create_connection(("127.0.0.1", agent_port))
+def copy(src, dst):
+    while True:
+        data = src.recv(65536)
+        if not data:
+            break
+        dst.sendall(data)
+    try:
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+threading.Thread(target=copy, args=(agent, client), daemon=True).start()
+def exact(n):
+    data = b""
+    while len(data) < n:
+        more = client.recv(n - len(data))
+        if not more:
+            sys.exit(0)
+        data += more
+    return data
+for _ in range(2):  # the challenge, then the accept
+    head = exact(4)
+    agent.sendall(head + exact(struct.unpack(">I", head)[0]))
+agent.sendall(struct.pack(">I", len(forged)) + forged)
+print("injected", flush=True)
+copy(client, agent)
+"#;
+
+/// Issue 8, item 6: a relay on the path of a plain `tcp:` session waits for the handshake to
+/// pass, then injects a request. The agent must not carry it out (the breakpoint's condition
+/// would create a marker file), the session must end with a clear error, and the program must
+/// go on, untouched.
+#[test]
+fn a_relay_cannot_inject_frames_into_a_tcp_session() {
+    use std::io::BufRead;
+    let setup = Setup::new("3.14");
+    let (mut agent, address) = setup.listening_agent("tcp:127.0.0.1:0");
+    let agent_port = address.rsplit(':').next().expect("port").to_string();
+    let (marker_host, marker_inside) = setup.path("hijacked");
+    let forged = serde_json::json!({"kind": "request", "id": 900, "cmd": "set_breakpoint", "args": {
+        "file": setup.script, "line": mark("pdb/discount.py", "discount"),
+        "condition": format!("open({marker_inside:?}, 'w').close()"),
+    }})
+    .to_string();
+    let mut relay = pymri_testkit::attacker()
+        .python(RELAY)
+        .args([&agent_port, &forged])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the relay");
+    let mut relay_out = std::io::BufReader::new(relay.stdout.take().expect("relay stdout"));
+    let mut relay_port = String::new();
+    relay_out.read_line(&mut relay_port).expect("the relay's port");
+
+    let mut repl = Repl::pymri(
+        &setup.interp,
+        &["connect", &format!("tcp:127.0.0.1:{}", relay_port.trim()), "--secret-file", &setup.secret_host],
+        &[],
+    );
+    if repl.prompt_or_exit().is_ok() {
+        // The session survived the injection: run the program, through the forged breakpoint.
+        repl.type_line("c");
+    }
+    let (_, status) = repl.finish();
+    let mut injected = String::new();
+    relay_out.read_line(&mut injected).expect("the relay's report");
+    assert_eq!(injected.trim(), "injected", "the relay did its part");
+    assert!(
+        !Path::new(&marker_host).exists(),
+        "the injected request ran in the target:\n{}",
+        repl.transcript
+    );
+    assert_eq!(status, 1, "{}", repl.transcript);
+    assert!(
+        repl.transcript.contains("the agent detached: received frame 0 failed its integrity check"),
+        "a clear error: {}",
+        repl.transcript
+    );
+    let _ = relay.wait();
+
+    // The agent let the tampered session go with its hooks removed: the program, held before
+    // its first line, runs to its end undebugged, as when a controller goes away.
+    agent.expect_line("expected 80, got 120", AGENT_TIMEOUT);
+    assert_eq!(agent.wait(AGENT_TIMEOUT), Some(0), "{}", agent.transcript);
+    assert!(!Path::new(&marker_host).exists(), "the forged breakpoint was left behind");
+}
