@@ -9,7 +9,9 @@
 //!   for its own response, matched by id (the agent may answer out of order), with a timeout.
 //!   Several threads may send requests at once (a completion request from the line editor while
 //!   the REPL waits for an event, say).
-//! - **Events** queue up in arrival order and are taken out by one consumer with
+//! - **Events** queue up in arrival order (at most [`MAX_QUEUED_EVENTS`] events and
+//!   [`MAX_QUEUED_BYTES`] of payload: an agent that sends more than the consumer takes is
+//!   flooding it, and the session ends) and are taken out by one consumer with
 //!   [`Session::next_event`], which also updates the [`StopState`] (stopped threads, the
 //!   selected thread and frame, the program's exit), so that state always matches what the
 //!   consumer has seen.
@@ -45,6 +47,11 @@ use std::time::{Duration, Instant};
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default wait for a response. Requests that run user code (evaluation) pass their own.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most events waiting for the consumer. A busy log point emits a few thousand per second; a
+/// consumer that is not keeping up with this many is facing an agent that floods it.
+pub const MAX_QUEUED_EVENTS: usize = 65_536;
+/// Most payload bytes of the events waiting for the consumer: four of the largest frames.
+pub const MAX_QUEUED_BYTES: usize = 4 * MAX_FRAME;
 
 /// A byte stream to the agent that can be cloned (one clone reads, one writes) and shut down.
 pub trait Stream: Read + Write + Send + 'static {
@@ -156,6 +163,19 @@ pub enum SessionEvent {
     Closed(String),
 }
 
+/// What the reader queues: an event (or notice) and the payload bytes it was made of.
+struct Queued {
+    event: SessionEvent,
+    bytes: usize,
+}
+
+/// How much the event queue holds (bounded: a hostile agent must not exhaust pymri's memory).
+#[derive(Default)]
+struct QueueUse {
+    events: usize,
+    bytes: usize,
+}
+
 enum Reply {
     Response(Result<Value, ResponseError>),
     Closed(String),
@@ -173,6 +193,7 @@ struct Shared {
     writer: Mutex<Writer>,
     closer: Mutex<Box<dyn Stream>>,
     pending: Mutex<Pending>,
+    queued: Mutex<QueueUse>,
     next_id: AtomicU64,
 }
 
@@ -202,14 +223,14 @@ impl Shared {
 /// Lets another thread wake the event consumer and abandon waiting requests.
 #[derive(Clone)]
 pub struct Waker {
-    notices: mpsc::Sender<SessionEvent>,
+    notices: mpsc::Sender<Queued>,
     shared: Arc<Shared>,
 }
 
 impl Waker {
     /// Makes the consumer's `next_event` return [`SessionEvent::Woken`].
     pub fn wake(&self) {
-        let _ = self.notices.send(SessionEvent::Woken);
+        let _ = self.notices.send(Queued { event: SessionEvent::Woken, bytes: 0 });
     }
 
     /// Makes every request waiting for an answer return [`SessionError::Interrupted`].
@@ -222,8 +243,8 @@ impl Waker {
 
 pub struct Session {
     shared: Arc<Shared>,
-    events: Mutex<mpsc::Receiver<SessionEvent>>,
-    notices: mpsc::Sender<SessionEvent>,
+    events: Mutex<mpsc::Receiver<Queued>>,
+    notices: mpsc::Sender<Queued>,
     ready: Ready,
     state: Mutex<StopState>,
     reader: Mutex<Option<JoinHandle<()>>>,
@@ -284,6 +305,7 @@ impl Session {
             writer: Mutex::new(Writer { stream, sealer }),
             closer: Mutex::new(closer),
             pending: Mutex::new(Pending::default()),
+            queued: Mutex::new(QueueUse::default()),
             next_id: AtomicU64::new(1),
         });
         let (tx, rx) = mpsc::channel();
@@ -393,7 +415,13 @@ impl Session {
     }
 
     /// Updates the stop state with what the consumer is about to see.
-    fn deliver(&self, event: SessionEvent) -> SessionEvent {
+    fn deliver(&self, queued: Queued) -> SessionEvent {
+        let Queued { event, bytes } = queued;
+        if matches!(event, SessionEvent::Event(_)) {
+            let mut used = lock(&self.shared.queued);
+            used.events = used.events.saturating_sub(1);
+            used.bytes = used.bytes.saturating_sub(bytes);
+        }
         match &event {
             SessionEvent::Event(event) => lock(&self.state).apply(event),
             SessionEvent::Woken => {}
@@ -468,16 +496,20 @@ fn reader_main(
     mut stream: Box<dyn Stream>,
     mut decoder: FrameDecoder,
     shared: Arc<Shared>,
-    tx: mpsc::Sender<SessionEvent>,
+    tx: mpsc::Sender<Queued>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     // Why the agent said it let go, if it did: the best account of the end of the stream.
     let mut detached: Option<String> = None;
     let reason = 'outer: loop {
         loop {
-            let obj = match decoder.next_object() {
-                Ok(Some(obj)) => obj,
+            let payload = match decoder.next_frame() {
+                Ok(Some(payload)) => payload,
                 Ok(None) => break,
+                Err(e) => break 'outer format!("the agent sent a malformed frame: {e}"),
+            };
+            let obj = match pymri_protocol::frame::decode_object(&payload) {
+                Ok(obj) => obj,
                 Err(e) => break 'outer format!("the agent sent a malformed frame: {e}"),
             };
             match Incoming::from_object(obj) {
@@ -490,7 +522,21 @@ fn reader_main(
                     if let Event::Detached(d) = &event {
                         detached = Some(d.reason.clone());
                     }
-                    let _ = tx.send(SessionEvent::Event(event));
+                    let bytes = payload.len();
+                    {
+                        let mut used = lock(&shared.queued);
+                        if used.events >= MAX_QUEUED_EVENTS || used.bytes + bytes > MAX_QUEUED_BYTES {
+                            break 'outer format!(
+                                "the agent sent more events than pymri can hold ({} events, {} MiB \
+                                 waiting): it is misbehaving, so the session was closed",
+                                used.events,
+                                used.bytes / (1024 * 1024)
+                            );
+                        }
+                        used.events += 1;
+                        used.bytes += bytes;
+                    }
+                    let _ = tx.send(Queued { event: SessionEvent::Event(event), bytes });
                 }
                 Err(e) => break 'outer format!("the agent sent a malformed message: {e}"),
             }
@@ -508,7 +554,7 @@ fn reader_main(
     // A protocol error from the agent: close the stream, as §2 advises.
     let _ = stream.shutdown();
     shared.close_all(&reason);
-    let _ = tx.send(SessionEvent::Closed(reason));
+    let _ = tx.send(Queued { event: SessionEvent::Closed(reason), bytes: 0 });
 }
 
 #[cfg(test)]

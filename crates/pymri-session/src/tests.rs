@@ -242,3 +242,36 @@ fn a_frame_without_a_valid_tag_ends_the_session() {
     assert!(session.is_closed());
     drop(agent.join().expect("agent"));
 }
+
+#[test]
+fn an_agent_that_floods_events_ends_the_session() {
+    let (ours, theirs) = pair();
+    let agent = std::thread::spawn(move || {
+        let mut a = FakeAgent::handshake(theirs, SECRET, "").expect("accepted");
+        let event = json!({"kind": "event", "event": "continued", "body": {"thread": 100}});
+        // One more than the queue holds, none of them read yet.
+        for _ in 0..=MAX_QUEUED_EVENTS {
+            let frame = a.sealer.as_mut().expect("sealer").seal(&event, MAX_FRAME).expect("frame");
+            if a.sock.write_all(&frame).is_err() {
+                break;
+            }
+        }
+        // Nothing was consumed yet: pymri must close the connection on its own.
+        let mut rest = Vec::new();
+        a.sock.read_to_end(&mut rest).expect("read until pymri closes");
+        a
+    });
+    let session = Session::connect(ours, SECRET, "").expect("connect");
+    let agent = agent.join().expect("agent");
+    let mut seen = 0;
+    let reason = loop {
+        match session.next_event(Some(Duration::from_secs(5))) {
+            Some(SessionEvent::Event(_)) => seen += 1,
+            Some(SessionEvent::Closed(reason)) => break reason,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(seen, MAX_QUEUED_EVENTS);
+    assert!(reason.contains("more events than pymri can hold"), "{reason}");
+    drop(agent);
+}

@@ -534,3 +534,83 @@ fn a_relay_cannot_inject_frames_into_a_tcp_session() {
     assert_eq!(agent.wait(AGENT_TIMEOUT), Some(0), "{}", agent.transcript);
     assert!(!Path::new(&marker_host).exists(), "the forged breakpoint was left behind");
 }
+
+/// A hostile agent: it listens on loopback, does the real handshake with the secret in
+/// `argv[2]` (protocol §3, with frame tags), says `ready` in launch mode, and then, instead of
+/// answering `start`, sends `output` events of 64 KiB until it has sent `argv[3]` MiB, then
+/// holds the connection open until pymri closes it. It prints its port first.
+const FLOODING_AGENT: &str = r#"
+import signal, socket, sys
+signal.alarm(120)
+from pymri_agent import protocol
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+conn, _ = listener.accept()
+channel = protocol.Channel(conn)
+protocol.agent_handshake(channel, protocol.parse_secret(sys.argv[1]))
+channel.send_message({"kind": "event", "event": "ready", "body": {
+    "protocol": 1, "agent_version": protocol.AGENT_VERSION, "pid": 1, "mode": "launch",
+    "python": {"version": "3.11.7", "version_info": [3, 11, 7], "implementation": "cpython",
+               "executable": "/usr/bin/python3.11", "debug_build": False},
+    "main_thread": 1, "cwd": "/", "argv": ["flood.py"], "backend": "settrace", "tool_id": None,
+    "all_threads": True}})
+event = {"kind": "event", "event": "output", "body": {"category": "stdout", "text": "x" * 65536}}
+try:
+    for _ in range(int(sys.argv[2]) * 16):
+        channel.send_message(event)
+    print("flooded", flush=True)
+    while conn.recv(65536):
+        pass
+except (OSError, protocol.ConnectionClosed):
+    print("cut off", flush=True)
+"#;
+
+/// Issue 8, item 7: a hostile agent floods pymri with events while pymri waits for the answer
+/// to `start`. pymri's memory must stay bounded (its peak RSS, from `wait4`), and the session
+/// must end with an error saying why.
+#[test]
+fn a_flood_of_events_ends_the_session_with_bounded_memory() {
+    use std::io::{BufRead, Read};
+    use std::os::unix::process::ExitStatusExt;
+    const FLOOD_MIB: u64 = 512;
+    const MAX_RSS_KIB: i64 = 192 * 1024;
+    let scratch = scratch();
+    let secret_path = secret_file(&scratch, "flood.secret");
+    let secret = std::fs::read_to_string(&secret_path).expect("secret");
+    let mut agent = std::process::Command::new("/usr/bin/python3.11")
+        .args(["-c", FLOODING_AGENT, secret.trim(), &FLOOD_MIB.to_string()])
+        .env("PYTHONPATH", pymri_testkit::repo_root().join("python"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the flooding agent");
+    let mut agent_out = std::io::BufReader::new(agent.stdout.take().expect("stdout"));
+    let mut port = String::new();
+    agent_out.read_line(&mut port).expect("the agent's port");
+
+    // Reaped by wait4 below, which also gives its peak RSS.
+    #[allow(clippy::zombie_processes)]
+    let mut pymri = std::process::Command::new(env!("CARGO_BIN_EXE_pymri"))
+        .args(["connect", &format!("tcp:127.0.0.1:{}", port.trim()), "--secret-file", &secret_path])
+        .env_remove("PYMRI_SECRET_FILE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start pymri");
+    let mut stderr = String::new();
+    pymri.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("pymri's stderr");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for this child, which we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = i32::try_from(pymri.id()).expect("pid");
+    // SAFETY: waits for our own child, with valid pointers to a status and a rusage.
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid, "wait4");
+    let status = std::process::ExitStatus::from_raw(status);
+    let mut agent_said = String::new();
+    agent_out.read_to_string(&mut agent_said).expect("the agent's report");
+    let _ = agent.wait();
+    assert!(usage.ru_maxrss < MAX_RSS_KIB, "pymri's peak RSS was {} MiB; {stderr}", usage.ru_maxrss / 1024);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("more events than pymri can hold"), "{stderr}");
+    assert_eq!(agent_said.trim(), "cut off", "pymri ended the session before the flood did");
+}
