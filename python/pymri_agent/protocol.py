@@ -412,6 +412,8 @@ def controller_handshake(channel, key, attach_nonce="", timeout=HANDSHAKE_TIMEOU
     cnonce = new_nonce()
     channel.send_message({"kind": "challenge", "protocol": PROTOCOL_VERSION, "nonce": cnonce})
     proof = channel.recv_message()
+    while proof.get("kind") == "notice":  # a listener delaying us (docs/transports.md section 5)
+        proof = channel.recv_message()
     anonce = proof.get("nonce")
     if proof.get("kind") != "proof" or not _is_nonce(anonce) or not isinstance(proof.get("proof"), str):
         raise AuthError("malformed proof message: %r" % (proof,))

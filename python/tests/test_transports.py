@@ -379,6 +379,25 @@ class LockoutTests(unittest.TestCase):
             self.assertIsNone(lockout.record_failure("p", i * 16.0))
         self.assertEqual(lockout.record_failure("p", 19 * 16.0 + 1), 19 * 16.0 + 1 + 60.0)
 
+    def test_shared_peers_are_delayed_more_and_more_never_locked_out(self):
+        lockout = library.Lockout()
+        for peer in ("127.0.0.1", "::1", library._LOCAL_PEER):
+            for i in range(library.MAX_FAILURES - 1):
+                self.assertIsNone(lockout.record_failure(peer, 100.0 + i))
+            self.assertIsNone(lockout.delayed_until(peer, 104.0))
+            delays = []
+            for i in range(8):
+                now = 104.0 + 5 * i
+                self.assertIsNone(lockout.record_failure(peer, now))
+                self.assertIsNone(lockout.locked_until(peer, now))
+                delays.append(lockout.delayed_until(peer, now) - now)
+            self.assertEqual(delays, [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0])
+            # The delay runs from the last failure; a minute without any, and none is left.
+            self.assertIsNone(lockout.delayed_until(peer, 139.0 + 4.0))
+            self.assertEqual(lockout.delayed_until(peer, 139.0 + 3.9), 143.0)
+            self.assertIsNone(lockout.delayed_until(peer, 139.0 + 60.0))
+            self.assertLessEqual(len(lockout.peers[peer][0]), library.MAX_FAILURES + 8)
+
     def test_the_table_is_bounded_and_keeps_locked_peers(self):
         with mock.patch.object(library, "MAX_PEERS", 16):
             lockout = library.Lockout()
@@ -639,14 +658,23 @@ class SessionTests(TempDirTest):
         self.assertEqual(c.request("list_breakpoints")["breakpoints"], [])
         self.assertEqual(t.ask("work 1"), "work 2")  # and nothing stops
 
-    def test_five_failures_lock_the_peer_out(self):
+    def test_five_failures_delay_a_loopback_peer_without_locking_it_out(self):
+        """Loopback is every local user at once: failures there delay the next handshakes (and
+        say so) instead of locking everyone out (issue 8)."""
         t = Target(self, ["listen", "tcp:127.0.0.1:0", write_secret(self.tmp)])
         address = t.ready()
         for _ in range(library.MAX_FAILURES):
             self.assertTrue(failed_handshake(address))
-        # Now even the right secret is closed at once, unread: our challenge gets no proof.
-        for _ in range(3):
-            self.assertTrue(closed_unanswered(address, challenge_frame()))
+        sock = connect_to(address)
+        sock.settimeout(TIMEOUT)
+        notice = protocol.Channel(sock, protocol.HANDSHAKE_MAX_FRAME).recv_message()
+        sock.close()
+        self.assertEqual(notice["kind"], "notice")
+        self.assertIn("this handshake is delayed by", notice["message"])
+        self.assertLessEqual(notice["delay"], library.MAX_DELAY)
+        # That connection gave up, a sixth failure: the right secret still gets in.
+        c = self.controller(address)
+        self.assertEqual(c.request("list_breakpoints")["breakpoints"], [])
         self.assertEqual(t.ask("work 1"), "work 2")
 
     def test_garbage_connections_do_not_stall_the_target_nor_the_session(self):

@@ -65,6 +65,9 @@ pub enum HandshakeError {
 pub enum Step {
     /// Send this frame, then keep receiving.
     Send(Vec<u8>),
+    /// The agent says why its proof is late (a listener delaying handshakes after failures,
+    /// transports §5); keep receiving, within the same deadline.
+    Notice(String),
     /// Send the accept frame; every frame after it, both ways, is under these keys (§3.1).
     Accept { frame: Vec<u8>, keys: Box<SessionKeys> },
     /// Authenticated: the agent's `ready` event body. Frames may now be up to [`MAX_FRAME`].
@@ -174,6 +177,10 @@ impl ControllerHandshake {
         let msg = decode_object(payload)?;
         match self.state {
             State::AwaitProof => {
+                if msg.get("kind").and_then(Value::as_str) == Some("notice") {
+                    let text = msg.get("message").and_then(Value::as_str).unwrap_or("(no message)");
+                    return Ok(Step::Notice(text.to_string()));
+                }
                 if msg.get("kind").and_then(Value::as_str) != Some("proof") {
                     return Err(HandshakeError::Unexpected(format!(
                         "expected a proof, got {}",
@@ -414,7 +421,7 @@ mod tests {
         assert_eq!(hs.max_frame(), MAX_FRAME);
         match hs.receive(&frame(ready()))? {
             Step::Ready(r) => Ok(*r),
-            Step::Send(_) | Step::Accept { .. } => panic!("expected ready"),
+            Step::Send(_) | Step::Accept { .. } | Step::Notice(_) => panic!("expected ready"),
         }
     }
 
@@ -495,7 +502,7 @@ mod tests {
                 assert_eq!(payload(&accept)["proof"], controller_proof_for(&secret, &input)?);
                 Ok(accept)
             }
-            Step::Send(_) | Step::Ready(_) => panic!("expected accept"),
+            Step::Send(_) | Step::Ready(_) | Step::Notice(_) => panic!("expected accept"),
         }
     }
 
@@ -515,6 +522,15 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_notice_before_the_proof_is_passed_on() {
+        let secret = Secret::from_hex(SECRET).expect("secret");
+        let (mut hs, _) = ControllerHandshake::start(secret, "").expect("start");
+        let notice = json!({"kind": "notice", "protocol": 1, "delay": 0.5, "message": "delayed"});
+        assert!(matches!(hs.receive(&frame(notice)), Ok(Step::Notice(m)) if m == "delayed"));
+        assert_eq!(hs.max_frame(), HANDSHAKE_MAX_FRAME, "still waiting for the proof");
     }
 
     #[test]

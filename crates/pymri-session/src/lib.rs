@@ -96,6 +96,13 @@ pub enum SessionError {
     HandshakeTimeout(Duration),
     #[error("the agent closed the connection during the handshake\nhint: the program exited, or the secret did not match")]
     ClosedDuringHandshake,
+    /// The handshake failed after the agent said it was delaying it.
+    #[error("{source}\nnote: the agent said: {notice}")]
+    Delayed {
+        notice: String,
+        #[source]
+        source: Box<SessionError>,
+    },
     #[error("the agent sent a malformed frame: {0}")]
     Frame(#[from] FrameError),
     #[error("the agent sent a malformed message: {0}")]
@@ -135,6 +142,7 @@ impl SessionError {
                 | SessionError::Frame(_)
                 | SessionError::Message(_)
                 | SessionError::ClosedDuringHandshake
+                | SessionError::Delayed { .. }
                 | SessionError::Handshake(_)
                 | SessionError::HandshakeTimeout(_)
         )
@@ -277,13 +285,24 @@ impl Session {
         stream.write_all(&challenge)?;
         stream.flush()?;
         let mut sealer = None;
+        // What the agent said about a delay, for the error if the handshake then fails.
+        let mut notice = None;
         let ready = loop {
-            let payload = read_frame(&mut *stream, &mut decoder, deadline)?;
+            let payload = match read_frame(&mut *stream, &mut decoder, deadline) {
+                Ok(payload) => payload,
+                Err(e) => {
+                    return Err(match notice {
+                        Some(notice) => SessionError::Delayed { notice, source: Box::new(e) },
+                        None => e,
+                    })
+                }
+            };
             match handshake.receive(&payload)? {
                 Step::Send(frame) => {
                     stream.write_all(&frame)?;
                     stream.flush()?;
                 }
+                Step::Notice(text) => notice = Some(text),
                 Step::Accept { frame, keys } => {
                     stream.write_all(&frame)?;
                     stream.flush()?;

@@ -614,3 +614,47 @@ fn a_flood_of_events_ends_the_session_with_bounded_memory() {
     assert!(stderr.contains("more events than pymri can hold"), "{stderr}");
     assert_eq!(agent_said.trim(), "cut off", "pymri ended the session before the flood did");
 }
+
+/// Another local user's garbage: `argv[2]` connections to the agent on loopback port `argv[1]`,
+/// one after the other, each sending bytes that are no challenge and reading what the agent
+/// says until it closes. One line per connection: what was read, and how it ended.
+const GARBAGE: &str = r#"
+import signal, socket, sys
+signal.alarm(60)
+for i in range(int(sys.argv[2])):
+    data, end = b"", "closed"
+    try:
+        sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+        sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        while True:
+            more = sock.recv(4096)
+            if not more:
+                break
+            data += more
+    except OSError as exc:
+        end = str(exc)
+    print(i, repr(data), end, flush=True)
+"#;
+
+/// Issue 8, item 8: five garbage connections from any local user locked everyone out of a
+/// loopback agent for 60 s, and `pymri connect` then said "is the agent listening?". Loopback
+/// peers are one address for every local user, so they get a growing delay instead: the right
+/// controller still gets in, and the delayed connections are told why they wait.
+#[test]
+fn garbage_from_another_local_user_does_not_lock_others_out_of_a_loopback_agent() {
+    let setup = Setup::new("3.14");
+    let (mut agent, address) = setup.listening_agent("tcp:127.0.0.1:0");
+    let port = address.rsplit(':').next().expect("port").to_string();
+    let garbage =
+        pymri_testkit::attacker().python(GARBAGE).args([&port, "7"]).output().expect("the attacker");
+    let said = text(&garbage.stdout);
+    assert_eq!(said.lines().count(), 7, "{said}{}", text(&garbage.stderr));
+    let mut repl =
+        Repl::pymri(&setup.interp, &["connect", &address, "--secret-file", &setup.secret_host], &[]);
+    debug_the_discount(&mut repl, &mut agent, &setup.script);
+    let delayed: Vec<&str> = said.lines().skip(5).collect();
+    assert!(
+        delayed.iter().all(|line| line.contains("handshake is delayed")),
+        "connections after the fifth failure are told why they wait:\n{said}"
+    );
+}
