@@ -11,7 +11,7 @@ import socket
 import struct
 import threading
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 AGENT_VERSION = "0.1.0"
 
 #: Largest frame payload accepted or sent once authenticated (bytes, excluding the 4-byte prefix).

@@ -180,7 +180,7 @@ class LifecycleTests(AgentTestCase):
     def test_wrong_controller_proof_drops(self):
         p = self._bad_handshake()
         ch = protocol.Channel(p.controller_sock)
-        ch.send_message({"kind": "challenge", "protocol": 1, "nonce": protocol.new_nonce()})
+        ch.send_message({"kind": "challenge", "protocol": 2, "nonce": protocol.new_nonce()})
         proof = ch.recv_message()
         self.assertEqual(proof["kind"], "proof")
         ch.send_message({"kind": "accept", "proof": "0" * 64})

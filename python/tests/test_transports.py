@@ -117,7 +117,7 @@ def closed_unanswered(address, send=None):
 
 
 def challenge_frame():
-    return protocol.encode_frame({"kind": "challenge", "protocol": 1, "nonce": protocol.new_nonce()})
+    return protocol.encode_frame({"kind": "challenge", "protocol": 2, "nonce": protocol.new_nonce()})
 
 
 def failed_handshake(address, secret=OTHER_SECRET):
@@ -127,7 +127,7 @@ def failed_handshake(address, secret=OTHER_SECRET):
     channel = protocol.Channel(sock)
     sock.settimeout(TIMEOUT)
     cnonce = protocol.new_nonce()
-    channel.send_message({"kind": "challenge", "protocol": 1, "nonce": cnonce})
+    channel.send_message({"kind": "challenge", "protocol": 2, "nonce": cnonce})
     proof = channel.recv_message()
     key = protocol.parse_secret(secret)
     channel.send_message({"kind": "accept",
@@ -629,7 +629,7 @@ class SessionTests(TempDirTest):
         sock.settimeout(TIMEOUT)
         key = protocol.parse_secret(SECRET)
         cnonce = protocol.new_nonce()
-        channel.send_message({"kind": "challenge", "protocol": 1, "nonce": cnonce})
+        channel.send_message({"kind": "challenge", "protocol": 2, "nonce": cnonce})
         proof = channel.recv_message()
         other = "a0" * 32  # the real controller's certificate, behind the proxy
         self.assertNotEqual(proof["proof"], protocol.agent_proof(key, cnonce, proof["nonce"], "", other))

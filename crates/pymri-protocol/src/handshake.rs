@@ -2,8 +2,8 @@
 //!
 //! ```text
 //! controller                                   agent
-//!     | -- {"kind":"challenge","protocol":1,"nonce":cn} -->
-//!     | <-- {"kind":"proof","protocol":1,"nonce":an,"proof":P_agent} --
+//!     | -- {"kind":"challenge","protocol":2,"nonce":cn} -->
+//!     | <-- {"kind":"proof","protocol":2,"nonce":an,"proof":P_agent} --
 //!     | -- {"kind":"accept","proof":P_ctrl} -->
 //!     | <-- event "ready" --
 //! ```
@@ -390,7 +390,7 @@ mod tests {
 
     fn ready() -> Value {
         json!({"kind": "event", "event": "ready", "body": {
-            "protocol": 1, "agent_version": "0.1.0", "pid": 42, "mode": "launch",
+            "protocol": 2, "agent_version": "0.1.0", "pid": 42, "mode": "launch",
             "python": {"version": "3.13.1", "version_info": [3, 13, 1], "implementation": "cpython",
                        "executable": "/usr/bin/python3.13", "debug_build": false},
             "main_thread": 139872u64, "cwd": "/srv", "argv": ["app.py"], "backend": "monitoring",
@@ -403,14 +403,14 @@ mod tests {
         let (mut hs, challenge) = ControllerHandshake::start(secret, attach_nonce)?;
         let challenge = payload(&challenge);
         assert_eq!(challenge["kind"], "challenge");
-        assert_eq!(challenge["protocol"], 1);
+        assert_eq!(challenge["protocol"], 2);
         let cn = challenge["nonce"].as_str().expect("nonce").to_string();
         assert!(is_nonce(&cn));
         let agent_secret = Secret::from_hex(agent_secret)?;
         let an = "ab".repeat(32);
         let proof = agent_proof(&agent_secret, &cn, &an, attach_nonce)?;
         let step =
-            hs.receive(&frame(json!({"kind": "proof", "protocol": 1, "nonce": an, "proof": proof})))?;
+            hs.receive(&frame(json!({"kind": "proof", "protocol": 2, "nonce": an, "proof": proof})))?;
         let Step::Accept { frame: accept, keys } = step else { panic!("expected accept") };
         let agent_keys = SessionKeys::derive(agent_secret.bytes(), &cn, &an)?;
         assert_eq!(keys.controller_to_agent.bytes(), agent_keys.controller_to_agent.bytes());
@@ -497,7 +497,7 @@ mod tests {
             channel_binding: agent_fp,
         };
         let proof = agent_proof_for(&secret, &input)?;
-        match hs.receive(&frame(json!({"kind": "proof", "protocol": 1, "nonce": an, "proof": proof})))? {
+        match hs.receive(&frame(json!({"kind": "proof", "protocol": 2, "nonce": an, "proof": proof})))? {
             Step::Accept { frame: accept, .. } => {
                 assert_eq!(payload(&accept)["proof"], controller_proof_for(&secret, &input)?);
                 Ok(accept)
@@ -528,7 +528,7 @@ mod tests {
     fn a_notice_before_the_proof_is_passed_on() {
         let secret = Secret::from_hex(SECRET).expect("secret");
         let (mut hs, _) = ControllerHandshake::start(secret, "").expect("start");
-        let notice = json!({"kind": "notice", "protocol": 1, "delay": 0.5, "message": "delayed"});
+        let notice = json!({"kind": "notice", "protocol": 2, "delay": 0.5, "message": "delayed"});
         assert!(matches!(hs.receive(&frame(notice)), Ok(Step::Notice(m)) if m == "delayed"));
         assert_eq!(hs.max_frame(), HANDSHAKE_MAX_FRAME, "still waiting for the proof");
     }
@@ -543,11 +543,11 @@ mod tests {
     fn refusals_and_malformed_proofs() {
         let secret = Secret::from_hex(SECRET).expect("secret");
         let cases = [
-            (json!({"kind": "proof", "protocol": 1, "error": "unsupported protocol version"}), "Refused"),
-            (json!({"kind": "proof", "protocol": 2, "nonce": "ab".repeat(32), "proof": "00"}), "Version"),
-            (json!({"kind": "proof", "protocol": 1, "nonce": "xyz", "proof": "00"}), "Unexpected"),
-            (json!({"kind": "proof", "protocol": 1, "nonce": "ab".repeat(32)}), "Refused"),
-            (json!({"kind": "proof", "protocol": 1, "nonce": "ab".repeat(32), "proof": "zz"}), "BadProof"),
+            (json!({"kind": "proof", "protocol": 2, "error": "unsupported protocol version"}), "Refused"),
+            (json!({"kind": "proof", "protocol": 3, "nonce": "ab".repeat(32), "proof": "00"}), "Version"),
+            (json!({"kind": "proof", "protocol": 2, "nonce": "xyz", "proof": "00"}), "Unexpected"),
+            (json!({"kind": "proof", "protocol": 2, "nonce": "ab".repeat(32)}), "Refused"),
+            (json!({"kind": "proof", "protocol": 2, "nonce": "ab".repeat(32), "proof": "zz"}), "BadProof"),
             (json!({"kind": "event", "event": "ready"}), "Unexpected"),
         ];
         for (msg, want) in cases {

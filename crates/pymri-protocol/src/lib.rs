@@ -45,4 +45,4 @@ pub use messages::{Event, Incoming, MessageError, Ready, Response, ResponseError
 pub use requests::Request;
 
 /// The protocol version this crate speaks (§11).
-pub const PROTOCOL_VERSION: i64 = 1;
+pub const PROTOCOL_VERSION: i64 = 2;

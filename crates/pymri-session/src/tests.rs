@@ -46,7 +46,7 @@ impl FakeAgent {
         let an = "5a".repeat(32);
         let key = Secret::from_hex(secret).expect("secret");
         let proof = agent_proof(&key, &cn, &an, attach_nonce).expect("proof");
-        agent.send(json!({"kind": "proof", "protocol": 1, "nonce": an, "proof": proof}));
+        agent.send(json!({"kind": "proof", "protocol": 2, "nonce": an, "proof": proof}));
         let mut buf = [0u8; 4096];
         let accept = loop {
             if let Ok(Some(obj)) = agent.decoder.next_object() {
@@ -62,7 +62,7 @@ impl FakeAgent {
         agent.decoder.authenticate(&keys.controller_to_agent);
         agent.sealer = Some(FrameSealer::new(&keys.agent_to_controller));
         agent.send(json!({"kind": "event", "event": "ready", "body": {
-            "protocol": 1, "agent_version": "0.1.0", "pid": 7, "mode": "launch",
+            "protocol": 2, "agent_version": "0.1.0", "pid": 7, "mode": "launch",
             "python": {"version": "3.13.1", "version_info": [3, 13, 1], "implementation": "cpython",
                        "executable": "/usr/bin/python3.13", "debug_build": false},
             "main_thread": 100, "cwd": "/", "argv": ["x.py"], "backend": "monitoring", "tool_id": 0,

@@ -549,7 +549,7 @@ conn, _ = listener.accept()
 channel = protocol.Channel(conn)
 protocol.agent_handshake(channel, protocol.parse_secret(sys.argv[1]))
 channel.send_message({"kind": "event", "event": "ready", "body": {
-    "protocol": 1, "agent_version": protocol.AGENT_VERSION, "pid": 1, "mode": "launch",
+    "protocol": protocol.PROTOCOL_VERSION, "agent_version": protocol.AGENT_VERSION, "pid": 1, "mode": "launch",
     "python": {"version": "3.11.7", "version_info": [3, 11, 7], "implementation": "cpython",
                "executable": "/usr/bin/python3.11", "debug_build": False},
     "main_thread": 1, "cwd": "/", "argv": ["flood.py"], "backend": "settrace", "tool_id": None,

@@ -163,7 +163,7 @@ impl Agent {
         };
         let input = ProofInput { controller_nonce: &cn, agent_nonce: &an, attach_nonce: "", channel_binding };
         let proof = agent_proof_for(&key, &input).expect("proof");
-        self.send(&json!({"kind": "proof", "protocol": 1, "nonce": an, "proof": proof}))?;
+        self.send(&json!({"kind": "proof", "protocol": 2, "nonce": an, "proof": proof}))?;
         let accept = self.recv()?;
         assert_eq!(accept["kind"], "accept");
         if accept["proof"] != controller_proof_for(&key, &input).expect("proof") {
@@ -208,7 +208,7 @@ impl Agent {
 
 pub fn ready_body() -> Value {
     json!({
-        "protocol": 1, "agent_version": "0.1.0", "pid": 4242, "mode": "attach",
+        "protocol": 2, "agent_version": "0.1.0", "pid": 4242, "mode": "attach",
         "python": {"version": "3.13.1", "version_info": [3, 13, 1], "implementation": "cpython",
                    "executable": "/usr/bin/python3.13", "debug_build": false},
         "main_thread": 100, "cwd": "/", "argv": ["app.py"], "backend": "monitoring", "tool_id": 0,
