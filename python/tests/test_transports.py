@@ -358,6 +358,30 @@ class SecretTests(unittest.TestCase):
                 _secret.generate("other")
 
 
+class RemoteLockoutTests(TempDirTest):
+    def test_a_locked_out_remote_peer_is_told_so_in_place_of_a_proof(self):
+        """Instead of a reset that a controller can only take for "is the agent listening?"
+        (issue 8). Loopback stands in for a remote address here."""
+        with mock.patch.object(library, "is_shared_peer", lambda peer: False):
+            address = library.listen("tcp:127.0.0.1:0", secret_file=write_secret(self.tmp))
+            try:
+                for _ in range(library.MAX_FAILURES):
+                    self.assertTrue(failed_handshake(address))
+                sock = connect_to(address)
+                sock.settimeout(TIMEOUT)
+                channel = protocol.Channel(sock, protocol.HANDSHAKE_MAX_FRAME)
+                channel.send_message({"kind": "challenge", "protocol": protocol.PROTOCOL_VERSION,
+                                      "nonce": protocol.new_nonce()})
+                refusal = channel.recv_message()
+                sock.close()
+            finally:
+                library.stop()
+        self.assertEqual(refusal["kind"], "proof")
+        self.assertNotIn("proof", refusal)
+        self.assertRegex(refusal["error"], r"^too many failed handshakes from 127\.0\.0\.1: its "
+                                           r"connections are refused for \d+ s more$")
+
+
 class LockoutTests(unittest.TestCase):
     def test_five_failures_within_a_minute_lock_a_peer_out_for_a_minute(self):
         lockout = library.Lockout()
