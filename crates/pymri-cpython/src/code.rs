@@ -3,7 +3,7 @@
 use crate::objects::{Kind, Objects};
 use crate::{Error, Result};
 use pymri_layouts::{LineTableFormat, LocalNames};
-use pymri_memory::{Memory, MemoryExt};
+use pymri_memory::{field, Memory, MemoryExt};
 
 /// A line table larger than this is corrupt (CPython's are a few bytes per instruction).
 const MAX_LINETABLE: usize = 1 << 22;
@@ -47,30 +47,31 @@ pub(crate) enum Position {
 impl CodeInfo {
     pub fn read<M: Memory>(objects: &Objects<'_, M>, code: u64) -> Result<CodeInfo> {
         let (kind, tp) = objects.kind(code)?;
-        let type_name = objects.type_name(tp)?;
-        if kind != Kind::Other || &*type_name != "code" {
+        if kind != Kind::Code {
+            let type_name = objects.type_name(tp)?;
             return Err(Error::Inconsistent(format!(
                 "expected a code object at {code:#x}, found {type_name}"
             )));
         }
         let c = &objects.layout.code;
         let mem = objects.mem;
-        let string_at = |off: u64| -> Result<String> { objects.string(objects.ptr(code + off)?) };
+        let string_at = |off: u64| -> Result<String> { objects.string(objects.ptr(field(code, off)?)?) };
         let name = string_at(c.name)?;
         let qualname = c.qualname.map(string_at).transpose()?;
         let filename = string_at(c.filename)?;
-        let firstlineno = mem.read_i32(code + c.firstlineno)?;
-        let (linetable, total) = objects.read_bytes(objects.ptr(code + c.linetable)?, MAX_LINETABLE)?;
+        let firstlineno = mem.read_i32(field(code, c.firstlineno)?)?;
+        let (linetable, total) =
+            objects.read_bytes(objects.ptr(field(code, c.linetable)?)?, MAX_LINETABLE)?;
         if total > linetable.len() {
             return Err(Error::Inconsistent(format!("line table of {name} is {total} bytes")));
         }
-        let argcount = mem.read_i32(code + c.argcount)?.max(0) as usize;
+        let argcount = mem.read_i32(field(code, c.argcount)?)?.max(0) as usize;
         let kwonly = match c.kwonlyargcount {
-            Some(off) => mem.read_i32(code + off)?.max(0) as usize,
+            Some(off) => mem.read_i32(field(code, off)?)?.max(0) as usize,
             None => 0,
         };
         let flags = match c.flags {
-            Some(off) => mem.read_u32(code + off)?,
+            Some(off) => mem.read_u32(field(code, off)?)?,
             None => 0,
         };
         let nargs = argcount
@@ -79,19 +80,21 @@ impl CodeInfo {
             + usize::from(flags & CO_VARKEYWORDS != 0);
         let locals = match c.names {
             LocalNames::Combined { names, kinds } => {
-                let names = name_tuple(objects, objects.ptr(code + names)?)?;
-                let (kinds, _) = objects.read_bytes(objects.ptr(code + kinds)?, MAX_LOCALS)?;
+                let names = name_tuple(objects, objects.ptr(field(code, names)?)?)?;
+                let (kinds, _) = objects.read_bytes(objects.ptr(field(code, kinds)?)?, MAX_LOCALS)?;
                 names.into_iter().zip(kinds.into_iter().chain(std::iter::repeat(0))).collect()
             }
             LocalNames::Split { varnames, cellvars, freevars } => {
                 let mut out: Vec<(String, u8)> = Vec::new();
                 for (off, kind) in [(varnames, 0x20), (cellvars, CO_FAST_CELL), (freevars, CO_FAST_FREE)] {
-                    out.extend(name_tuple(objects, objects.ptr(code + off)?)?.into_iter().map(|n| (n, kind)));
+                    out.extend(
+                        name_tuple(objects, objects.ptr(field(code, off)?)?)?.into_iter().map(|n| (n, kind)),
+                    );
                 }
                 out
             }
         };
-        let code_start = c.code_adaptive.map_or(0, |off| code + off);
+        let code_start = c.code_adaptive.map(|off| field(code, off)).transpose()?.unwrap_or(0);
         Ok(CodeInfo {
             name,
             qualname,
@@ -116,7 +119,7 @@ impl CodeInfo {
                 lnotab_line(&self.linetable, self.firstlineno, offset)
             }
             (LineTableFormat::Lnotab, Position::Units(units)) => {
-                lnotab_line(&self.linetable, self.firstlineno, units * 2)
+                lnotab_line(&self.linetable, self.firstlineno, units.saturating_mul(2))
             }
             (LineTableFormat::Linetable310, Position::Units(units)) => {
                 linetable310_line(&self.linetable, self.firstlineno, units)
@@ -151,7 +154,7 @@ fn lnotab_line(table: &[u8], first: i32, offset: i64) -> i32 {
         if addr > offset {
             break;
         }
-        line += i32::from(pair[1] as i8);
+        line = line.saturating_add(i32::from(pair[1] as i8));
     }
     line
 }
@@ -161,7 +164,7 @@ fn linetable310_line(table: &[u8], first: i32, units: i64) -> i32 {
     if units < 0 {
         return first;
     }
-    let target = units * 2;
+    let target = units.saturating_mul(2);
     let mut line = first;
     let mut end: i64 = 0;
     let mut last_known = first;
@@ -170,7 +173,7 @@ fn linetable310_line(table: &[u8], first: i32, units: i64) -> i32 {
         end += i64::from(pair[0]);
         let delta = pair[1] as i8;
         if delta != -128 {
-            line += i32::from(delta);
+            line = line.saturating_add(i32::from(delta));
             last_known = line;
         }
         if start <= target && target < end {
@@ -199,16 +202,16 @@ fn locations_line(table: &[u8], first: i32, units: i64) -> i32 {
             15 => {}
             // Long form: line delta, end line, column, end column.
             14 => {
-                line += read_svarint(table, &mut i);
+                line = line.saturating_add(read_svarint(table, &mut i));
                 for _ in 0..3 {
                     read_varint(table, &mut i);
                 }
             }
             // No column: just the line delta.
-            13 => line += read_svarint(table, &mut i),
+            13 => line = line.saturating_add(read_svarint(table, &mut i)),
             // One-line forms: the delta is in the code, two column bytes follow.
             10..=12 => {
-                line += i32::from(code) - 10;
+                line = line.saturating_add(i32::from(code) - 10);
                 i += 2;
             }
             // Short forms: same line, one column byte follows.

@@ -397,6 +397,17 @@ pub fn decode(bytes: &[u8]) -> Result<DebugOffsets> {
     };
     let argcount = at(spec.code_argcount)?;
     let gil_state = at(spec.gil_state)?;
+    // The target wrote these offsets: derived ones are checked like the ones read.
+    let near = |offset: u64, by: i64| -> Result<u64> {
+        offset
+            .checked_add_signed(by)
+            .ok_or_else(|| Error::Inconsistent(format!("debug offset {offset} {by:+} is out of range")))
+    };
+    let inside_gil = |offset: u64| -> Result<u64> {
+        offset.checked_sub(gil_state).ok_or_else(|| {
+            Error::Inconsistent(format!("GIL field at {offset} lies before the GIL state at {gil_state}"))
+        })
+    };
     let layout = Layout {
         version: (version.major, version.minor),
         runtime: RuntimeLayout { interpreters_head: at(spec.interpreters_head)?, gil: None },
@@ -408,8 +419,8 @@ pub fn decode(bytes: &[u8]) -> Result<DebugOffsets> {
                 // The main interpreter's own `_gil`; its fields are published as offsets from
                 // the interpreter state, turned here into offsets inside the GIL state.
                 access: GilAccess::Embedded(gil_state),
-                locked: at(spec.gil_locked)?.wrapping_sub(gil_state),
-                last_holder: at(spec.gil_holder)?.wrapping_sub(gil_state),
+                locked: inside_gil(at(spec.gil_locked)?)?,
+                last_holder: inside_gil(at(spec.gil_holder)?)?,
             }),
         },
         thread: ThreadLayout {
@@ -438,8 +449,8 @@ pub fn decode(bytes: &[u8]) -> Result<DebugOffsets> {
             argcount,
             // `co_flags`, `co_argcount`, `co_posonlyargcount`, `co_kwonlyargcount` are four
             // adjacent ints in every version since 3.11; only `co_argcount` is published.
-            kwonlyargcount: Some(argcount + 8),
-            flags: Some(argcount - 4),
+            kwonlyargcount: Some(near(argcount, 8)?),
+            flags: Some(near(argcount, -4)?),
             names: LocalNames::Combined {
                 names: at(spec.code_localsplusnames)?,
                 kinds: at(spec.code_localspluskinds)?,
@@ -453,14 +464,17 @@ pub fn decode(bytes: &[u8]) -> Result<DebugOffsets> {
             tp_flags: at(spec.tp_flags)?,
             tp_dictoffset: opt(spec.tp_dictoffset)?.unwrap_or(structural::TP_DICTOFFSET),
             ht_cached_keys: opt(spec.ht_cached_keys)?
-                .unwrap_or(type_size + structural::HT_CACHED_KEYS_AFTER_TYPE),
+                .unwrap_or(near(type_size, structural::HT_CACHED_KEYS_AFTER_TYPE as i64)?),
         },
         unicode: UnicodeLayout {
             length: at(spec.unicode_length)?,
             state: at(spec.unicode_state)?,
             ascii_data: ascii_size,
             // `PyCompactUnicodeObject` adds `utf8_length` and `utf8` to the ASCII header.
-            compact_data: opt(spec.unicode_compact_size)?.unwrap_or(ascii_size + 16),
+            compact_data: match opt(spec.unicode_compact_size)? {
+                Some(size) => size,
+                None => near(ascii_size, 16)?,
+            },
         },
         long: LongLayout {
             format: LongFormat::Tagged,

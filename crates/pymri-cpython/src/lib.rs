@@ -30,7 +30,7 @@ mod snapshot;
 
 pub use live::{command_line, LiveProcess};
 pub use locate::{locate, Located, TargetFiles};
-pub use objects::ReprLimits;
+pub use objects::{BuiltinTypes, ReprLimits};
 pub use snapshot::{Frame, Local, Snapshot, SnapshotOptions, ThreadDump, ThreadState};
 
 use pymri_memory::MemoryError;

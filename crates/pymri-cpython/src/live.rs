@@ -1,7 +1,10 @@
 //! A live process opened for reading: its memory, maps, executable, root and threads.
 
 use crate::{locate, Error, Located, Result, TargetFiles};
-use pymri_memory::{parse_maps, process_root, read_proc, thread_ids, Mapping, MemoryError, ProcessMemory};
+use pymri_memory::{
+    open_in_root, open_regular, parse_maps, process_root, read_proc, thread_ids, Mapping, MemoryError,
+    ProcessMemory, MAX_MAPPED_FILE,
+};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io;
@@ -52,29 +55,30 @@ impl LiveProcess {
     }
 
     /// Opens a file the process mapped, whatever root or mount namespace it runs in, and
-    /// checks that it is the very file that is mapped (same device and inode).
+    /// checks that it is the very file that is mapped (same inode). The target's user controls
+    /// the path and what is behind it: only a regular file of bounded size is opened (never a
+    /// FIFO, which would block, nor a device), and a path is resolved inside the target's root.
     pub fn open_mapped(&self, path: &str) -> io::Result<File> {
         let mapping = self.maps.iter().find(|m| m.path == path);
-        let mut candidates: Vec<PathBuf> = Vec::new();
+        let root = PathBuf::from(format!("/proc/{}/root", self.pid));
+        let mut candidates: Vec<Box<dyn Fn() -> io::Result<File>>> = Vec::new();
         if let Some(m) = mapping {
             // Exact, and immune to namespaces, but only open to CAP_SYS_ADMIN.
-            candidates.push(format!("/proc/{}/map_files/{:x}-{:x}", self.pid, m.start, m.end).into());
+            let link = PathBuf::from(format!("/proc/{}/map_files/{:x}-{:x}", self.pid, m.start, m.end));
+            candidates.push(Box::new(move || open_regular(&link, MAX_MAPPED_FILE)));
         }
-        candidates.push(Path::new(&format!("/proc/{}/root", self.pid)).join(path.trim_start_matches('/')));
-        candidates.push(PathBuf::from(path));
+        candidates.push(Box::new(|| open_in_root(&root, Path::new(path), MAX_MAPPED_FILE)));
+        candidates.push(Box::new(|| open_in_root(Path::new("/"), Path::new(path), MAX_MAPPED_FILE)));
         let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{path}: not found"));
         for candidate in candidates {
-            match File::open(&candidate) {
+            match candidate() {
                 Ok(file) => {
                     let Some(m) = mapping else { return Ok(file) };
                     let meta = file.metadata()?;
                     if m.inode == 0 || meta.ino() == m.inode {
                         return Ok(file);
                     }
-                    last = io::Error::new(
-                        io::ErrorKind::NotFound,
-                        format!("{}: not the mapped file", candidate.display()),
-                    );
+                    last = io::Error::new(io::ErrorKind::NotFound, format!("{path}: not the mapped file"));
                 }
                 Err(e) => last = e,
             }

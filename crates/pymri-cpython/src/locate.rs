@@ -1,6 +1,7 @@
 //! Finding `_PyRuntime`, the interpreter's version and its layout.
 
 use crate::debug_offsets::{self, RemoteDebugOffsets, ThreadGilFlags};
+use crate::objects::BuiltinTypes;
 use crate::{Error, Result, Version};
 use memmap2::Mmap;
 use pymri_layouts::Layout;
@@ -34,6 +35,8 @@ pub struct Located {
     pub runtime_size: Option<u64>,
     /// Where the binary's linked addresses are in the target: add to a symbol's value.
     pub bias: u64,
+    /// Where the builtin types pymri decodes by value live in the target.
+    pub types: BuiltinTypes,
 }
 
 impl Located {
@@ -96,14 +99,36 @@ fn basename(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
-fn locate_in<M: Memory>(mem: &M, files: &TargetFiles<'_>, path: &str) -> Result<Option<Located>> {
-    let Ok(file) = (files.open)(path) else { return Ok(None) };
+/// A mapped file of the target, mapped here, if it opens and is not too large to be a binary.
+fn map_binary(files: &TargetFiles<'_>, path: &str) -> Option<Mmap> {
+    let file = (files.open)(path).ok()?;
     if file.metadata().map(|m| m.len() > MAX_BINARY).unwrap_or(true) {
-        return Ok(None);
+        return None;
     }
     // SAFETY: a read-only private map; a binary replaced under us yields wrong bytes, which the
     // ELF parser and every later reader treat as untrusted.
-    let Ok(map) = (unsafe { Mmap::map(&file) }) else { return Ok(None) };
+    unsafe { Mmap::map(&file) }.ok()
+}
+
+/// The builtin type objects as the dynamic linker bound them. The executable comes first in
+/// the lookup scope: a program linked without PIE that names `PyLong_Type` gets its own copy
+/// of it (a copy relocation), which libpython then uses too, leaving its original unused.
+fn builtin_types(files: &TargetFiles<'_>, path: &str, elf: &Elf<'_>, bias: u64) -> BuiltinTypes {
+    let exe_map = files.exe.filter(|exe| *exe != path).and_then(|exe| Some((map_binary(files, exe)?, exe)));
+    let exe = exe_map.as_ref().and_then(|(map, exe)| {
+        let elf = Elf::parse(map).ok()?;
+        let bias = load_bias(&elf, files.mappings, exe)?;
+        Some((elf, bias))
+    });
+    BuiltinTypes::from_symbols(|name| {
+        exe.as_ref()
+            .and_then(|(exe, exe_bias)| exe.dynamic_symbol(name).map(|s| exe_bias.wrapping_add(s.value)))
+            .or_else(|| elf.symbol(name).map(|s| bias.wrapping_add(s.value)))
+    })
+}
+
+fn locate_in<M: Memory>(mem: &M, files: &TargetFiles<'_>, path: &str) -> Result<Option<Located>> {
+    let Some(map) = map_binary(files, path) else { return Ok(None) };
     let Ok(elf) = Elf::parse(&map) else { return Ok(None) };
     let Some(bias) = load_bias(&elf, files.mappings, path) else { return Ok(None) };
 
@@ -129,6 +154,7 @@ fn locate_in<M: Memory>(mem: &M, files: &TargetFiles<'_>, path: &str) -> Result<
             remote: decoded.remote,
             runtime_size: Some(decoded.runtime_size),
             bias,
+            types: builtin_types(files, path, &elf, bias),
         }));
     }
 
@@ -167,11 +193,15 @@ fn locate_in<M: Memory>(mem: &M, files: &TargetFiles<'_>, path: &str) -> Result<
         remote: None,
         runtime_size: (symbol.size > 0).then_some(symbol.size),
         bias,
+        types: builtin_types(files, path, &elf, bias),
     }))
 }
 
 /// The difference between where the file's segments were linked and where they are mapped.
-/// Zero for a fixed-address executable, the load address for PIE and shared libraries.
+/// Zero for a fixed-address executable, the load address for PIE and shared libraries. It is
+/// modular on purpose: a library prelinked above where it is mapped has a negative bias, and
+/// `bias + linked address` wraps back to the mapped one. Whatever the addresses come to, they
+/// are only read through `Memory`, which checks them.
 fn load_bias(elf: &Elf<'_>, mappings: &[Mapping], path: &str) -> Option<u64> {
     const PAGE: u64 = 4096;
     let loads: Vec<_> = elf.program_headers().filter(|p| p.p_type == 1).collect();

@@ -3,7 +3,7 @@
 
 use crate::{Error, Result};
 use pymri_layouts::{flags, DictKeysFormat, Layout, LongFormat, ManagedDict};
-use pymri_memory::{Memory, MemoryExt};
+use pymri_memory::{field, field_signed, Memory, MemoryExt};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -54,19 +54,71 @@ pub(crate) enum Kind {
     Set,
     FrozenSet,
     Cell,
+    Code,
     Other,
+}
+
+/// The symbols of the static type objects behind each [`Kind`]. CPython exports every one of
+/// them (`PyAPI_DATA`), from `libpython` or from a statically linked executable alike.
+const TYPE_SYMBOLS: [(&str, Kind); 13] = [
+    ("_PyNone_Type", Kind::None),
+    ("PyBool_Type", Kind::Bool),
+    ("PyLong_Type", Kind::Int),
+    ("PyFloat_Type", Kind::Float),
+    ("PyUnicode_Type", Kind::Str),
+    ("PyBytes_Type", Kind::Bytes),
+    ("PyList_Type", Kind::List),
+    ("PyTuple_Type", Kind::Tuple),
+    ("PyDict_Type", Kind::Dict),
+    ("PySet_Type", Kind::Set),
+    ("PyFrozenSet_Type", Kind::FrozenSet),
+    ("PyCell_Type", Kind::Cell),
+    ("PyCode_Type", Kind::Code),
+];
+
+/// Where the builtin types pymri decodes live in the target.
+///
+/// An object is decoded as a `str`, a `dict` or a cell only if its type *is* that static type
+/// object, never because its type is called so: any class can be named `int` and lay out
+/// its instances as it likes. A type whose address is unknown is shown as
+/// `<name object at 0x...>`, like every other object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuiltinTypes {
+    by_address: Vec<(u64, Kind)>,
+}
+
+impl BuiltinTypes {
+    /// Asks `address` for each type object's symbol (`PyLong_Type`, `PyCell_Type`, ...), as
+    /// the dynamic linker resolved it in the target. Missing symbols leave their type unknown.
+    pub fn from_symbols(mut address: impl FnMut(&str) -> Option<u64>) -> BuiltinTypes {
+        let by_address = TYPE_SYMBOLS
+            .iter()
+            .filter_map(|&(name, kind)| address(name).filter(|&a| a != 0).map(|a| (a, kind)))
+            .collect();
+        BuiltinTypes { by_address }
+    }
+
+    /// The symbol names [`from_symbols`](Self::from_symbols) asks about.
+    pub fn symbol_names() -> impl Iterator<Item = &'static str> {
+        TYPE_SYMBOLS.iter().map(|(name, _)| *name)
+    }
+
+    fn kind_of(&self, tp: u64) -> Kind {
+        self.by_address.iter().find(|(a, _)| *a == tp).map_or(Kind::Other, |(_, k)| *k)
+    }
 }
 
 /// Reads objects of one interpreter, caching type names for the duration of a snapshot.
 pub(crate) struct Objects<'a, M> {
     pub mem: &'a M,
     pub layout: &'a Layout,
+    types: &'a BuiltinTypes,
     type_names: RefCell<HashMap<u64, Rc<str>>>,
 }
 
 impl<'a, M: Memory> Objects<'a, M> {
-    pub fn new(mem: &'a M, layout: &'a Layout) -> Self {
-        Objects { mem, layout, type_names: RefCell::new(HashMap::new()) }
+    pub fn new(mem: &'a M, layout: &'a Layout, types: &'a BuiltinTypes) -> Self {
+        Objects { mem, layout, types, type_names: RefCell::new(HashMap::new()) }
     }
 
     pub fn ptr(&self, addr: u64) -> Result<u64> {
@@ -74,7 +126,7 @@ impl<'a, M: Memory> Objects<'a, M> {
     }
 
     pub fn ob_type(&self, obj: u64) -> Result<u64> {
-        let tp = self.ptr(obj + self.layout.object.ob_type)?;
+        let tp = self.ptr(field(obj, self.layout.object.ob_type)?)?;
         if tp == 0 || tp % 8 != 0 {
             return Err(Error::Inconsistent(format!("object at {obj:#x} has no valid type")));
         }
@@ -85,7 +137,7 @@ impl<'a, M: Memory> Objects<'a, M> {
         if let Some(name) = self.type_names.borrow().get(&tp) {
             return Ok(name.clone());
         }
-        let name_ptr = self.ptr(tp + self.layout.object.tp_name)?;
+        let name_ptr = self.ptr(field(tp, self.layout.object.tp_name)?)?;
         let bytes = self.mem.read_c_string(name_ptr, MAX_TYPE_NAME)?;
         let name: Rc<str> = String::from_utf8_lossy(&bytes).into();
         self.type_names.borrow_mut().insert(tp, name.clone());
@@ -94,34 +146,19 @@ impl<'a, M: Memory> Objects<'a, M> {
 
     pub fn kind(&self, obj: u64) -> Result<(Kind, u64)> {
         let tp = self.ob_type(obj)?;
-        let kind = match &*self.type_name(tp)? {
-            "NoneType" => Kind::None,
-            "bool" => Kind::Bool,
-            "int" => Kind::Int,
-            "float" => Kind::Float,
-            "str" => Kind::Str,
-            "bytes" => Kind::Bytes,
-            "list" => Kind::List,
-            "tuple" => Kind::Tuple,
-            "dict" => Kind::Dict,
-            "set" => Kind::Set,
-            "frozenset" => Kind::FrozenSet,
-            "cell" => Kind::Cell,
-            _ => Kind::Other,
-        };
-        Ok((kind, tp))
+        Ok((self.types.kind_of(tp), tp))
     }
 
     /// The object a cell holds (0 when empty).
     pub fn cell_contents(&self, cell: u64) -> Result<u64> {
-        self.ptr(cell + CELL_REF)
+        self.ptr(field(cell, CELL_REF)?)
     }
 
     /// Reads a `str`, keeping at most `max_chars` characters; returns whether it was cut.
     pub fn read_str(&self, obj: u64, max_chars: usize) -> Result<(String, bool)> {
         let u = &self.layout.unicode;
-        let len = self.mem.read_i64(obj + u.length)?;
-        let state = self.mem.read_u32(obj + u.state)?;
+        let len = self.mem.read_i64(field(obj, u.length)?)?;
+        let state = self.mem.read_u32(field(obj, u.state)?)?;
         if !(0..=(isize::MAX as i64)).contains(&len) {
             return Err(Error::Inconsistent(format!("str at {obj:#x} has length {len}")));
         }
@@ -130,11 +167,11 @@ impl<'a, M: Memory> Objects<'a, M> {
         let compact = state & (1 << 5) != 0;
         let ascii = state & (1 << 6) != 0;
         let data = match (compact, ascii) {
-            (true, true) => obj + u.ascii_data,
-            (true, false) => obj + u.compact_data,
+            (true, true) => field(obj, u.ascii_data)?,
+            (true, false) => field(obj, u.compact_data)?,
             // A legacy, non-compact string keeps its characters behind `data.any`, the first
             // field after the compact header.
-            (false, _) => self.ptr(obj + u.compact_data)?,
+            (false, _) => self.ptr(field(obj, u.compact_data)?)?,
         };
         let width = match kind {
             1 => 1,
@@ -164,19 +201,19 @@ impl<'a, M: Memory> Objects<'a, M> {
     }
 
     pub fn read_bytes(&self, obj: u64, max: usize) -> Result<(Vec<u8>, usize)> {
-        let len = self.mem.read_i64(obj + self.layout.bytes.size)?;
+        let len = self.mem.read_i64(field(obj, self.layout.bytes.size)?)?;
         if !(0..=(isize::MAX as i64)).contains(&len) {
             return Err(Error::Inconsistent(format!("bytes at {obj:#x} has length {len}")));
         }
         let len = len as usize;
-        let data = self.mem.read_vec(obj + self.layout.bytes.data, len.min(max), max)?;
+        let data = self.mem.read_vec(field(obj, self.layout.bytes.data)?, len.min(max), max)?;
         Ok((data, len))
     }
 
     /// An int's decimal digits with its sign.
     pub fn read_int(&self, obj: u64) -> Result<String> {
         let l = &self.layout.long;
-        let word = self.mem.read_i64(obj + l.size)?;
+        let word = self.mem.read_i64(field(obj, l.size)?)?;
         let (negative, ndigits) = match l.format {
             LongFormat::SignedSize => (word < 0, word.unsigned_abs()),
             LongFormat::Tagged => ((word & 3) == 2, (word as u64) >> 3),
@@ -185,9 +222,13 @@ impl<'a, M: Memory> Objects<'a, M> {
             return Ok("0".into());
         }
         if ndigits > MAX_INT_DIGITS {
-            return Ok(format!("<int of about {} bits>", ndigits * 30));
+            return Ok(match ndigits.checked_mul(30) {
+                Some(bits) => format!("<int of about {bits} bits>"),
+                None => format!("<int of {ndigits} digits>"),
+            });
         }
-        let raw = self.mem.read_vec(obj + l.digits, ndigits as usize * 4, MAX_INT_DIGITS as usize * 4)?;
+        let raw =
+            self.mem.read_vec(field(obj, l.digits)?, ndigits as usize * 4, MAX_INT_DIGITS as usize * 4)?;
         let digits: Vec<u32> =
             raw.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         let mut text = digits_to_decimal(&digits);
@@ -203,7 +244,7 @@ impl<'a, M: Memory> Objects<'a, M> {
     }
 
     pub fn read_float(&self, obj: u64) -> Result<f64> {
-        Ok(f64::from_bits(self.mem.read_u64(obj + self.layout.float.value)?))
+        Ok(f64::from_bits(self.mem.read_u64(field(obj, self.layout.float.value)?)?))
     }
 
     /// Length and the first `max` item pointers of a list or tuple.
@@ -212,12 +253,12 @@ impl<'a, M: Memory> Objects<'a, M> {
             Kind::Tuple => (&self.layout.tuple, true),
             _ => (&self.layout.list, false),
         };
-        let len = self.mem.read_i64(obj + layout.size)?;
+        let len = self.mem.read_i64(field(obj, layout.size)?)?;
         if !(0..=(isize::MAX as i64)).contains(&len) {
             return Err(Error::Inconsistent(format!("sequence at {obj:#x} has length {len}")));
         }
         let take = (len as usize).min(max);
-        let items = if inline { obj + layout.items } else { self.ptr(obj + layout.items)? };
+        let items = if inline { field(obj, layout.items)? } else { self.ptr(field(obj, layout.items)?)? };
         let raw = self.mem.read_vec(items, take * 8, max * 8)?;
         Ok((
             len as usize,
@@ -228,10 +269,10 @@ impl<'a, M: Memory> Objects<'a, M> {
     /// Length and the first `max` `(key, value)` pairs of a dict, in insertion order.
     pub fn dict_items(&self, dict: u64, max: usize) -> Result<(usize, Vec<(u64, u64)>)> {
         let d = &self.layout.dict;
-        let used = self.mem.read_i64(dict + d.used)?.max(0) as usize;
-        let keys = self.ptr(dict + d.keys)?;
-        let values = self.ptr(dict + d.values)?;
-        let values = (values != 0).then_some(values + d.values_array);
+        let used = self.mem.read_i64(field(dict, d.used)?)?.max(0) as usize;
+        let keys = self.ptr(field(dict, d.keys)?)?;
+        let values = self.ptr(field(dict, d.values)?)?;
+        let values = (values != 0).then(|| field(values, d.values_array)).transpose()?;
         let mut out = Vec::new();
         self.walk_keys(keys, values, |k, v| {
             out.push((k, v));
@@ -250,7 +291,7 @@ impl<'a, M: Memory> Objects<'a, M> {
     ) -> Result<()> {
         let (entries, nentries, entry_size, key_at) = match self.layout.dict.keys_format {
             DictKeysFormat::Sized { size, nentries, indices } => {
-                let dk_size = self.mem.read_i64(keys + size)?;
+                let dk_size = self.mem.read_i64(field(keys, size)?)?;
                 if dk_size <= 0 || dk_size as u64 > 1 << 32 || (dk_size & (dk_size - 1)) != 0 {
                     return Err(Error::Inconsistent(format!("dict keys at {keys:#x} have size {dk_size}")));
                 }
@@ -260,20 +301,20 @@ impl<'a, M: Memory> Objects<'a, M> {
                     s if s <= 0xffff_ffff => 4,
                     _ => 8,
                 };
-                let n = self.mem.read_i64(keys + nentries)?;
-                (keys + indices + dk_size as u64 * index_bytes, n, 24u64, 8u64)
+                let n = self.mem.read_i64(field(keys, nentries)?)?;
+                (field(field(keys, indices)?, dk_size as u64 * index_bytes)?, n, 24u64, 8u64)
             }
             DictKeysFormat::Log2 { log2_index_bytes, kind, nentries, indices, .. } => {
-                let log2_index_bytes = self.mem.read_u8(keys + log2_index_bytes)?;
+                let log2_index_bytes = self.mem.read_u8(field(keys, log2_index_bytes)?)?;
                 if log2_index_bytes > 40 {
                     return Err(Error::Inconsistent(format!("dict keys at {keys:#x} are corrupt")));
                 }
                 // Kind 0 is a general table of `{hash, key, value}`; unicode and split tables
                 // drop the hash.
-                let general = self.mem.read_u8(keys + kind)? == 0;
-                let n = self.mem.read_i64(keys + nentries)?;
+                let general = self.mem.read_u8(field(keys, kind)?)? == 0;
+                let n = self.mem.read_i64(field(keys, nentries)?)?;
                 let (size, key_at) = if general { (24, 8) } else { (16, 0) };
-                (keys + indices + (1u64 << log2_index_bytes), n, size, key_at)
+                (field(field(keys, indices)?, 1u64 << log2_index_bytes)?, n, size, key_at)
             }
         };
         if nentries < 0 {
@@ -285,12 +326,14 @@ impl<'a, M: Memory> Objects<'a, M> {
         while i < nentries {
             let n = CHUNK.min(nentries - i);
             let raw = self.mem.read_vec(
-                entries + i * entry_size,
+                field(entries, i * entry_size)?,
                 (n * entry_size) as usize,
                 (CHUNK * 24) as usize,
             )?;
             let vals = match values {
-                Some(v) => Some(self.mem.read_vec(v + i * 8, (n * 8) as usize, (CHUNK * 8) as usize)?),
+                Some(v) => {
+                    Some(self.mem.read_vec(field(v, i * 8)?, (n * 8) as usize, (CHUNK * 8) as usize)?)
+                }
                 None => None,
             };
             for j in 0..n {
@@ -317,9 +360,9 @@ impl<'a, M: Memory> Objects<'a, M> {
     /// Looks up a string key in a dict.
     pub fn dict_get(&self, dict: u64, name: &str) -> Result<Option<u64>> {
         let d = &self.layout.dict;
-        let keys = self.ptr(dict + d.keys)?;
-        let values = self.ptr(dict + d.values)?;
-        let values = (values != 0).then_some(values + d.values_array);
+        let keys = self.ptr(field(dict, d.keys)?)?;
+        let values = self.ptr(field(dict, d.values)?)?;
+        let values = (values != 0).then(|| field(values, d.values_array)).transpose()?;
         self.keys_get(keys, values, name)
     }
 
@@ -336,7 +379,9 @@ impl<'a, M: Memory> Objects<'a, M> {
     }
 
     fn key_is(&self, key: u64, name: &str) -> bool {
-        let Ok(len) = self.mem.read_i64(key + self.layout.unicode.length) else { return false };
+        let Ok(len) = field(key, self.layout.unicode.length).and_then(|at| self.mem.read_i64(at)) else {
+            return false;
+        };
         if len as usize != name.chars().count() {
             return false;
         }
@@ -347,28 +392,29 @@ impl<'a, M: Memory> Objects<'a, M> {
     pub fn attribute(&self, obj: u64, name: &str) -> Result<Option<u64>> {
         let o = &self.layout.object;
         let tp = self.ob_type(obj)?;
-        let tp_flags = self.mem.read_u64(tp + o.tp_flags)?;
-        let cached_keys = || self.ptr(tp + o.ht_cached_keys);
-        let at = |off: i64| obj.wrapping_add_signed(off);
+        let tp_flags = self.mem.read_u64(field(tp, o.tp_flags)?)?;
+        let cached_keys = || self.ptr(field(tp, o.ht_cached_keys)?);
+        let at = |off: i64| field_signed(obj, off);
         match self.layout.managed_dict {
             ManagedDict::PreHeader { dict, values } if tp_flags & flags::MANAGED_DICT != 0 => {
-                let d = self.ptr(at(dict))?;
+                let d = self.ptr(at(dict)?)?;
                 if d != 0 {
                     return self.dict_get(d, name);
                 }
-                let v = self.ptr(at(values))?;
+                let v = self.ptr(at(values)?)?;
                 if v == 0 {
                     return Ok(None);
                 }
-                self.keys_get(cached_keys()?, Some(v + self.layout.dict.values_array), name)
+                self.keys_get(cached_keys()?, Some(field(v, self.layout.dict.values_array)?), name)
             }
             ManagedDict::Tagged { dict_or_values } if tp_flags & flags::MANAGED_DICT != 0 => {
-                let w = self.ptr(at(dict_or_values))?;
+                let w = self.ptr(at(dict_or_values)?)?;
                 match w {
                     0 => Ok(None),
                     // CPython stores the values pointer minus one, which makes it odd.
                     w if w & 1 == 1 => {
-                        self.keys_get(cached_keys()?, Some(w + 1 + self.layout.dict.values_array), name)
+                        let values = field(field(w, 1)?, self.layout.dict.values_array)?;
+                        self.keys_get(cached_keys()?, Some(values), name)
                     }
                     d => self.dict_get(d, name),
                 }
@@ -377,27 +423,27 @@ impl<'a, M: Memory> Objects<'a, M> {
                 if tp_flags & (flags::INLINE_VALUES | flags::MANAGED_DICT) != 0 =>
             {
                 if tp_flags & flags::INLINE_VALUES != 0 {
-                    let basicsize = self.mem.read_u64(tp + o.tp_basicsize)?;
-                    let values = obj + basicsize;
-                    if self.mem.read_u8(values + valid)? != 0 {
+                    let basicsize = self.mem.read_u64(field(tp, o.tp_basicsize)?)?;
+                    let values = field(obj, basicsize)?;
+                    if self.mem.read_u8(field(values, valid)?)? != 0 {
                         return self.keys_get(
                             cached_keys()?,
-                            Some(values + self.layout.dict.values_array),
+                            Some(field(values, self.layout.dict.values_array)?),
                             name,
                         );
                     }
                 }
-                match self.ptr(at(dict))? {
+                match self.ptr(at(dict)?)? {
                     0 => Ok(None),
                     d => self.dict_get(d, name),
                 }
             }
             _ => {
-                let offset = self.mem.read_i64(tp + o.tp_dictoffset)?;
+                let offset = self.mem.read_i64(field(tp, o.tp_dictoffset)?)?;
                 if offset <= 0 {
                     return Ok(None);
                 }
-                match self.ptr(obj + offset as u64)? {
+                match self.ptr(field(obj, offset as u64)?)? {
                     0 => Ok(None),
                     d => self.dict_get(d, name),
                 }
@@ -408,22 +454,20 @@ impl<'a, M: Memory> Objects<'a, M> {
     /// Live keys of a set or frozenset, the first `max` of them, and the length.
     pub fn set_items(&self, obj: u64, max: usize) -> Result<(usize, Vec<u64>)> {
         let s = &self.layout.set;
-        let used = self.mem.read_i64(obj + s.used)?.max(0) as usize;
-        let mask = self.mem.read_i64(obj + s.mask)?;
+        let used = self.mem.read_i64(field(obj, s.used)?)?.max(0) as usize;
+        let mask = self.mem.read_i64(field(obj, s.mask)?)?;
         if mask < 0 || mask as u64 >= MAX_ENTRIES * 8 {
             return Err(Error::Inconsistent(format!("set at {obj:#x} has mask {mask}")));
         }
-        let table = self.ptr(obj + s.table)?;
+        let table = self.ptr(field(obj, s.table)?)?;
         let slots = mask as u64 + 1;
         let raw = self.mem.read_vec(table, (slots * 16) as usize, (MAX_ENTRIES * 8 * 16) as usize)?;
-        // A deleted slot holds the `dummy` sentinel, a key of type "object"; skip it by type.
         let mut out = Vec::new();
         for entry in raw.chunks_exact(16) {
             let key = u64::from_le_bytes(entry[..8].try_into().expect("8"));
-            if key == 0 {
-                continue;
-            }
-            if self.ob_type(key).and_then(|t| self.type_name(t)).is_ok_and(|n| &*n == "object") {
+            // A deleted slot holds the `dummy` sentinel with the hash -1, which no live key has.
+            let hash = i64::from_le_bytes(entry[8..].try_into().expect("8"));
+            if key == 0 || hash == -1 {
                 continue;
             }
             out.push(key);
@@ -557,11 +601,23 @@ impl<'a, M: Memory> Objects<'a, M> {
                 out.push_str(close);
                 stack.pop();
             }
-            Kind::Cell => match self.cell_contents(obj)? {
-                0 => out.push_str("<cell: empty>"),
-                inner => self.repr_into(inner, limits, depth, stack, out),
-            },
-            Kind::Other => {
+            // A cell is a container of one: it can hold itself, or a cycle through it.
+            Kind::Cell => {
+                if !container("<cell: ", ">", out) {
+                    return Ok(());
+                }
+                match self.cell_contents(obj)? {
+                    0 => out.push_str("<cell: empty>"),
+                    inner => {
+                        stack.push(obj);
+                        out.push_str("<cell: ");
+                        self.repr_into(inner, limits, depth + 1, stack, out);
+                        out.push('>');
+                        stack.pop();
+                    }
+                }
+            }
+            Kind::Code | Kind::Other => {
                 let _ = write!(out, "<{} object at {obj:#x}>", self.type_name(tp)?);
             }
         }
@@ -787,10 +843,47 @@ mod tests {
             heap[at..at + data.len()].copy_from_slice(&data);
         }
         let mem = SliceMemory { base, bytes: &heap };
-        let objects = Objects::new(&mem, &layout);
+        let types = BuiltinTypes::from_symbols(|name| (name == "PyUnicode_Type").then_some(str_type));
+        let objects = Objects::new(&mem, &layout, &types);
         let found = objects.attribute(instance, "_name").expect("readable").expect("present");
         assert_eq!(found, name_value);
         assert_eq!(objects.string(found).expect("str"), "worker-7");
+    }
+
+    /// A cell holding itself, and a cell whose contents hold the cell: shown with the cycle
+    /// marked, where a reader that showed a cell by its contents recursed until the stack
+    /// overflowed.
+    #[test]
+    fn regression_a_cell_that_contains_itself_is_a_cycle() {
+        use pymri_memory::SliceMemory;
+        let layout = pymri_layouts::v3_11();
+        let base = 0x10000u64;
+        let (cell_type, list_type, cell, list, other_cell) =
+            (base + 0x100, base + 0x200, base + 0x1000, base + 0x1100, base + 0x1200);
+        let mut heap = vec![0u8; 0x2000];
+        let mut put = |addr: u64, value: u64| {
+            let at = (addr - base) as usize;
+            heap[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        };
+        put(cell + layout.object.ob_type, cell_type);
+        put(cell + CELL_REF, cell);
+        // other_cell -> [other_cell]
+        put(other_cell + layout.object.ob_type, cell_type);
+        put(other_cell + CELL_REF, list);
+        put(list + layout.object.ob_type, list_type);
+        put(list + layout.list.size, 1);
+        put(list + layout.list.items, list + 0x80);
+        put(list + 0x80, other_cell);
+        let mem = SliceMemory { base, bytes: &heap };
+        let types = BuiltinTypes::from_symbols(|name| match name {
+            "PyCell_Type" => Some(cell_type),
+            "PyList_Type" => Some(list_type),
+            _ => None,
+        });
+        let objects = Objects::new(&mem, &layout, &types);
+        let limits = ReprLimits { max_depth: 100, ..ReprLimits::default() };
+        assert_eq!(objects.repr(cell, &limits), "<cell: <cell: ...>>");
+        assert_eq!(objects.repr(other_cell, &limits), "<cell: [<cell: ...>]>");
     }
 
     #[test]

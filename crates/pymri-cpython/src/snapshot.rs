@@ -4,7 +4,7 @@ use crate::code::{CodeInfo, Position, CO_FAST_CELL, CO_FAST_FREE, CO_FAST_HIDDEN
 use crate::objects::{Kind, Objects, ReprLimits};
 use crate::{Error, Located, Result};
 use pymri_layouts::{FrameRef, GilAccess, GilLayout, InstructionRef};
-use pymri_memory::{Memory, MemoryExt, PageCache, RunState};
+use pymri_memory::{field, Budget, Memory, MemoryExt, PageCache, RunState};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -16,7 +16,11 @@ pub struct SnapshotOptions<'a> {
     pub limits: ReprLimits,
     /// Frames read per thread before the stack is reported as cut.
     pub max_frames: usize,
-    /// The kernel's view of a thread (`None` for core files, which do not record it).
+    /// Bytes of the target's memory one snapshot may read (each read counting at least
+    /// [`Budget::MIN_COST`]): what is left unread when it is spent is reported as such.
+    pub max_read: u64,
+    /// The kernel's view of a thread (`None` for core files, which do not record it, and whose
+    /// threads were stopped while written).
     pub run_state: Option<&'a dyn Fn(i32) -> Option<RunState>>,
     /// The kernel thread ids that exist, to validate ids read from memory.
     pub known_tids: &'a [i32],
@@ -31,6 +35,7 @@ impl Default for SnapshotOptions<'_> {
             locals: false,
             limits: ReprLimits::default(),
             max_frames: 4096,
+            max_read: 1 << 30,
             run_state: None,
             known_tids: &[],
             futex_wait: None,
@@ -116,9 +121,14 @@ fn serialize_locals<S: Serializer>(locals: &Option<Vec<Local>>, s: S) -> Result<
     map.end()
 }
 
-/// Bounds on the interpreter and thread lists: more means a corrupt or torn list.
+/// Bounds on the interpreter and thread lists (threads of all interpreters together): more
+/// means a corrupt or torn list.
 const MAX_INTERPRETERS: usize = 256;
 const MAX_THREADS: usize = 16384;
+/// Frames visited in one snapshot, shown or not: 64 threads at the full `max_frames` depth, or
+/// 250 threads at Python's default recursion limit. The bound is for a target that lays out
+/// endless chains of distinct frames.
+const MAX_SNAPSHOT_FRAMES: usize = 1 << 18;
 /// glibc's `struct pthread` keeps the kernel thread id right after its 0x2c0-byte `tcbhead_t`
 /// and a two-pointer list node on x86_64. Only used for 3.9/3.10, whose thread states do not
 /// record the kernel id, and only when the value matches a real thread.
@@ -133,24 +143,32 @@ impl Located {
     /// Reads every thread of every interpreter.
     pub fn snapshot<M: Memory>(&self, mem: &M, options: &SnapshotOptions<'_>) -> Result<Snapshot> {
         let cache = PageCache::new(mem, CACHE_PAGES);
+        let budget = Budget::new(&cache, options.max_read);
         let reader = Reader {
             located: self,
-            objects: Objects::new(&cache, &self.layout),
+            objects: Objects::new(&budget, &self.layout, &self.types),
             codes: HashMap::new(),
             options,
+            threads_read: 0,
+            frames_left: MAX_SNAPSHOT_FRAMES,
         };
         reader.run()
+    }
+
+    /// A bounded repr of the object at `obj`, as `--locals` shows it.
+    pub fn repr<M: Memory>(&self, mem: &M, obj: u64, limits: &ReprLimits) -> String {
+        Objects::new(mem, &self.layout, &self.types).repr(obj, limits)
     }
 
     /// Whether the target allows PEP 768 remote debugging (3.14+), read from its memory.
     pub fn remote_debug_enabled<M: Memory>(&self, mem: &M) -> Result<Option<bool>> {
         let Some(remote) = &self.remote else { return Ok(None) };
-        let mut interp = mem.read_u64(self.runtime + self.layout.runtime.interpreters_head)?;
+        let mut interp = mem.read_u64(field(self.runtime, self.layout.runtime.interpreters_head)?)?;
         // The main interpreter is the last of the list; it carries the process's config.
         for _ in 0..MAX_INTERPRETERS {
-            let next = mem.read_u64(interp + self.layout.interpreter.next)?;
+            let next = mem.read_u64(field(interp, self.layout.interpreter.next)?)?;
             if next == 0 {
-                return Ok(Some(mem.read_i32(interp + remote.remote_debugging_enabled)? != 0));
+                return Ok(Some(mem.read_i32(field(interp, remote.remote_debugging_enabled)?)? != 0));
             }
             interp = next;
         }
@@ -160,9 +178,13 @@ impl Located {
 
 struct Reader<'a, M: Memory> {
     located: &'a Located,
-    objects: Objects<'a, PageCache<&'a M>>,
+    objects: Objects<'a, Budget<&'a PageCache<&'a M>>>,
     codes: HashMap<u64, Rc<CodeInfo>>,
     options: &'a SnapshotOptions<'a>,
+    /// Threads read so far, in every interpreter.
+    threads_read: usize,
+    /// Frames the snapshot may still visit.
+    frames_left: usize,
 }
 
 struct Gil {
@@ -180,7 +202,7 @@ impl<'a, M: Memory> Reader<'a, M> {
     fn run(mut self) -> Result<Snapshot> {
         let layout = &self.located.layout;
         let runtime = self.located.runtime;
-        let mut interp = self.objects.ptr(runtime + layout.runtime.interpreters_head)?;
+        let mut interp = self.objects.ptr(field(runtime, layout.runtime.interpreters_head)?)?;
         if interp == 0 {
             return Err(Error::Inconsistent(
                 "the interpreter is not initialised (no interpreter state)".into(),
@@ -209,20 +231,20 @@ impl<'a, M: Memory> Reader<'a, M> {
             // CPython prepends new threads; show them oldest (the main thread) first.
             interp_threads.reverse();
             threads.extend(interp_threads);
-            interp = self.objects.ptr(interp + layout.interpreter.next)?;
+            interp = self.objects.ptr(field(interp, layout.interpreter.next)?)?;
         }
         Ok(Snapshot { threads })
     }
 
     fn read_gil(&self, owner: u64, gil: &GilLayout) -> Result<Gil> {
         let base = match gil.access {
-            GilAccess::Embedded(off) => owner + off,
-            GilAccess::Pointer(off) => self.objects.ptr(owner + off)?,
+            GilAccess::Embedded(off) => field(owner, off)?,
+            GilAccess::Pointer(off) => self.objects.ptr(field(owner, off)?)?,
         };
         Ok(Gil {
             base,
-            locked: self.objects.mem.read_i32(base + gil.locked)? != 0,
-            holder: self.objects.ptr(base + gil.last_holder)?,
+            locked: self.objects.mem.read_i32(field(base, gil.locked)?)? != 0,
+            holder: self.objects.ptr(field(base, gil.last_holder)?)?,
         })
     }
 
@@ -233,15 +255,16 @@ impl<'a, M: Memory> Reader<'a, M> {
         names: &HashMap<u64, String>,
     ) -> Result<Vec<ThreadDump>> {
         let layout = &self.located.layout;
-        let mut tstate = self.objects.ptr(interp + layout.interpreter.threads_head)?;
+        let mut tstate = self.objects.ptr(field(interp, layout.interpreter.threads_head)?)?;
         let mut out = Vec::new();
         let mut seen = HashSet::new();
-        while tstate != 0 && out.len() < MAX_THREADS {
+        while tstate != 0 && self.threads_read < MAX_THREADS {
             if !seen.insert(tstate) {
                 return Err(Error::Inconsistent("thread list loops".into()));
             }
+            self.threads_read += 1;
             out.push(self.read_thread(tstate, gil, names)?);
-            tstate = self.objects.ptr(tstate + layout.thread.next)?;
+            tstate = self.objects.ptr(field(tstate, layout.thread.next)?)?;
         }
         Ok(out)
     }
@@ -254,22 +277,22 @@ impl<'a, M: Memory> Reader<'a, M> {
     ) -> Result<ThreadDump> {
         let layout = &self.located.layout;
         let mem = self.objects.mem;
-        let ident = self.objects.ptr(tstate + layout.thread.thread_id)?;
+        let ident = self.objects.ptr(field(tstate, layout.thread.thread_id)?)?;
         let tid = match layout.thread.native_thread_id {
-            Some(off) => Some(mem.read_u64(tstate + off)? as i32),
+            Some(off) => Some(mem.read_u64(field(tstate, off)?)? as i32),
             None => {
-                GLIBC_PTHREAD_TID.and_then(|off| mem.read_u32(ident.wrapping_add(off)).ok()).map(|t| t as i32)
+                GLIBC_PTHREAD_TID.and_then(|off| mem.read_u32(ident.checked_add(off)?).ok()).map(|t| t as i32)
             }
         }
         .filter(|t| *t > 0 && (self.options.known_tids.is_empty() || self.options.known_tids.contains(t)));
 
         let flags = &self.located.gil_flags;
         let holds_gil = match flags.holds_gil {
-            Some(off) => mem.read_i32(tstate + off)? != 0,
+            Some(off) => mem.read_i32(field(tstate, off)?)? != 0,
             None => gil.is_some_and(|g| g.locked && g.holder == tstate),
         };
         let gil_requested = match flags.gil_requested {
-            Some(off) => mem.read_i32(tstate + off)? != 0,
+            Some(off) => mem.read_i32(field(tstate, off)?)? != 0,
             None => false,
         };
         let run_state = self.options.run_state.and_then(|f| tid.and_then(f));
@@ -278,7 +301,7 @@ impl<'a, M: Memory> Reader<'a, M> {
             || (!holds_gil && run_state == Some(RunState::Sleeping))
                 && gil.filter(|g| g.locked).zip(self.options.futex_wait.zip(tid)).is_some_and(
                     |(g, (wait, tid))| {
-                        wait(tid).is_some_and(|addr| addr >= g.base && addr < g.base + GIL_STATE_SPAN)
+                        wait(tid).is_some_and(|addr| addr >= g.base && addr - g.base < GIL_STATE_SPAN)
                     },
                 );
         let state = if holds_gil {
@@ -300,11 +323,13 @@ impl<'a, M: Memory> Reader<'a, M> {
 
     fn current_frame(&self, tstate: u64) -> Result<u64> {
         match self.located.layout.thread.current_frame {
-            FrameRef::Direct(off) => self.objects.ptr(tstate + off),
-            FrameRef::ViaCFrame { cframe, current_frame } => match self.objects.ptr(tstate + cframe)? {
-                0 => Ok(0),
-                cf => self.objects.ptr(cf + current_frame),
-            },
+            FrameRef::Direct(off) => self.objects.ptr(field(tstate, off)?),
+            FrameRef::ViaCFrame { cframe, current_frame } => {
+                match self.objects.ptr(field(tstate, cframe)?)? {
+                    0 => Ok(0),
+                    cf => self.objects.ptr(field(cf, current_frame)?),
+                }
+            }
         }
     }
 
@@ -317,23 +342,30 @@ impl<'a, M: Memory> Reader<'a, M> {
         };
         let mut seen = HashSet::new();
         while frame != 0 {
-            if frames.len() >= self.options.max_frames {
+            // Frames not shown (shims, other executables) count too: a chain of them is as
+            // long as the target makes it.
+            if seen.len() >= self.options.max_frames {
                 return (frames, Some(format!("stack cut at {} frames", self.options.max_frames)));
             }
+            if self.frames_left == 0 {
+                return (
+                    frames,
+                    Some(format!("stack cut: the dump read {MAX_SNAPSHOT_FRAMES} frames in all")),
+                );
+            }
+            self.frames_left -= 1;
+            // Only a live thread can change under the reader; a core's threads were stopped.
+            let why =
+                if self.options.run_state.is_some() { " (the thread was running while read)" } else { "" };
             if !seen.insert(frame) {
-                return (frames, Some("frame chain loops (the thread was running while read)".into()));
+                return (frames, Some(format!("frame chain loops{why}")));
             }
             match self.read_frame(frame) {
                 Ok((shown, previous)) => {
                     frames.extend(shown);
                     frame = previous;
                 }
-                Err(e) => {
-                    return (
-                        frames,
-                        Some(format!("stack incomplete: {e} (the thread was running while read)")),
-                    )
-                }
+                Err(e) => return (frames, Some(format!("stack incomplete: {e}{why}"))),
             }
         }
         (frames, None)
@@ -352,13 +384,13 @@ impl<'a, M: Memory> Reader<'a, M> {
     fn read_frame(&mut self, frame: u64) -> Result<(Option<Frame>, u64)> {
         let f = &self.located.layout.frame;
         let mem = self.objects.mem;
-        let previous = self.objects.ptr(frame + f.previous)?;
+        let previous = self.objects.ptr(field(frame, f.previous)?)?;
         if let Some((owner_off, first_shim)) = f.owner {
-            if mem.read_u8(frame + owner_off)? >= first_shim {
+            if mem.read_u8(field(frame, owner_off)?)? >= first_shim {
                 return Ok((None, previous));
             }
         }
-        let mut code = self.objects.ptr(frame + f.code)?;
+        let mut code = self.objects.ptr(field(frame, f.code)?)?;
         if f.code_is_tagged {
             code &= !STACKREF_TAG_BITS;
         }
@@ -366,17 +398,25 @@ impl<'a, M: Memory> Reader<'a, M> {
             return Ok((None, previous));
         }
         // 3.12+ entry frames may hold something other than a code object; skip them.
-        let (kind, tp) = self.objects.kind(code)?;
-        if kind != Kind::Other || &*self.objects.type_name(tp)? != "code" {
+        if self.objects.kind(code)?.0 != Kind::Code {
             return Ok((None, previous));
         }
         let info = self.code_info(code)?;
         let position = match f.instruction {
-            InstructionRef::LastiBytes(off) => Position::Bytes(i64::from(mem.read_i32(frame + off)?)),
-            InstructionRef::LastiUnits(off) => Position::Units(i64::from(mem.read_i32(frame + off)?)),
+            InstructionRef::LastiBytes(off) => Position::Bytes(i64::from(mem.read_i32(field(frame, off)?)?)),
+            InstructionRef::LastiUnits(off) => Position::Units(i64::from(mem.read_i32(field(frame, off)?)?)),
             InstructionRef::Pointer(off) => {
-                let ptr = self.objects.ptr(frame + off)?;
-                Position::Units((ptr as i64).wrapping_sub(info.code_start as i64) / 2)
+                // 3.11 starts a frame one code unit before its first instruction, so the
+                // difference may be negative; user-space addresses fit in an i64.
+                let ptr = self.objects.ptr(field(frame, off)?)?;
+                let units = i64::try_from(ptr)
+                    .ok()
+                    .zip(i64::try_from(info.code_start).ok())
+                    .and_then(|(ptr, start)| ptr.checked_sub(start))
+                    .ok_or_else(|| {
+                        Error::Inconsistent(format!("instruction pointer {ptr:#x} is not in its code"))
+                    })?;
+                Position::Units(units / 2)
             }
         };
         let line = info.line(position);
@@ -403,7 +443,8 @@ impl<'a, M: Memory> Reader<'a, M> {
         let f = &self.located.layout.frame;
         let limits = &self.options.limits;
         let n = info.locals.len();
-        let Ok(raw) = self.objects.mem.read_vec(frame + f.localsplus, n * 8, n * 8) else {
+        let Ok(raw) = field(frame, f.localsplus).and_then(|at| self.objects.mem.read_vec(at, n * 8, n * 8))
+        else {
             return Vec::new();
         };
         let mut out = Vec::new();
@@ -447,16 +488,22 @@ impl<'a, M: Memory> Reader<'a, M> {
     /// `threading._active`: thread ident to `Thread.name`, for one interpreter.
     fn thread_names(&self, interp: u64) -> Result<HashMap<u64, String>> {
         let o = &self.objects;
-        let modules = o.ptr(interp + self.located.layout.interpreter.modules)?;
+        let modules = o.ptr(field(interp, self.located.layout.interpreter.modules)?)?;
         let mut names = HashMap::new();
         let Some(threading) = o.dict_get(modules, "threading")? else { return Ok(names) };
-        let module_dict = o.ptr(threading + MODULE_DICT)?;
+        let module_dict = o.ptr(field(threading, MODULE_DICT)?)?;
         let Some(active) = o.dict_get(module_dict, "_active")? else { return Ok(names) };
         let (_, items) = o.dict_items(active, MAX_THREADS)?;
         for (key, thread) in items {
+            if !matches!(o.kind(key), Ok((Kind::Int, _))) {
+                continue;
+            }
             let Ok(ident) = o.read_int(key).map(|s| s.parse::<u64>()) else { continue };
             let Ok(ident) = ident else { continue };
             if let Ok(Some(name)) = o.attribute(thread, "_name") {
+                if !matches!(o.kind(name), Ok((Kind::Str, _))) {
+                    continue;
+                }
                 if let Ok((name, _)) = o.read_str(name, 200) {
                     names.insert(ident, name);
                 }
@@ -471,3 +518,81 @@ const MODULE_DICT: u64 = 16;
 /// `_PyStackRef` tags (3.14+): the low two bits; both set marks a tagged small int.
 const STACKREF_TAG_BITS: u64 = 3;
 const STACKREF_INT_TAG: u64 = 3;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BuiltinTypes, Version};
+    use pymri_memory::SliceMemory;
+
+    fn located(layout: pymri_layouts::Layout, runtime: u64) -> Located {
+        Located {
+            version: Version { major: 3, minor: 12, micro: None, level: "", serial: 0, debug_build: false },
+            layout,
+            runtime,
+            binary: "test".into(),
+            gil_flags: Default::default(),
+            remote: None,
+            runtime_size: None,
+            bias: 0,
+            types: BuiltinTypes::default(),
+        }
+    }
+
+    /// Memory in which every word points 64 bytes further on: endless lists of distinct
+    /// interpreters, threads and frames, as a hostile target can lay out in a few megabytes
+    /// of overlapping structures.
+    struct EndlessChains;
+
+    impl Memory for EndlessChains {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), pymri_memory::MemoryError> {
+            for (i, b) in buf.iter_mut().enumerate() {
+                let at = addr + i as u64;
+                *b = ((at & !7) + 64).to_le_bytes()[(at % 8) as usize];
+            }
+            Ok(())
+        }
+    }
+
+    /// Frames that are not shown (shims, non-code executables) counted for nothing, so a chain
+    /// of them was walked until the address space ran out: the dump never ended.
+    #[test]
+    fn regression_endless_frame_and_thread_chains_end_within_the_budget() {
+        let options = SnapshotOptions { locals: true, ..SnapshotOptions::default() };
+        let snapshot =
+            located(pymri_layouts::v3_12(), 0x1000).snapshot(&EndlessChains, &options).expect("read");
+        assert_eq!(snapshot.threads.len(), MAX_THREADS, "threads of every interpreter together");
+        // Shown oldest first: the first thread read is the last shown.
+        let first_read = snapshot.threads.last().expect("threads");
+        assert_eq!(first_read.error.as_deref(), Some("stack cut at 4096 frames"));
+        let last_read = &snapshot.threads[0];
+        assert!(
+            last_read.error.as_deref().is_some_and(|e| e.contains("frames in all")),
+            "{:?}",
+            last_read.error
+        );
+    }
+
+    /// However the target's structures point at each other, one snapshot reads a bounded
+    /// number of bytes; past it, what is left is reported unread.
+    #[test]
+    fn a_snapshot_stops_when_its_read_budget_is_spent() {
+        let options = SnapshotOptions { locals: true, max_read: 1 << 20, ..SnapshotOptions::default() };
+        let err =
+            located(pymri_layouts::v3_12(), 0x1000).snapshot(&EndlessChains, &options).expect_err("spent");
+        assert!(
+            matches!(err, Error::Memory(pymri_memory::MemoryError::BudgetSpent { limit: 1048576 })),
+            "{err}"
+        );
+    }
+
+    /// Found by the `snapshot` fuzz target: an interpreter pointer near the top of the address
+    /// space plus the GIL's offset wrapped (and panicked with overflow checks).
+    #[test]
+    fn regression_pointers_at_the_top_of_the_address_space_are_errors() {
+        let bytes = vec![0xffu8; 4096];
+        let mem = SliceMemory { base: 0x1000, bytes: &bytes };
+        let err = located(pymri_layouts::v3_12(), 0x1000).snapshot(&mem, &SnapshotOptions::default());
+        assert!(matches!(err, Err(Error::Memory(pymri_memory::MemoryError::OutOfRange { .. }))), "{err:?}");
+    }
+}

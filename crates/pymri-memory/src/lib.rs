@@ -17,10 +17,12 @@
 //! Non-goals: writing memory outside the narrow [`write_memory`] used by injection, and any
 //! platform other than Linux.
 
+mod files;
 mod freeze;
 mod maps;
 mod process;
 
+pub use files::{open_in_root, open_regular, MAX_MAPPED_FILE};
 pub use freeze::Freeze;
 pub use maps::{parse_maps, Mapping};
 pub use process::{
@@ -40,6 +42,12 @@ pub enum MemoryError {
     Unreadable { addr: u64, len: usize },
     #[error("a read of {len} bytes exceeds the limit of {limit} bytes")]
     TooLarge { len: usize, limit: usize },
+    /// A [`Budget`] is spent.
+    #[error("stopped after reading {limit} bytes of the target's memory, the most one read may take")]
+    BudgetSpent { limit: u64 },
+    /// An address computed from a target's pointer and offset lies beyond the address space.
+    #[error("address {base:#x} with offset {offset} is outside the address space")]
+    OutOfRange { base: u64, offset: i128 },
     #[error("process {pid} does not exist")]
     NoSuchProcess { pid: i32 },
     #[error("process {pid} exited while being read")]
@@ -53,6 +61,17 @@ pub enum MemoryError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// The address `offset` bytes after `base`, a pointer read from a target: checked, because a
+/// hostile or torn pointer plus a field offset must be an error, never a wrapped address.
+pub fn field(base: u64, offset: u64) -> Result<u64, MemoryError> {
+    base.checked_add(offset).ok_or(MemoryError::OutOfRange { base, offset: i128::from(offset) })
+}
+
+/// [`field`] for offsets that may be negative (fields kept before an object's header).
+pub fn field_signed(base: u64, offset: i64) -> Result<u64, MemoryError> {
+    base.checked_add_signed(offset).ok_or(MemoryError::OutOfRange { base, offset: i128::from(offset) })
 }
 
 /// Memory of a target that can be read at arbitrary addresses.
@@ -120,7 +139,7 @@ pub trait MemoryExt: Memory {
                 return Ok(out);
             }
             out.extend_from_slice(&chunk[..n]);
-            at += n as u64;
+            at = field(at, n as u64)?;
         }
         out.truncate(limit);
         Ok(out)
@@ -220,6 +239,34 @@ impl<M: Memory> Memory for PageCache<M> {
     }
 }
 
+/// A bound on the bytes read through it, whatever the reads hit underneath (a [`PageCache`]
+/// serves repeated reads for free, so the bound goes above it). A hostile target can make
+/// structures that overlap and point at each other so that a bounded walk of each still reads
+/// without end in total; the budget ends the whole read instead. Each read costs at least
+/// [`Budget::MIN_COST`] bytes, so that many tiny reads count too.
+pub struct Budget<M> {
+    inner: M,
+    limit: u64,
+    left: std::cell::Cell<u64>,
+}
+
+impl<M: Memory> Budget<M> {
+    pub const MIN_COST: u64 = 64;
+
+    pub fn new(inner: M, limit: u64) -> Self {
+        Budget { inner, limit, left: std::cell::Cell::new(limit) }
+    }
+}
+
+impl<M: Memory> Memory for Budget<M> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let cost = (buf.len() as u64).max(Self::MIN_COST);
+        let left = self.left.get().checked_sub(cost).ok_or(MemoryError::BudgetSpent { limit: self.limit })?;
+        self.left.set(left);
+        self.inner.read(addr, buf)
+    }
+}
+
 /// Memory backed by a byte slice at a base address; for tests and small in-memory images.
 pub struct SliceMemory<'a> {
     pub base: u64,
@@ -266,6 +313,18 @@ mod tests {
         let mem = SliceMemory { base: 0x1000, bytes: &bytes };
         assert_eq!(mem.read_c_string(0x1000, 100).unwrap(), b"hello");
         assert_eq!(mem.read_c_string(0x1006, 5).unwrap(), b"world");
+    }
+
+    #[test]
+    fn a_budget_ends_reads_for_good() {
+        let bytes = vec![1u8; 1000];
+        let mem = Budget::new(SliceMemory { base: 0, bytes: &bytes }, 200);
+        let mut buf = [0u8; 100];
+        mem.read(0, &mut buf).expect("100 of 200");
+        // Tiny reads cost the minimum.
+        mem.read_u8(0).expect("64 of the 100 left");
+        assert!(matches!(mem.read(0, &mut buf), Err(MemoryError::BudgetSpent { limit: 200 })));
+        assert!(matches!(mem.read_u8(0), Err(MemoryError::BudgetSpent { .. })), "once spent, spent");
     }
 
     #[test]

@@ -3,10 +3,11 @@
 use crate::elf::{Elf, ET_CORE, PT_LOAD};
 use crate::{u32_at, u64_at, ObjectError};
 use memmap2::Mmap;
-use pymri_memory::{Mapping, Memory, MemoryError};
+use pymri_memory::{open_in_root, open_regular, Mapping, Memory, MemoryError, MAX_MAPPED_FILE};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
+use std::io;
 use std::path::{Path, PathBuf};
 
 const NT_PRSTATUS: u32 = 1;
@@ -22,6 +23,22 @@ const PRPSINFO_PID: u64 = 24;
 const PRPSINFO_PSARGS: usize = 56;
 /// More mapped files than this in an `NT_FILE` note is corrupt input.
 const MAX_FILES: u64 = 1 << 20;
+
+/// How much of a core file is there: a core cut short (a full disk, a core size limit) keeps
+/// its notes and loses the end of its memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Truncation {
+    /// Bytes in the file.
+    pub present: u64,
+    /// Bytes its program headers describe.
+    pub expected: u64,
+}
+
+impl Truncation {
+    pub fn missing(&self) -> u64 {
+        self.expected - self.present
+    }
+}
 
 /// A thread recorded in a core file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,6 +74,7 @@ pub struct CoreFile {
     sysroot: Option<PathBuf>,
     exe_override: Option<PathBuf>,
     files: RefCell<HashMap<String, Option<Mmap>>>,
+    truncation: Option<Truncation>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -70,7 +88,9 @@ impl CoreFile {
     /// Opens `path`. Binaries named in the core are looked up under `sysroot` when given
     /// (a core of a process that ran in a container), and the executable at `exe` when given.
     pub fn open(path: &Path, exe: Option<&Path>, sysroot: Option<&Path>) -> Result<CoreFile, ObjectError> {
-        let file = File::open(path).map_err(|source| ObjectError::Io { path: path.into(), source })?;
+        // The core is the user's choice, but may still be a FIFO or a device by mistake.
+        let file =
+            open_regular(path, u64::MAX).map_err(|source| ObjectError::Io { path: path.into(), source })?;
         // SAFETY: the map is read-only and private; a core file being rewritten under us would
         // at worst yield wrong bytes, which every reader already treats as untrusted.
         let map =
@@ -103,6 +123,7 @@ impl CoreFile {
             sysroot: sysroot.map(Path::to_path_buf),
             exe_override: exe.map(Path::to_path_buf),
             files: RefCell::new(HashMap::new()),
+            truncation: None,
         };
         core.index()?;
         Ok(core)
@@ -114,14 +135,22 @@ impl CoreFile {
             return Err(ObjectError::NotCore(elf.e_type));
         }
         let file_len = self.map.len() as u64;
+        let mut expected = file_len;
+        for p in elf.program_headers() {
+            let end =
+                p.offset.checked_add(p.filesz).ok_or(ObjectError::Malformed("segment beyond 2^64 bytes"))?;
+            expected = expected.max(end);
+        }
+        self.truncation = (expected > file_len).then_some(Truncation { present: file_len, expected });
         let mut loads: Vec<Load> = elf
             .program_headers()
             .filter(|p| p.p_type == PT_LOAD)
             .map(|p| Load {
                 vaddr: p.vaddr,
                 offset: p.offset,
-                // A core cut short (disk full, size limit) keeps only what was written.
-                filesz: p.filesz.min(file_len.saturating_sub(p.offset)),
+                // A core cut short (disk full, size limit) keeps only what was written. Clamped,
+                // `vaddr + filesz` and `offset + filesz` cannot overflow in `read`.
+                filesz: p.filesz.min(file_len.saturating_sub(p.offset)).min(u64::MAX - p.vaddr),
             })
             .collect();
         if loads.is_empty() {
@@ -183,34 +212,40 @@ impl CoreFile {
     pub fn exe(&self) -> Option<&str> {
         self.exe.as_deref()
     }
+    /// Whether the file is shorter than its headers say: what is missing reads as unreadable.
+    pub fn truncation(&self) -> Option<Truncation> {
+        self.truncation
+    }
 
-    /// Where to find a file the process had mapped: the `--exe` override for the executable,
-    /// else the path under the sysroot, else the path itself.
-    pub fn resolve(&self, path: &str) -> PathBuf {
+    /// Opens a file the process had mapped: the `--exe` override for the executable, else the
+    /// path inside the sysroot (or this machine's root). The path comes from the core, which
+    /// anyone may have written: it is resolved inside the root, and only a regular file of
+    /// bounded size is opened (never a FIFO, which would block, nor a device).
+    pub fn open_mapped_file(&self, path: &str) -> io::Result<File> {
         if let (Some(over), Some(exe)) = (&self.exe_override, &self.exe) {
             if exe == path {
-                return over.clone();
+                return open_regular(over, MAX_MAPPED_FILE);
             }
         }
-        match &self.sysroot {
-            Some(root) => root.join(path.trim_start_matches('/')),
-            None => PathBuf::from(path),
-        }
+        open_in_root(self.sysroot.as_deref().unwrap_or(Path::new("/")), Path::new(path), MAX_MAPPED_FILE)
     }
 
     fn read_from_file(&self, addr: u64, buf: &mut [u8]) -> bool {
         let Some(m) = self.mappings.iter().find(|m| m.contains(addr)) else { return false };
-        if addr + buf.len() as u64 > m.end {
+        if addr.checked_add(buf.len() as u64).is_none_or(|end| end > m.end) {
             return false;
         }
         let mut files = self.files.borrow_mut();
         let map = files.entry(m.path.clone()).or_insert_with(|| {
-            let file = File::open(self.resolve(&m.path)).ok()?;
+            let file = self.open_mapped_file(&m.path).ok()?;
             // SAFETY: read-only private map of a binary; see `CoreFile::open`.
-            unsafe { Mmap::map(&file) }.ok()
+            let map = unsafe { Mmap::map(&file) }.ok()?;
+            // What a core leaves out are the pages of mapped binaries. Any other file (a path
+            // the core's author pointed at a secret) is never shown as the process's memory.
+            map.starts_with(b"\x7fELF").then_some(map)
         });
         let Some(map) = map else { return false };
-        let off = (addr - m.start) + m.offset;
+        let Some(off) = (addr - m.start).checked_add(m.offset) else { return false };
         match usize::try_from(off).ok().and_then(|o| map.get(o..o.checked_add(buf.len())?)) {
             Some(src) => {
                 buf.copy_from_slice(src);

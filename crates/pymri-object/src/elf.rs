@@ -158,17 +158,21 @@ impl<'a> Elf<'a> {
     /// Looks a defined symbol up in the dynamic symbol table (through `.gnu.hash` when present)
     /// and then in `.symtab`, if the file still has one.
     pub fn symbol(&self, name: &str) -> Option<Symbol> {
-        if let Some(dynsym) = self.section_of_type(SHT_DYNSYM) {
-            let found = match self.section_of_type(SHT_GNU_HASH) {
-                Some(hash) => self.gnu_hash_lookup(&hash, &dynsym, name),
-                None => self.linear_lookup(&dynsym, name),
-            };
-            if found.is_some() {
-                return found;
-            }
+        if let Some(found) = self.dynamic_symbol(name) {
+            return Some(found);
         }
         let symtab = self.section_of_type(SHT_SYMTAB)?;
         self.linear_lookup(&symtab, name)
+    }
+
+    /// Looks a symbol up only among those the file defines for the dynamic linker: the ones
+    /// that take part in symbol resolution across the objects of a process.
+    pub fn dynamic_symbol(&self, name: &str) -> Option<Symbol> {
+        let dynsym = self.section_of_type(SHT_DYNSYM)?;
+        match self.section_of_type(SHT_GNU_HASH) {
+            Some(hash) => self.gnu_hash_lookup(&hash, &dynsym, name),
+            None => self.linear_lookup(&dynsym, name),
+        }
     }
 
     fn symbol_at(&self, symtab: &Section, strtab: &'a [u8], index: u64) -> Option<(&'a [u8], u16, Symbol)> {

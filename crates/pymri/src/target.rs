@@ -3,7 +3,6 @@
 use anyhow::{anyhow, Context, Result};
 use pymri_cpython::{locate, Located, TargetFiles};
 use pymri_object::CoreFile;
-use std::fs::File;
 use std::path::Path;
 
 /// A core file.
@@ -19,22 +18,24 @@ impl Core {
     }
 
     pub fn locate(&self) -> Result<Located> {
-        let open = |p: &str| File::open(self.core.resolve(p));
+        let open = |p: &str| self.core.open_mapped_file(p);
         let files = TargetFiles { mappings: self.core.mappings(), exe: self.core.exe(), open: &open };
         locate(&self.core, &files).map_err(|e| {
-            let missing: Vec<String> = self
+            let unopened = self
                 .core
                 .mappings()
                 .iter()
                 .filter(|m| m.path.contains("python"))
-                .map(|m| m.path.clone())
-                .filter(|p| !self.core.resolve(p).exists())
-                .collect();
+                .find_map(|m| Some((m.path.clone(), self.core.open_mapped_file(&m.path).err()?)));
             let mut err = anyhow!(e);
-            if let Some(first) = missing.first() {
-                err = err.context(format!(
-                    "the core's interpreter {first} is not on this machine\nhint: pass --sysroot DIR (the root the process ran in) or --exe PATH"
-                ));
+            match unopened {
+                Some((path, e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                    err = err.context(format!(
+                        "the core's interpreter {path} is not on this machine\nhint: pass --sysroot DIR (the root the process ran in) or --exe PATH"
+                    ));
+                }
+                Some((path, e)) => err = err.context(format!("cannot open the core's interpreter {path}: {e}")),
+                None => {}
             }
             err
         })

@@ -276,3 +276,42 @@ fn target_in_other_mount_and_pid_namespaces() {
     let worker = frame(thread(&dump, "worker-1"), "park_worker");
     assert_eq!(worker["line"].as_i64(), Some(mark(FIXTURE, "worker").into()));
 }
+
+/// A cell that contains itself, and instances of classes merely named like builtin types with
+/// pointers where the builtins keep sizes: the dump ends normally, each shown for what it is.
+fn impostor_objects(name: &str) {
+    const IMPOSTORS: &str = "impostor_objects.py";
+    let interp = interpreter(name).unwrap_or_else(|| panic!("interpreter {name} is not provisioned"));
+    let target = Target::start(&interp, IMPOSTORS, &["{ready}"]);
+    let pid = target.pid().to_string();
+    let out = pymri(&["dump", "--locals", &pid]);
+    assert_eq!(out.status.code(), Some(0), "text dump: {}", text(&out.stderr));
+    let dump = dump_json(&["dump", "--locals", "--json", &pid]);
+    let park = dump["threads"][0]["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .find(|f| f["function"] == "park")
+        .unwrap_or_else(|| panic!("no park frame in {dump:#}"));
+    assert_eq!(park["line"].as_i64(), Some(mark(IMPOSTORS, "park").into()));
+    let local = |name: &str| park["locals"][name].as_str().unwrap_or_else(|| panic!("no {name} in {park:#}"));
+    assert_eq!(local("selfish"), "<cell: <cell: ...>>");
+    assert_eq!(local("holds_answer"), "<cell: 42>");
+    for type_name in ["cell", "int", "str", "bytes", "list", "tuple", "dict", "set", "float", "bool", "none"]
+    {
+        let repr = local(&format!("fake_{type_name}"));
+        let shown = if type_name == "none" { "NoneType" } else { type_name };
+        assert!(repr.starts_with(&format!("<{shown} object at 0x")), "fake_{type_name}: {repr}");
+    }
+    assert!(local("fakes").starts_with("{'int': <int object at 0x"), "{}", local("fakes"));
+}
+
+#[test]
+fn dump_locals_survives_a_self_referencing_cell_and_impostor_types_3_11() {
+    impostor_objects("3.11")
+}
+
+#[test]
+fn dump_locals_survives_a_self_referencing_cell_and_impostor_types_3_14() {
+    impostor_objects("3.14")
+}

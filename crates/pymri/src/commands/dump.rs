@@ -3,7 +3,7 @@
 use crate::printer::Printer;
 use crate::render::{dump_text, Header};
 use crate::target::Core;
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 use pymri_cpython::LiveProcess as Live;
 use pymri_cpython::{Snapshot, SnapshotOptions, ThreadDump};
 use pymri_memory::{thread_futex_wait, thread_run_state, Freeze};
@@ -32,18 +32,37 @@ struct Report<'a> {
     root: Option<String>,
     source: &'static str,
     blocking: bool,
+    /// Present when the core file is shorter than its headers say: the threads are partial.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    truncated: Option<Truncated>,
     threads: &'a [ThreadDump],
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct Truncated {
+    present_bytes: u64,
+    expected_bytes: u64,
 }
 
 pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
     let locals = opts.locals;
+    let mut truncated = None;
     let (header_pid, command, root, source, located, snapshot) = match (&opts.core, opts.pid) {
         (Some(path), _) => {
             let core = Core::open(path, opts.exe.as_deref(), opts.sysroot.as_deref())?;
-            let located = core.locate()?;
+            truncated = core
+                .core
+                .truncation()
+                .map(|t| Truncated { present_bytes: t.present, expected_bytes: t.expected });
+            // A truncated core fails; what could still be read is shown first, marked partial.
+            let fail = |e: anyhow::Error| match truncated {
+                Some(t) => e.context(truncation_message(path, t)),
+                None => e,
+            };
+            let located = core.locate().map_err(fail)?;
             let tids = core.known_tids();
             let options = SnapshotOptions { locals, known_tids: &tids, ..SnapshotOptions::default() };
-            let snapshot = located.snapshot(&core.core, &options)?;
+            let snapshot = located.snapshot(&core.core, &options).map_err(|e| fail(e.into()))?;
             let root = opts.sysroot.as_ref().map(|p| p.display().to_string());
             (core.core.pid(), core.core.command().to_string(), root, "core", located, snapshot)
         }
@@ -89,11 +108,10 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             root,
             source,
             blocking: opts.blocking,
+            truncated,
             threads: &snapshot.threads,
         };
-        let mut text = serde_json::to_string_pretty(&report)?;
-        text.push('\n');
-        printer.write_str(&text)?;
+        printer.json(&report)?;
     } else {
         let header = Header {
             pid: header_pid,
@@ -102,12 +120,31 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             debug: located.version.debug_build,
             binary: &binary,
             root: root.as_deref(),
-            source: if source == "core" { " [core file]" } else { "" },
+            source: match (source, truncated) {
+                ("core", None) => " [core file]",
+                ("core", Some(_)) => " [truncated core file: partial stacks]",
+                _ => "",
+            },
         };
         printer.write_str(&dump_text(&header, &snapshot, locals))?;
     }
     printer.flush()?;
-    Ok(())
+    match (&opts.core, truncated) {
+        (Some(path), Some(t)) => {
+            Err(anyhow!("{}; the stacks shown are partial", truncation_message(path, t)))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn truncation_message(path: &std::path::Path, t: Truncated) -> String {
+    format!(
+        "core file {} is truncated: {} of {} bytes ({} missing)",
+        path.display(),
+        t.present_bytes,
+        t.expected_bytes,
+        t.expected_bytes - t.present_bytes
+    )
 }
 
 fn to_host_tids(mut snapshot: Snapshot, live: &Live) -> Snapshot {
