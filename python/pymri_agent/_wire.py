@@ -237,18 +237,31 @@ class Handshake(object):
     ConnectionClosed on failure. Reads stop at frame boundaries, so whatever the controller sent
     after `accept` stays in the stream for the session."""
 
-    def __init__(self, stream, key, deadline, peer=None):
+    def __init__(self, stream, key, deadline, peer=None, hold=None):
         self.stream = stream
         self.key = key
         self.deadline = deadline
         self.peer = peer
+        #: Nothing is read before this time (the listener's delay for a peer that failed).
+        self.hold = hold
         self.auth = None
         self.answered = False
         self._buf = bytearray()
         self._length = None
 
+    def held(self, now):
+        return self.hold is not None and now < self.hold
+
+    def released(self, now):
+        """True once, when the hold is over: the bytes that came during it are to be read."""
+        if self.hold is None or now < self.hold:
+            return False
+        self.hold = None
+        return True
+
     def interest(self):
-        yield self.stream.rfd, _IN
+        if not self.held(time.monotonic()):
+            yield self.stream.rfd, _IN
         if self.stream.pending_out():
             yield self.stream.wfd, _OUT
 
@@ -272,6 +285,9 @@ class Handshake(object):
 
     def step(self):
         stream = self.stream
+        if self.held(time.monotonic()):
+            stream.flush()
+            return False
         if self.auth is None:
             if stream.tls and not stream.handshake():
                 stream.flush()
@@ -296,6 +312,10 @@ class Handshake(object):
                 self.auth.check(message)
                 stream.flush()
                 return True
+
+    def keys(self):
+        """The agent's (send, receive) frame keys once authenticated (protocol section 3.1)."""
+        return self.auth.keys()
 
     def run(self):
         """Drives the handshake to its end in the calling thread (a reverse connection)."""

@@ -21,7 +21,8 @@ from . import inspection
 from ._codeswap import CodeSwapper
 from .breakpoints import Breakpoint, BreakpointError, hit_condition_true, render_log_message
 from .inspection import AGENT_DIR, MISSING, safe_repr, type_name
-from .protocol import AGENT_VERSION, PROTOCOL_VERSION, ConnectionClosed, ProtocolError
+from .protocol import (AGENT_VERSION, PROTOCOL_VERSION, ConnectionClosed, IntegrityError,
+                       ProtocolError)
 
 _get_ident = threading.get_ident
 _PSEUDO_FILES = ("<pymri-condition>", "<pymri-log>")
@@ -325,11 +326,18 @@ class Agent(object):
     def _reader_main(self):
         self.agent_threads.add(_get_ident())
         reason = "connection lost"
+        notify = False
         try:
             while not self.detached:
                 try:
                     msg = self.channel.recv_message()
                 except ConnectionClosed:
+                    break
+                except IntegrityError as exc:
+                    # Someone on the path wrote this frame. It is not answered; the controller is
+                    # told why the session ends (in a tagged event it can trust), then dropped.
+                    reason = str(exc)
+                    notify = True
                     break
                 except ProtocolError:
                     reason = "protocol error"
@@ -348,7 +356,7 @@ class Agent(object):
         except Exception:
             reason = "internal error"
         finally:
-            self.detach(self.detach_reason or reason)
+            self.detach(self.detach_reason or reason, notify=notify)
 
     def _dispatch(self, rid, cmd, args):
         handler = getattr(self, "req_" + cmd, None)

@@ -8,7 +8,10 @@ One endpoint at a time per process:
   once (at most MAX_HANDSHAKES, each within HANDSHAKE_TIMEOUT). It serves one session at a
   time: a connection arriving during a live session is closed at once, unread. Failed
   handshakes count per peer (the source IP; one shared counter for Unix sockets and FIFOs); after
-  MAX_FAILURES within FAILURE_WINDOW the peer's connections are closed at once for LOCKOUT.
+  MAX_FAILURES within FAILURE_WINDOW a remote peer's connections are refused for LOCKOUT (told
+  so in a refusal). Loopback addresses, Unix sockets and FIFOs are one peer for every local
+  user, so a lockout would let any of them shut the others out: their handshakes are delayed
+  instead, from FIRST_DELAY doubling to MAX_DELAY, and each delayed connection is told so.
   Each rejected connection costs the program a few bytecodes in that thread, never a stop
   (section 6). A session that ends leaves the listener listening for the next one.
 - a reverse connection: the agent connects out (retrying for CONNECT_RETRY while the controller
@@ -33,6 +36,11 @@ DEFAULT_ADDRESS = "tcp:127.0.0.1:5678"
 MAX_FAILURES = 5
 FAILURE_WINDOW = 60.0
 LOCKOUT = 60.0
+#: The delay of a loopback or local peer's handshakes after MAX_FAILURES failures, doubling with
+#: each further failure within FAILURE_WINDOW up to MAX_DELAY (well within the controller's own
+#: handshake timeout, so that the right controller always gets in).
+FIRST_DELAY = 0.25
+MAX_DELAY = 4.0
 MAX_HANDSHAKES = 8
 HANDSHAKE_TIMEOUT = protocol.HANDSHAKE_TIMEOUT
 #: Peers remembered by the lockout at once: enough for honest use, bounded under a flood.
@@ -42,15 +50,22 @@ CONNECT_RETRY = 10.0
 #: How long the listener stops accepting when the system is out of descriptors (instead of
 #: spinning on a backlog it cannot take from).
 _ACCEPT_PAUSE = 0.05
-#: The lockout's peer for Unix sockets and FIFOs, whose peers have no address.
+#: The lockout's peer for loopback addresses, Unix sockets and FIFOs: every local user.
 _LOCAL_PEER = "local"
 
 _lock = threading.RLock()
 _endpoint = None
 
 
+def is_shared_peer(peer):
+    """Whether `peer` (a lockout key) stands for every local user at once: a loopback address,
+    or the one key of Unix sockets and FIFOs."""
+    return peer == _LOCAL_PEER or peer.startswith("127.") or peer == "::1"
+
+
 class Lockout(object):
-    """Failed handshakes per peer (section 5), with the time passed in. Mirrors the controller's
+    """Failed handshakes per peer (section 5), with the time passed in: a lockout for remote
+    peers, a growing delay for shared ones (is_shared_peer). Mirrors the controller's
     crates/pymri-transport/src/lockout.rs."""
 
     def __init__(self):
@@ -66,8 +81,20 @@ class Lockout(object):
         del self.peers[peer]  # the lockout is over: a clean slate
         return None
 
+    def delayed_until(self, peer, now):
+        """When a handshake of a shared peer arriving now may start, or None if at once."""
+        record = self.peers.get(peer)
+        if record is None:
+            return None
+        failures = [t for t in record[0] if now - t < FAILURE_WINDOW]
+        if len(failures) < MAX_FAILURES:
+            return None
+        until = failures[-1] + min(MAX_DELAY, FIRST_DELAY * 2 ** (len(failures) - MAX_FAILURES))
+        return until if now < until else None
+
     def record_failure(self, peer, now):
-        """Counts a failure; returns the end of the lockout it caused, else None."""
+        """Counts a failure; returns the end of the lockout it caused, else None (always for a
+        shared peer, which is delayed instead)."""
         if peer not in self.peers and len(self.peers) >= MAX_PEERS:
             self._forget_one(now)
         record = self.peers.setdefault(peer, [[], None, now])
@@ -78,6 +105,10 @@ class Lockout(object):
             record[0], record[1] = [], None
         record[0] = [t for t in record[0] if now - t < FAILURE_WINDOW]
         record[0].append(now)
+        if is_shared_peer(peer):
+            # The delay stops growing here; older failures need not be kept.
+            del record[0][:-(MAX_FAILURES + 8)]
+            return None
         if len(record[0]) >= MAX_FAILURES:
             record[0], record[1] = [], now + LOCKOUT
             return record[1]
@@ -285,6 +316,8 @@ class _Listener(_Endpoint):
                 now = time.monotonic()
                 for hs in [h for h in self.handshakes if now >= h.deadline]:
                     self._failed(hs, now)
+                for hs in [h for h in self.handshakes if h.released(now)]:
+                    self._advance(hs)  # what arrived during its delay
                 if self.fifo_dir is not None and self.fifo_rfd is None and not self.fifo_busy \
                         and now >= self.retry_at:
                     self._fifo_arm_checked(now)
@@ -302,6 +335,7 @@ class _Listener(_Endpoint):
                     if owner not in owners.setdefault(fd, []):
                         owners[fd].append(owner)
                 deadlines = [h.deadline for h in self.handshakes]
+                deadlines.extend(h.hold for h in self.handshakes if h.held(now))
                 if self.retry_at > now:
                     deadlines.append(self.retry_at)
                 timeout = max(0.0, min(deadlines) - now) * 1000.0 if deadlines else None
@@ -345,22 +379,59 @@ class _Listener(_Endpoint):
             key = peer[0]
             if key.startswith("::ffff:") and "." in key:
                 key = key[7:]  # an IPv4 peer on a dual-stack socket is that IPv4 address
+            if is_shared_peer(key):
+                key = _LOCAL_PEER  # any local user can connect from any loopback address
         else:
             key = _LOCAL_PEER
-        if self.closed or self.agent is not None or len(self.handshakes) >= MAX_HANDSHAKES \
-                or self.lockout.locked_until(key, now) is not None:
+        if self.closed or self.agent is not None or len(self.handshakes) >= MAX_HANDSHAKES:
             transport.close_now(conn)
             return
+        until = self.lockout.locked_until(key, now)
+        if until is not None:
+            self._refuse_locked(conn, key, until - now)
+            return
+        hold = self.lockout.delayed_until(key, now)
         try:
             if conn.family != socket.AF_UNIX:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             stream = _wire.TlsStream(conn) if self.tls else _wire.SocketStream(conn)
+            if hold is not None and not self.tls:
+                # Told at once, so that a controller that gives up says why (protocol 3).
+                stream.send(protocol.encode_frame({
+                    "kind": "notice", "protocol": protocol.PROTOCOL_VERSION,
+                    "delay": round(hold - now, 3),
+                    "message": "this handshake is delayed by %.1f s: recent handshakes from "
+                               "local users failed" % (hold - now)},
+                    protocol.HANDSHAKE_MAX_FRAME))
         except Exception:
             transport.close_now(conn)
             return
-        hs = _wire.Handshake(stream, self.key, now + HANDSHAKE_TIMEOUT, key)
+        hs = _wire.Handshake(stream, self.key, (hold or now) + HANDSHAKE_TIMEOUT, key, hold)
         self.handshakes.append(hs)
         self._advance(hs)  # over TLS the agent speaks first: its ClientHello
+
+    def _refuse_locked(self, conn, key, left):
+        """A locked-out peer's connection: a refusal in place of the proof (protocol section 3,
+        rule 2), so that its controller says why instead of "is the agent listening?"; over
+        TLS, where no plain frame can be read, closed unread."""
+        if not self.tls:
+            try:
+                conn.setblocking(False)
+                try:
+                    conn.recv(protocol.HANDSHAKE_MAX_FRAME)  # its challenge, if it came: unread
+                    # data would make the close a reset that discards the refusal
+                except (BlockingIOError, InterruptedError):
+                    pass
+                conn.send(protocol.encode_frame({
+                    "kind": "proof", "protocol": protocol.PROTOCOL_VERSION,
+                    "error": "too many failed handshakes from %s: its connections are refused for "
+                             "%d s more" % (key, int(left) + 1)}, protocol.HANDSHAKE_MAX_FRAME))
+                conn.shutdown(socket.SHUT_WR)
+                conn.close()
+                return
+            except OSError:
+                pass
+        transport.close_now(conn)
 
     def _advance(self, hs):
         try:
@@ -381,7 +452,8 @@ class _Listener(_Endpoint):
             hs.stream.close()
             self._fifo_release()
             return
-        self.start_session(protocol.Channel(sock), {pump.ident} if pump is not None else ())
+        self.start_session(protocol.Channel(sock, keys=hs.keys()),
+                           {pump.ident} if pump is not None else ())
 
     def _failed(self, hs, now):
         self.handshakes.remove(hs)
@@ -435,7 +507,7 @@ class _Listener(_Endpoint):
                                 os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
 
     def _fifo_arm_checked(self, now):
-        until = self.lockout.locked_until(_LOCAL_PEER, now)
+        until = self.lockout.delayed_until(_LOCAL_PEER, now)
         if until is not None:
             self.retry_at = until
             return
@@ -553,7 +625,8 @@ def open_reverse(address, secret_file=None, mode="attach"):
                 stream = _wire.TlsStream(sock, server_hostname=parsed[1])
             else:
                 stream = _wire.SocketStream(sock)
-            _wire.Handshake(stream, key, time.monotonic() + HANDSHAKE_TIMEOUT).run()
+            handshake = _wire.Handshake(stream, key, time.monotonic() + HANDSHAKE_TIMEOUT)
+            handshake.run()
             channel_sock, pump = _wire.channel_for(stream, "pymri-agent-pump")
         except Exception as exc:
             sock.close()
@@ -561,7 +634,8 @@ def open_reverse(address, secret_file=None, mode="attach"):
                                   "the one given here?)" % (address, exc))
         endpoint = _Reverse(address, key, None, mode)
         _endpoint = endpoint
-    endpoint.start_session(protocol.Channel(channel_sock), {pump.ident} if pump is not None else ())
+    endpoint.start_session(protocol.Channel(channel_sock, keys=handshake.keys()),
+                           {pump.ident} if pump is not None else ())
     return endpoint
 
 

@@ -118,18 +118,38 @@ class LifecycleTests(AgentTestCase):
         self.assertIsNone(reporter.gettrace())
         reporter.close()
 
-    def _garbage(self, payload):
-        """Send `payload` raw after the handshake: the agent must drop the connection."""
+    def _garbage(self, payload, tagged=False):
+        """Send `payload` after the handshake, as it is or as a frame with a valid tag: the agent
+        must drop the connection."""
         p, c = self.attach(lambda: pb.caller())
         tid = c.wait_event("stopped", reason="attach")["thread"]
         c.request("set_breakpoint", file=F, line=L("helper-second"))
-        c.sock.sendall(payload)
+        if tagged:
+            c.channel.send_frame(payload)
+        else:
+            c.sock.sendall(payload)
         c.wait_closed()
         self.assertEqual(p.wait_result(), 26)
         return tid
 
     def test_garbage_random_bytes(self):
-        self._garbage(b"\x00\x00\x00\x08\xff\xfe\x00garbage!")
+        self._garbage(b"\x00\x00\x00\x08\xff\xfe\x00garbage!", tagged=True)
+
+    def test_a_frame_without_a_valid_tag_is_not_run_and_ends_the_session(self):
+        """What a relay on the path can write (issue 8): a well-formed request without the
+        session's key. It gets no answer, the agent says why it detaches, removes its hooks and
+        lets the program go on."""
+        p, c = self.attach(lambda: pb.caller())
+        tid = c.wait_event("stopped", reason="attach")["thread"]
+        forged = protocol.encode_frame({"kind": "request", "id": 99, "cmd": "evaluate",
+                                        "args": {"thread": tid, "expression": "1/0"}})
+        c.sock.sendall(forged + bytes(protocol.TAG_LEN))
+        self.assertIn("received frame 0 failed its integrity check",
+                      c.wait_event("detached")["reason"])
+        c.wait_closed()
+        self.assertNotIn(99, c._responses)
+        self.assertEqual(p.wait_result(), 26)
+        self.assertIsNone(sys.gettrace())
 
     def test_garbage_oversized_length(self):
         self._garbage(struct.pack(">I", protocol.MAX_FRAME + 1) + b"x" * 100)
@@ -139,11 +159,11 @@ class LifecycleTests(AgentTestCase):
 
     def test_garbage_bad_json(self):
         data = b"{not json"
-        self._garbage(struct.pack(">I", len(data)) + data)
+        self._garbage(struct.pack(">I", len(data)) + data, tagged=True)
 
     def test_garbage_not_a_request(self):
         data = b'[1, 2, 3]'
-        self._garbage(struct.pack(">I", len(data)) + data)
+        self._garbage(struct.pack(">I", len(data)) + data, tagged=True)
 
     def _bad_handshake(self, **kw):
         p = AttachedProgram(lambda: "ran", **kw)
@@ -160,7 +180,7 @@ class LifecycleTests(AgentTestCase):
     def test_wrong_controller_proof_drops(self):
         p = self._bad_handshake()
         ch = protocol.Channel(p.controller_sock)
-        ch.send_message({"kind": "challenge", "protocol": 1, "nonce": protocol.new_nonce()})
+        ch.send_message({"kind": "challenge", "protocol": 2, "nonce": protocol.new_nonce()})
         proof = ch.recv_message()
         self.assertEqual(proof["kind"], "proof")
         ch.send_message({"kind": "accept", "proof": "0" * 64})

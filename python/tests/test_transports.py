@@ -117,7 +117,7 @@ def closed_unanswered(address, send=None):
 
 
 def challenge_frame():
-    return protocol.encode_frame({"kind": "challenge", "protocol": 1, "nonce": protocol.new_nonce()})
+    return protocol.encode_frame({"kind": "challenge", "protocol": 2, "nonce": protocol.new_nonce()})
 
 
 def failed_handshake(address, secret=OTHER_SECRET):
@@ -127,7 +127,7 @@ def failed_handshake(address, secret=OTHER_SECRET):
     channel = protocol.Channel(sock)
     sock.settimeout(TIMEOUT)
     cnonce = protocol.new_nonce()
-    channel.send_message({"kind": "challenge", "protocol": 1, "nonce": cnonce})
+    channel.send_message({"kind": "challenge", "protocol": 2, "nonce": cnonce})
     proof = channel.recv_message()
     key = protocol.parse_secret(secret)
     channel.send_message({"kind": "accept",
@@ -387,6 +387,30 @@ class SecretTests(unittest.TestCase):
                 _secret.generate("other")
 
 
+class RemoteLockoutTests(TempDirTest):
+    def test_a_locked_out_remote_peer_is_told_so_in_place_of_a_proof(self):
+        """Instead of a reset that a controller can only take for "is the agent listening?"
+        (issue 8). Loopback stands in for a remote address here."""
+        with mock.patch.object(library, "is_shared_peer", lambda peer: False):
+            address = library.listen("tcp:127.0.0.1:0", secret_file=write_secret(self.tmp))
+            try:
+                for _ in range(library.MAX_FAILURES):
+                    self.assertTrue(failed_handshake(address))
+                sock = connect_to(address)
+                sock.settimeout(TIMEOUT)
+                channel = protocol.Channel(sock, protocol.HANDSHAKE_MAX_FRAME)
+                channel.send_message({"kind": "challenge", "protocol": protocol.PROTOCOL_VERSION,
+                                      "nonce": protocol.new_nonce()})
+                refusal = channel.recv_message()
+                sock.close()
+            finally:
+                library.stop()
+        self.assertEqual(refusal["kind"], "proof")
+        self.assertNotIn("proof", refusal)
+        self.assertRegex(refusal["error"], r"^too many failed handshakes from 127\.0\.0\.1: its "
+                                           r"connections are refused for \d+ s more$")
+
+
 class LockoutTests(unittest.TestCase):
     def test_five_failures_within_a_minute_lock_a_peer_out_for_a_minute(self):
         lockout = library.Lockout()
@@ -407,6 +431,25 @@ class LockoutTests(unittest.TestCase):
         for i in range(20):  # one every 16 s: at most 4 within any 60 s
             self.assertIsNone(lockout.record_failure("p", i * 16.0))
         self.assertEqual(lockout.record_failure("p", 19 * 16.0 + 1), 19 * 16.0 + 1 + 60.0)
+
+    def test_shared_peers_are_delayed_more_and_more_never_locked_out(self):
+        lockout = library.Lockout()
+        for peer in ("127.0.0.1", "::1", library._LOCAL_PEER):
+            for i in range(library.MAX_FAILURES - 1):
+                self.assertIsNone(lockout.record_failure(peer, 100.0 + i))
+            self.assertIsNone(lockout.delayed_until(peer, 104.0))
+            delays = []
+            for i in range(8):
+                now = 104.0 + 5 * i
+                self.assertIsNone(lockout.record_failure(peer, now))
+                self.assertIsNone(lockout.locked_until(peer, now))
+                delays.append(lockout.delayed_until(peer, now) - now)
+            self.assertEqual(delays, [0.25, 0.5, 1.0, 2.0, 4.0, 4.0, 4.0, 4.0])
+            # The delay runs from the last failure; a minute without any, and none is left.
+            self.assertIsNone(lockout.delayed_until(peer, 139.0 + 4.0))
+            self.assertEqual(lockout.delayed_until(peer, 139.0 + 3.9), 143.0)
+            self.assertIsNone(lockout.delayed_until(peer, 139.0 + 60.0))
+            self.assertLessEqual(len(lockout.peers[peer][0]), library.MAX_FAILURES + 8)
 
     def test_the_table_is_bounded_and_keeps_locked_peers(self):
         with mock.patch.object(library, "MAX_PEERS", 16):
@@ -639,7 +682,7 @@ class SessionTests(TempDirTest):
         sock.settimeout(TIMEOUT)
         key = protocol.parse_secret(SECRET)
         cnonce = protocol.new_nonce()
-        channel.send_message({"kind": "challenge", "protocol": 1, "nonce": cnonce})
+        channel.send_message({"kind": "challenge", "protocol": 2, "nonce": cnonce})
         proof = channel.recv_message()
         other = "a0" * 32  # the real controller's certificate, behind the proxy
         self.assertNotEqual(proof["proof"], protocol.agent_proof(key, cnonce, proof["nonce"], "", other))
@@ -668,14 +711,23 @@ class SessionTests(TempDirTest):
         self.assertEqual(c.request("list_breakpoints")["breakpoints"], [])
         self.assertEqual(t.ask("work 1"), "work 2")  # and nothing stops
 
-    def test_five_failures_lock_the_peer_out(self):
+    def test_five_failures_delay_a_loopback_peer_without_locking_it_out(self):
+        """Loopback is every local user at once: failures there delay the next handshakes (and
+        say so) instead of locking everyone out (issue 8)."""
         t = Target(self, ["listen", "tcp:127.0.0.1:0", write_secret(self.tmp)])
         address = t.ready()
         for _ in range(library.MAX_FAILURES):
             self.assertTrue(failed_handshake(address))
-        # Now even the right secret is closed at once, unread: our challenge gets no proof.
-        for _ in range(3):
-            self.assertTrue(closed_unanswered(address, challenge_frame()))
+        sock = connect_to(address)
+        sock.settimeout(TIMEOUT)
+        notice = protocol.Channel(sock, protocol.HANDSHAKE_MAX_FRAME).recv_message()
+        sock.close()
+        self.assertEqual(notice["kind"], "notice")
+        self.assertIn("this handshake is delayed by", notice["message"])
+        self.assertLessEqual(notice["delay"], library.MAX_DELAY)
+        # That connection gave up, a sixth failure: the right secret still gets in.
+        c = self.controller(address)
+        self.assertEqual(c.request("list_breakpoints")["breakpoints"], [])
         self.assertEqual(t.ask("work 1"), "work 2")
 
     def test_garbage_connections_do_not_stall_the_target_nor_the_session(self):

@@ -5,7 +5,12 @@
 //! take complete frames out ([`FrameDecoder::next_frame`], [`FrameDecoder::next_object`]). It
 //! never reads ahead of what it was given, never panics, and refuses an oversized length as soon
 //! as the four length bytes are in, without waiting for (or buffering) the payload.
+//!
+//! Once the handshake is over, every frame carries a tag after its payload (§3.1,
+//! [`crate::integrity`]): [`FrameDecoder::authenticate`] makes the decoder check it, and
+//! [`FrameSealer`] writes it.
 
+use crate::integrity::{FrameKey, FrameMac, IntegrityError, TAG_LEN};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
@@ -29,6 +34,8 @@ pub enum FrameError {
     NotAnObject,
     #[error("message cannot be encoded: {0}")]
     Encode(String),
+    #[error(transparent)]
+    Integrity(#[from] IntegrityError),
 }
 
 /// Serialises `message` into one frame (prefix and payload), refusing payloads over `max`.
@@ -46,6 +53,40 @@ pub fn encode_frame<T: Serialize + ?Sized>(message: &T, max: usize) -> Result<Ve
     frame.extend_from_slice(&length.to_be_bytes());
     frame.extend_from_slice(&payload);
     Ok(frame)
+}
+
+/// Writes the frames of one direction of an authenticated session: each frame of
+/// [`encode_frame`] followed by its tag (§3.1).
+#[derive(Debug, Clone)]
+pub struct FrameSealer {
+    mac: FrameMac,
+}
+
+impl FrameSealer {
+    pub fn new(key: &FrameKey) -> FrameSealer {
+        FrameSealer { mac: FrameMac::new(key) }
+    }
+
+    /// The next frame: prefix, payload and tag. Frames must be written in the order they were
+    /// sealed (the tag covers the sequence number).
+    pub fn seal<T: Serialize + ?Sized>(&mut self, message: &T, max: usize) -> Result<Vec<u8>, FrameError> {
+        let mut frame = encode_frame(message, max)?;
+        let tag = self.mac.tag(&frame[..HEADER_LEN], &frame[HEADER_LEN..])?;
+        frame.extend_from_slice(&tag);
+        Ok(frame)
+    }
+
+    /// The next frame around a payload as it is (not checked to be JSON: for tests that play a
+    /// faulty peer).
+    pub fn seal_payload(&mut self, payload: &[u8]) -> Result<Vec<u8>, FrameError> {
+        let length = u32::try_from(payload.len())
+            .map_err(|_| FrameError::TooLarge { length: payload.len(), max: u32::MAX as usize })?;
+        let mut frame = length.to_be_bytes().to_vec();
+        frame.extend_from_slice(payload);
+        let tag = self.mac.tag(&frame[..HEADER_LEN], payload)?;
+        frame.extend_from_slice(&tag);
+        Ok(frame)
+    }
 }
 
 /// Parses one payload into a JSON object (UTF-8, JSON, and an object, as §2 requires).
@@ -66,12 +107,20 @@ pub struct FrameDecoder {
     /// Bytes of `buf` already handed out; compacted lazily so feeding byte by byte stays linear.
     consumed: usize,
     max_frame: usize,
+    /// Set once the session is authenticated: each frame then ends with a tag.
+    mac: Option<FrameMac>,
     failed: Option<FrameError>,
 }
 
 impl FrameDecoder {
     pub fn new(max_frame: usize) -> FrameDecoder {
-        FrameDecoder { buf: Vec::new(), consumed: 0, max_frame, failed: None }
+        FrameDecoder { buf: Vec::new(), consumed: 0, max_frame, mac: None, failed: None }
+    }
+
+    /// From now on (bytes already buffered included), every frame must end with a valid tag
+    /// under `key`, in sequence from 0; one that does not fails the decoder.
+    pub fn authenticate(&mut self, key: &FrameKey) {
+        self.mac = Some(FrameMac::new(key));
     }
 
     /// Changes the limit, e.g. from [`HANDSHAKE_MAX_FRAME`] to [`MAX_FRAME`] once authenticated.
@@ -116,9 +165,19 @@ impl FrameDecoder {
         if length > self.max_frame {
             return Err(self.fail(FrameError::TooLarge { length, max: self.max_frame }));
         }
-        let Some(payload) = pending.get(HEADER_LEN..HEADER_LEN + length) else { return Ok(None) };
+        let tag_len = if self.mac.is_some() { TAG_LEN } else { 0 };
+        let end = HEADER_LEN + length + tag_len;
+        if pending.len() < end {
+            return Ok(None);
+        }
+        let (payload, tag) = pending[HEADER_LEN..end].split_at(length);
+        if let Some(mac) = &mut self.mac {
+            if let Err(e) = mac.verify(&prefix, payload, tag) {
+                return Err(self.fail(e.into()));
+            }
+        }
         let payload = payload.to_vec();
-        self.consumed += HEADER_LEN + length;
+        self.consumed += end;
         Ok(Some(payload))
     }
 
@@ -234,6 +293,62 @@ mod tests {
         }
     }
 
+    fn sealed(key: &FrameKey, messages: &[Value]) -> Vec<u8> {
+        let mut sealer = FrameSealer::new(key);
+        messages.iter().flat_map(|m| sealer.seal(m, MAX_FRAME).expect("seal")).collect()
+    }
+
+    #[test]
+    fn authenticated_frames_in_every_chunking() {
+        let key = FrameKey::from_bytes([3; 32]);
+        let msgs = vec![json!({"a": 1}), json!({"b": "x".repeat(100)}), json!({"c": [true]})];
+        let bytes = sealed(&key, &msgs);
+        for chunk in 1..bytes.len() {
+            let mut dec = FrameDecoder::new(MAX_FRAME);
+            dec.authenticate(&key);
+            let mut got = Vec::new();
+            for piece in bytes.chunks(chunk) {
+                dec.push(piece);
+                got.extend(drain(&mut dec));
+            }
+            assert_eq!(got, msgs, "chunk size {chunk}");
+        }
+    }
+
+    #[test]
+    fn an_injected_altered_or_replayed_frame_fails_the_decoder() {
+        let key = FrameKey::from_bytes([3; 32]);
+        let good = sealed(&key, &[json!({"a": 1}), json!({"b": 2})]);
+        let first_len = HEADER_LEN + 7 + TAG_LEN;
+        let bad_tag = |seq| FrameError::Integrity(IntegrityError::BadTag { seq });
+        // A frame without a tag (what a relay that does not know the key writes) in front.
+        let mut injected = frames_of(&[json!({"cmd": "evaluate"})]);
+        injected.extend_from_slice(&good);
+        // One payload byte changed; the second frame first (out of order); the first twice.
+        let mut altered = good.clone();
+        altered[HEADER_LEN + 5] = b'2';
+        let swapped = [&good[first_len..], &good[..first_len]].concat();
+        let replayed = [&good[..first_len], &good[..first_len]].concat();
+        for (bytes, seq) in [(injected, 0), (altered, 0), (swapped, 0), (replayed, 1)] {
+            let mut dec = FrameDecoder::new(MAX_FRAME);
+            dec.authenticate(&key);
+            dec.push(&bytes);
+            let mut result = dec.next_frame();
+            if seq == 1 {
+                assert!(result.expect("the first is genuine").is_some());
+                result = dec.next_frame();
+            }
+            assert_eq!(result, Err(bad_tag(seq)));
+            dec.push(&good);
+            assert!(dec.next_frame().is_err(), "it stays failed");
+        }
+        // Another key: the other direction's, say.
+        let mut dec = FrameDecoder::new(MAX_FRAME);
+        dec.authenticate(&FrameKey::from_bytes([4; 32]));
+        dec.push(&good);
+        assert_eq!(dec.next_frame(), Err(bad_tag(0)));
+    }
+
     #[test]
     fn garbage_never_panics() {
         // A small deterministic generator: garbage of every shape, fed in odd chunks.
@@ -252,6 +367,9 @@ mod tests {
                 bytes[..4].copy_from_slice(&((next() % 40) as u32).to_be_bytes());
             }
             let mut dec = FrameDecoder::new(if round % 2 == 0 { HANDSHAKE_MAX_FRAME } else { MAX_FRAME });
+            if round % 5 == 0 {
+                dec.authenticate(&FrameKey::from_bytes([round as u8; 32]));
+            }
             for piece in bytes.chunks(1 + (next() % 7) as usize) {
                 dec.push(piece);
                 while let Ok(Some(_)) = dec.next_object() {}

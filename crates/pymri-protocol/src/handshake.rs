@@ -2,18 +2,23 @@
 //!
 //! ```text
 //! controller                                   agent
-//!     | -- {"kind":"challenge","protocol":1,"nonce":cn} -->
-//!     | <-- {"kind":"proof","protocol":1,"nonce":an,"proof":P_agent} --
+//!     | -- {"kind":"challenge","protocol":2,"nonce":cn} -->
+//!     | <-- {"kind":"proof","protocol":2,"nonce":an,"proof":P_agent} --
 //!     | -- {"kind":"accept","proof":P_ctrl} -->
 //!     | <-- event "ready" --
 //! ```
 //!
 //! [`ControllerHandshake::start`] returns the challenge frame to send; each frame received goes to
 //! [`ControllerHandshake::receive`], which answers with the next frame to send or, at the end,
-//! the agent's `ready` body. The agent's proof is checked in constant time (`hmac`'s
+//! the agent's `ready` body. Once the agent's proof holds, the answer is [`Step::Accept`]: the
+//! accept frame and the session's frame keys (§3.1); the caller sends the frame, then
+//! authenticates its decoder with [`SessionKeys::agent_to_controller`] before the next frame
+//! (the `ready` event, already under the keys) and seals what it sends with
+//! [`SessionKeys::controller_to_agent`]. The agent's proof is checked in constant time (`hmac`'s
 //! `verify_slice`) before anything else is sent, so a wrong secret never gets our proof.
 
 use crate::frame::{decode_object, encode_frame, FrameError, HANDSHAKE_MAX_FRAME, MAX_FRAME};
+use crate::integrity::{IntegrityError, SessionKeys};
 use crate::messages::{Event, Ready};
 use crate::PROTOCOL_VERSION;
 use hmac::{Hmac, Mac};
@@ -51,6 +56,8 @@ pub enum HandshakeError {
     Finished,
     #[error("a TLS channel binding must be a SHA-256 fingerprint in lowercase hex")]
     BadChannelBinding,
+    #[error(transparent)]
+    Integrity(#[from] IntegrityError),
 }
 
 /// What to do after a frame was received.
@@ -58,6 +65,11 @@ pub enum HandshakeError {
 pub enum Step {
     /// Send this frame, then keep receiving.
     Send(Vec<u8>),
+    /// The agent says why its proof is late (a listener delaying handshakes after failures,
+    /// transports §5); keep receiving, within the same deadline.
+    Notice(String),
+    /// Send the accept frame; every frame after it, both ways, is under these keys (§3.1).
+    Accept { frame: Vec<u8>, keys: Box<SessionKeys> },
     /// Authenticated: the agent's `ready` event body. Frames may now be up to [`MAX_FRAME`].
     Ready(Box<Ready>),
 }
@@ -165,6 +177,10 @@ impl ControllerHandshake {
         let msg = decode_object(payload)?;
         match self.state {
             State::AwaitProof => {
+                if msg.get("kind").and_then(Value::as_str) == Some("notice") {
+                    let text = msg.get("message").and_then(Value::as_str).unwrap_or("(no message)");
+                    return Ok(Step::Notice(text.to_string()));
+                }
                 if msg.get("kind").and_then(Value::as_str) != Some("proof") {
                     return Err(HandshakeError::Unexpected(format!(
                         "expected a proof, got {}",
@@ -198,8 +214,9 @@ impl ControllerHandshake {
                     .map_err(|_| HandshakeError::BadProof)?;
                 let ours = proof_hex(self.mac(CONTROLLER_LABEL, agent_nonce)?);
                 let accept = json!({"kind": "accept", "proof": ours});
+                let keys = SessionKeys::derive(self.secret.bytes(), &self.controller_nonce, agent_nonce)?;
                 self.state = State::AwaitReady;
-                Ok(Step::Send(encode_frame(&accept, HANDSHAKE_MAX_FRAME)?))
+                Ok(Step::Accept { frame: encode_frame(&accept, HANDSHAKE_MAX_FRAME)?, keys: Box::new(keys) })
             }
             State::AwaitReady => {
                 if msg.get("kind").and_then(Value::as_str) != Some("event") {
@@ -339,7 +356,7 @@ pub(crate) fn to_hex(bytes: &[u8]) -> String {
     out
 }
 
-fn from_hex(text: &str) -> Option<Vec<u8>> {
+pub(crate) fn from_hex(text: &str) -> Option<Vec<u8>> {
     if text.len() % 2 != 0 {
         return None;
     }
@@ -373,7 +390,7 @@ mod tests {
 
     fn ready() -> Value {
         json!({"kind": "event", "event": "ready", "body": {
-            "protocol": 1, "agent_version": "0.1.0", "pid": 42, "mode": "launch",
+            "protocol": 2, "agent_version": "0.1.0", "pid": 42, "mode": "launch",
             "python": {"version": "3.13.1", "version_info": [3, 13, 1], "implementation": "cpython",
                        "executable": "/usr/bin/python3.13", "debug_build": false},
             "main_thread": 139872u64, "cwd": "/srv", "argv": ["app.py"], "backend": "monitoring",
@@ -386,22 +403,25 @@ mod tests {
         let (mut hs, challenge) = ControllerHandshake::start(secret, attach_nonce)?;
         let challenge = payload(&challenge);
         assert_eq!(challenge["kind"], "challenge");
-        assert_eq!(challenge["protocol"], 1);
+        assert_eq!(challenge["protocol"], 2);
         let cn = challenge["nonce"].as_str().expect("nonce").to_string();
         assert!(is_nonce(&cn));
         let agent_secret = Secret::from_hex(agent_secret)?;
         let an = "ab".repeat(32);
         let proof = agent_proof(&agent_secret, &cn, &an, attach_nonce)?;
         let step =
-            hs.receive(&frame(json!({"kind": "proof", "protocol": 1, "nonce": an, "proof": proof})))?;
-        let Step::Send(accept) = step else { panic!("expected accept") };
+            hs.receive(&frame(json!({"kind": "proof", "protocol": 2, "nonce": an, "proof": proof})))?;
+        let Step::Accept { frame: accept, keys } = step else { panic!("expected accept") };
+        let agent_keys = SessionKeys::derive(agent_secret.bytes(), &cn, &an)?;
+        assert_eq!(keys.controller_to_agent.bytes(), agent_keys.controller_to_agent.bytes());
+        assert_eq!(keys.agent_to_controller.bytes(), agent_keys.agent_to_controller.bytes());
         let accept = payload(&accept);
         assert_eq!(accept["kind"], "accept");
         assert_eq!(accept["proof"], controller_proof(&agent_secret, &cn, &an, attach_nonce)?);
         assert_eq!(hs.max_frame(), MAX_FRAME);
         match hs.receive(&frame(ready()))? {
             Step::Ready(r) => Ok(*r),
-            Step::Send(_) => panic!("expected ready"),
+            Step::Send(_) | Step::Accept { .. } | Step::Notice(_) => panic!("expected ready"),
         }
     }
 
@@ -477,12 +497,12 @@ mod tests {
             channel_binding: agent_fp,
         };
         let proof = agent_proof_for(&secret, &input)?;
-        match hs.receive(&frame(json!({"kind": "proof", "protocol": 1, "nonce": an, "proof": proof})))? {
-            Step::Send(accept) => {
+        match hs.receive(&frame(json!({"kind": "proof", "protocol": 2, "nonce": an, "proof": proof})))? {
+            Step::Accept { frame: accept, .. } => {
                 assert_eq!(payload(&accept)["proof"], controller_proof_for(&secret, &input)?);
                 Ok(accept)
             }
-            Step::Ready(_) => panic!("expected accept"),
+            Step::Send(_) | Step::Ready(_) | Step::Notice(_) => panic!("expected accept"),
         }
     }
 
@@ -505,6 +525,15 @@ mod tests {
     }
 
     #[test]
+    fn a_notice_before_the_proof_is_passed_on() {
+        let secret = Secret::from_hex(SECRET).expect("secret");
+        let (mut hs, _) = ControllerHandshake::start(secret, "").expect("start");
+        let notice = json!({"kind": "notice", "protocol": 2, "delay": 0.5, "message": "delayed"});
+        assert!(matches!(hs.receive(&frame(notice)), Ok(Step::Notice(m)) if m == "delayed"));
+        assert_eq!(hs.max_frame(), HANDSHAKE_MAX_FRAME, "still waiting for the proof");
+    }
+
+    #[test]
     fn a_wrong_secret_is_refused_without_sending_our_proof() {
         let other = "0".repeat(64);
         assert!(matches!(handshake("", &other), Err(HandshakeError::BadProof)));
@@ -514,11 +543,11 @@ mod tests {
     fn refusals_and_malformed_proofs() {
         let secret = Secret::from_hex(SECRET).expect("secret");
         let cases = [
-            (json!({"kind": "proof", "protocol": 1, "error": "unsupported protocol version"}), "Refused"),
-            (json!({"kind": "proof", "protocol": 2, "nonce": "ab".repeat(32), "proof": "00"}), "Version"),
-            (json!({"kind": "proof", "protocol": 1, "nonce": "xyz", "proof": "00"}), "Unexpected"),
-            (json!({"kind": "proof", "protocol": 1, "nonce": "ab".repeat(32)}), "Refused"),
-            (json!({"kind": "proof", "protocol": 1, "nonce": "ab".repeat(32), "proof": "zz"}), "BadProof"),
+            (json!({"kind": "proof", "protocol": 2, "error": "unsupported protocol version"}), "Refused"),
+            (json!({"kind": "proof", "protocol": 3, "nonce": "ab".repeat(32), "proof": "00"}), "Version"),
+            (json!({"kind": "proof", "protocol": 2, "nonce": "xyz", "proof": "00"}), "Unexpected"),
+            (json!({"kind": "proof", "protocol": 2, "nonce": "ab".repeat(32)}), "Refused"),
+            (json!({"kind": "proof", "protocol": 2, "nonce": "ab".repeat(32), "proof": "zz"}), "BadProof"),
             (json!({"kind": "event", "event": "ready"}), "Unexpected"),
         ];
         for (msg, want) in cases {

@@ -7,6 +7,9 @@
 //! - [`handshake`]: the controller side of the HMAC-SHA256 challenge/proof/accept exchange as
 //!   a state machine ([`ControllerHandshake`]): it says what to send and checks what arrives,
 //!   the caller moves the bytes.
+//! - [`integrity`]: the per-direction keys derived from the handshake and the tag every later
+//!   frame carries (§3.1), which [`FrameDecoder::authenticate`] checks and [`FrameSealer`]
+//!   writes, so that nobody on the path can inject, alter, replay or reorder frames.
 //! - [`messages`]: what the agent sends (responses, and events with a catch-all for event
 //!   names this version does not know), as serde types.
 //! - [`requests`]: one struct per request, each implementing [`Request`], which names the
@@ -31,13 +34,15 @@
 
 pub mod frame;
 pub mod handshake;
+pub mod integrity;
 pub mod messages;
 pub mod requests;
 
-pub use frame::{encode_frame, FrameDecoder, FrameError, HANDSHAKE_MAX_FRAME, MAX_FRAME};
+pub use frame::{encode_frame, FrameDecoder, FrameError, FrameSealer, HANDSHAKE_MAX_FRAME, MAX_FRAME};
 pub use handshake::{ControllerHandshake, HandshakeError, ProofInput, Secret, Step};
+pub use integrity::{FrameKey, IntegrityError, SessionKeys};
 pub use messages::{Event, Incoming, MessageError, Ready, Response, ResponseError};
 pub use requests::Request;
 
 /// The protocol version this crate speaks (§11).
-pub const PROTOCOL_VERSION: i64 = 1;
+pub const PROTOCOL_VERSION: i64 = 2;

@@ -9,7 +9,9 @@
 //!   for its own response, matched by id (the agent may answer out of order), with a timeout.
 //!   Several threads may send requests at once (a completion request from the line editor while
 //!   the REPL waits for an event, say).
-//! - **Events** queue up in arrival order and are taken out by one consumer with
+//! - **Events** queue up in arrival order (at most [`MAX_QUEUED_EVENTS`] events and
+//!   [`MAX_QUEUED_BYTES`] of payload: an agent that sends more than the consumer takes is
+//!   flooding it, and the session ends) and are taken out by one consumer with
 //!   [`Session::next_event`], which also updates the [`StopState`] (stopped threads, the
 //!   selected thread and frame, the program's exit), so that state always matches what the
 //!   consumer has seen.
@@ -29,7 +31,7 @@ pub use state::{Selection, StopState};
 
 use pymri_protocol::handshake::{ControllerHandshake, HandshakeError, Secret, Step};
 use pymri_protocol::messages::{Event, Incoming, MessageError, Ready, ResponseError};
-use pymri_protocol::{encode_frame, FrameDecoder, FrameError, Request, HANDSHAKE_MAX_FRAME, MAX_FRAME};
+use pymri_protocol::{FrameDecoder, FrameError, FrameSealer, Request, HANDSHAKE_MAX_FRAME, MAX_FRAME};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -45,6 +47,11 @@ use std::time::{Duration, Instant};
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default wait for a response. Requests that run user code (evaluation) pass their own.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most events waiting for the consumer. A busy log point emits a few thousand per second; a
+/// consumer that is not keeping up with this many is facing an agent that floods it.
+pub const MAX_QUEUED_EVENTS: usize = 65_536;
+/// Most payload bytes of the events waiting for the consumer: four of the largest frames.
+pub const MAX_QUEUED_BYTES: usize = 4 * MAX_FRAME;
 
 /// A byte stream to the agent that can be cloned (one clone reads, one writes) and shut down.
 pub trait Stream: Read + Write + Send + 'static {
@@ -89,6 +96,13 @@ pub enum SessionError {
     HandshakeTimeout(Duration),
     #[error("the agent closed the connection during the handshake\nhint: the program exited, or the secret did not match")]
     ClosedDuringHandshake,
+    /// The handshake failed after the agent said it was delaying it.
+    #[error("{source}\nnote: the agent said: {notice}")]
+    Delayed {
+        notice: String,
+        #[source]
+        source: Box<SessionError>,
+    },
     #[error("the agent sent a malformed frame: {0}")]
     Frame(#[from] FrameError),
     #[error("the agent sent a malformed message: {0}")]
@@ -128,6 +142,7 @@ impl SessionError {
                 | SessionError::Frame(_)
                 | SessionError::Message(_)
                 | SessionError::ClosedDuringHandshake
+                | SessionError::Delayed { .. }
                 | SessionError::Handshake(_)
                 | SessionError::HandshakeTimeout(_)
         )
@@ -156,16 +171,37 @@ pub enum SessionEvent {
     Closed(String),
 }
 
+/// What the reader queues: an event (or notice) and the payload bytes it was made of.
+struct Queued {
+    event: SessionEvent,
+    bytes: usize,
+}
+
+/// How much the event queue holds (bounded: a hostile agent must not exhaust pymri's memory).
+#[derive(Default)]
+struct QueueUse {
+    events: usize,
+    bytes: usize,
+}
+
 enum Reply {
     Response(Result<Value, ResponseError>),
     Closed(String),
     Cancelled,
 }
 
+/// The writing end and the tags of what it writes: one lock, so that frames go out in the
+/// order of their sequence numbers.
+struct Writer {
+    stream: Box<dyn Stream>,
+    sealer: FrameSealer,
+}
+
 struct Shared {
-    writer: Mutex<Box<dyn Stream>>,
+    writer: Mutex<Writer>,
     closer: Mutex<Box<dyn Stream>>,
     pending: Mutex<Pending>,
+    queued: Mutex<QueueUse>,
     next_id: AtomicU64,
 }
 
@@ -195,14 +231,14 @@ impl Shared {
 /// Lets another thread wake the event consumer and abandon waiting requests.
 #[derive(Clone)]
 pub struct Waker {
-    notices: mpsc::Sender<SessionEvent>,
+    notices: mpsc::Sender<Queued>,
     shared: Arc<Shared>,
 }
 
 impl Waker {
     /// Makes the consumer's `next_event` return [`SessionEvent::Woken`].
     pub fn wake(&self) {
-        let _ = self.notices.send(SessionEvent::Woken);
+        let _ = self.notices.send(Queued { event: SessionEvent::Woken, bytes: 0 });
     }
 
     /// Makes every request waiting for an answer return [`SessionError::Interrupted`].
@@ -215,8 +251,8 @@ impl Waker {
 
 pub struct Session {
     shared: Arc<Shared>,
-    events: Mutex<mpsc::Receiver<SessionEvent>>,
-    notices: mpsc::Sender<SessionEvent>,
+    events: Mutex<mpsc::Receiver<Queued>>,
+    notices: mpsc::Sender<Queued>,
     ready: Ready,
     state: Mutex<StopState>,
     reader: Mutex<Option<JoinHandle<()>>>,
@@ -248,26 +284,47 @@ impl Session {
         let deadline = options.deadline.unwrap_or_else(|| Instant::now() + HANDSHAKE_TIMEOUT);
         stream.write_all(&challenge)?;
         stream.flush()?;
+        let mut sealer = None;
+        // What the agent said about a delay, for the error if the handshake then fails.
+        let mut notice = None;
         let ready = loop {
-            let payload = read_frame(&mut *stream, &mut decoder, deadline)?;
+            let payload = match read_frame(&mut *stream, &mut decoder, deadline) {
+                Ok(payload) => payload,
+                Err(e) => {
+                    return Err(match notice {
+                        Some(notice) => SessionError::Delayed { notice, source: Box::new(e) },
+                        None => e,
+                    })
+                }
+            };
             match handshake.receive(&payload)? {
                 Step::Send(frame) => {
                     stream.write_all(&frame)?;
                     stream.flush()?;
-                    decoder.set_max_frame(handshake.max_frame());
+                }
+                Step::Notice(text) => notice = Some(text),
+                Step::Accept { frame, keys } => {
+                    stream.write_all(&frame)?;
+                    stream.flush()?;
+                    decoder.authenticate(&keys.agent_to_controller);
+                    sealer = Some(FrameSealer::new(&keys.controller_to_agent));
                 }
                 Step::Ready(ready) => break *ready,
             }
+            decoder.set_max_frame(handshake.max_frame());
         };
+        // `Ready` comes only after `Accept`.
+        let sealer = sealer.ok_or(HandshakeError::Unexpected("ready before accept".into()))?;
         stream.set_read_timeout(None)?;
         decoder.set_max_frame(MAX_FRAME);
 
         let reader_stream = stream.try_clone_stream()?;
         let closer = stream.try_clone_stream()?;
         let shared = Arc::new(Shared {
-            writer: Mutex::new(stream),
+            writer: Mutex::new(Writer { stream, sealer }),
             closer: Mutex::new(closer),
             pending: Mutex::new(Pending::default()),
+            queued: Mutex::new(QueueUse::default()),
             next_id: AtomicU64::new(1),
         });
         let (tx, rx) = mpsc::channel();
@@ -307,7 +364,7 @@ impl Session {
         timeout: Option<Duration>,
     ) -> Result<R::Body, SessionError> {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_frame(&request.to_message(id), MAX_FRAME)?;
+        let message = request.to_message(id);
         let (tx, rx) = mpsc::sync_channel(1);
         {
             let mut pending = lock(&self.shared.pending);
@@ -318,7 +375,14 @@ impl Session {
         }
         let written = {
             let mut writer = lock(&self.shared.writer);
-            writer.write_all(&frame).and_then(|()| writer.flush())
+            match writer.sealer.seal(&message, MAX_FRAME) {
+                Ok(frame) => writer.stream.write_all(&frame).and_then(|()| writer.stream.flush()),
+                Err(e) => {
+                    drop(writer);
+                    lock(&self.shared.pending).waiting.remove(&id);
+                    return Err(e.into());
+                }
+            }
         };
         if let Err(e) = written {
             lock(&self.shared.pending).waiting.remove(&id);
@@ -370,7 +434,13 @@ impl Session {
     }
 
     /// Updates the stop state with what the consumer is about to see.
-    fn deliver(&self, event: SessionEvent) -> SessionEvent {
+    fn deliver(&self, queued: Queued) -> SessionEvent {
+        let Queued { event, bytes } = queued;
+        if matches!(event, SessionEvent::Event(_)) {
+            let mut used = lock(&self.shared.queued);
+            used.events = used.events.saturating_sub(1);
+            used.bytes = used.bytes.saturating_sub(bytes);
+        }
         match &event {
             SessionEvent::Event(event) => lock(&self.state).apply(event),
             SessionEvent::Woken => {}
@@ -445,14 +515,20 @@ fn reader_main(
     mut stream: Box<dyn Stream>,
     mut decoder: FrameDecoder,
     shared: Arc<Shared>,
-    tx: mpsc::Sender<SessionEvent>,
+    tx: mpsc::Sender<Queued>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
+    // Why the agent said it let go, if it did: the best account of the end of the stream.
+    let mut detached: Option<String> = None;
     let reason = 'outer: loop {
         loop {
-            let obj = match decoder.next_object() {
-                Ok(Some(obj)) => obj,
+            let payload = match decoder.next_frame() {
+                Ok(Some(payload)) => payload,
                 Ok(None) => break,
+                Err(e) => break 'outer format!("the agent sent a malformed frame: {e}"),
+            };
+            let obj = match pymri_protocol::frame::decode_object(&payload) {
+                Ok(obj) => obj,
                 Err(e) => break 'outer format!("the agent sent a malformed frame: {e}"),
             };
             match Incoming::from_object(obj) {
@@ -462,13 +538,33 @@ fn reader_main(
                     }
                 }
                 Ok(Incoming::Event(event)) => {
-                    let _ = tx.send(SessionEvent::Event(event));
+                    if let Event::Detached(d) = &event {
+                        detached = Some(d.reason.clone());
+                    }
+                    let bytes = payload.len();
+                    {
+                        let mut used = lock(&shared.queued);
+                        if used.events >= MAX_QUEUED_EVENTS || used.bytes + bytes > MAX_QUEUED_BYTES {
+                            break 'outer format!(
+                                "the agent sent more events than pymri can hold ({} events, {} MiB \
+                                 waiting): it is misbehaving, so the session was closed",
+                                used.events,
+                                used.bytes / (1024 * 1024)
+                            );
+                        }
+                        used.events += 1;
+                        used.bytes += bytes;
+                    }
+                    let _ = tx.send(Queued { event: SessionEvent::Event(event), bytes });
                 }
                 Err(e) => break 'outer format!("the agent sent a malformed message: {e}"),
             }
         }
         match stream.read(&mut buf) {
-            Ok(0) => break "the agent closed the connection".to_string(),
+            Ok(0) => match &detached {
+                Some(why) => break format!("the agent detached: {why}"),
+                None => break "the agent closed the connection".to_string(),
+            },
             Ok(n) => decoder.push(&buf[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => break format!("reading from the agent failed: {e}"),
@@ -477,7 +573,7 @@ fn reader_main(
     // A protocol error from the agent: close the stream, as §2 advises.
     let _ = stream.shutdown();
     shared.close_all(&reason);
-    let _ = tx.send(SessionEvent::Closed(reason));
+    let _ = tx.send(Queued { event: SessionEvent::Closed(reason), bytes: 0 });
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use super::*;
 use pymri_protocol::handshake::{agent_proof, controller_proof};
 use pymri_protocol::messages::StopReason;
 use pymri_protocol::requests::{Evaluate, Stack, Threads};
+use pymri_protocol::{encode_frame, SessionKeys};
 use serde_json::{json, Map};
 
 const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -12,6 +13,8 @@ const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbcc
 struct FakeAgent {
     sock: UnixStream,
     decoder: FrameDecoder,
+    /// Once authenticated: the tags of what it sends (§3.1).
+    sealer: Option<FrameSealer>,
 }
 
 impl FakeAgent {
@@ -28,18 +31,22 @@ impl FakeAgent {
     }
 
     fn send(&mut self, v: Value) {
-        self.sock.write_all(&encode_frame(&v, MAX_FRAME).expect("frame")).expect("write");
+        let frame = match &mut self.sealer {
+            Some(sealer) => sealer.seal(&v, MAX_FRAME),
+            None => encode_frame(&v, MAX_FRAME),
+        };
+        self.sock.write_all(&frame.expect("frame")).expect("write");
     }
 
     /// Plays the agent's side of §3 and sends `ready`.
     fn handshake(sock: UnixStream, secret: &str, attach_nonce: &str) -> Option<FakeAgent> {
-        let mut agent = FakeAgent { sock, decoder: FrameDecoder::new(MAX_FRAME) };
+        let mut agent = FakeAgent { sock, decoder: FrameDecoder::new(MAX_FRAME), sealer: None };
         let challenge = agent.recv();
         let cn = challenge["nonce"].as_str().expect("nonce").to_string();
         let an = "5a".repeat(32);
         let key = Secret::from_hex(secret).expect("secret");
         let proof = agent_proof(&key, &cn, &an, attach_nonce).expect("proof");
-        agent.send(json!({"kind": "proof", "protocol": 1, "nonce": an, "proof": proof}));
+        agent.send(json!({"kind": "proof", "protocol": 2, "nonce": an, "proof": proof}));
         let mut buf = [0u8; 4096];
         let accept = loop {
             if let Ok(Some(obj)) = agent.decoder.next_object() {
@@ -51,8 +58,11 @@ impl FakeAgent {
             }
         };
         assert_eq!(accept["proof"], controller_proof(&key, &cn, &an, attach_nonce).expect("proof"));
+        let keys = SessionKeys::derive(key.bytes(), &cn, &an).expect("keys");
+        agent.decoder.authenticate(&keys.controller_to_agent);
+        agent.sealer = Some(FrameSealer::new(&keys.agent_to_controller));
         agent.send(json!({"kind": "event", "event": "ready", "body": {
-            "protocol": 1, "agent_version": "0.1.0", "pid": 7, "mode": "launch",
+            "protocol": 2, "agent_version": "0.1.0", "pid": 7, "mode": "launch",
             "python": {"version": "3.13.1", "version_info": [3, 13, 1], "implementation": "cpython",
                        "executable": "/usr/bin/python3.13", "debug_build": false},
             "main_thread": 100, "cwd": "/", "argv": ["x.py"], "backend": "monitoring", "tool_id": 0,
@@ -201,7 +211,8 @@ fn a_malformed_frame_from_the_agent_ends_the_session() {
     let (ours, theirs) = pair();
     let agent = std::thread::spawn(move || {
         let mut a = FakeAgent::handshake(theirs, SECRET, "").expect("accepted");
-        a.sock.write_all(&[0, 0, 0, 3, b'x', b'y', b'z']).expect("write");
+        let frame = a.sealer.as_mut().expect("sealer").seal_payload(b"xyz").expect("frame");
+        a.sock.write_all(&frame).expect("write");
         a
     });
     let session = Session::connect(ours, SECRET, "").expect("connect");
@@ -211,4 +222,56 @@ fn a_malformed_frame_from_the_agent_ends_the_session() {
     }
     assert!(session.is_closed());
     drop(agent.join().expect("agent"));
+}
+
+#[test]
+fn a_frame_without_a_valid_tag_ends_the_session() {
+    let (ours, theirs) = pair();
+    let agent = std::thread::spawn(move || {
+        let mut a = FakeAgent::handshake(theirs, SECRET, "").expect("accepted");
+        // What a relay that saw the handshake but has no key can write: a well-formed frame.
+        a.sock.write_all(&encode_frame(&stopped(100), MAX_FRAME).expect("frame")).expect("write");
+        a.sock.write_all(&[0; 32]).expect("write");
+        a
+    });
+    let session = Session::connect(ours, SECRET, "").expect("connect");
+    match session.next_event(Some(Duration::from_secs(5))) {
+        Some(SessionEvent::Closed(reason)) => assert!(reason.contains("integrity check"), "{reason}"),
+        other => panic!("the forged event was delivered: {other:?}"),
+    }
+    assert!(session.is_closed());
+    drop(agent.join().expect("agent"));
+}
+
+#[test]
+fn an_agent_that_floods_events_ends_the_session() {
+    let (ours, theirs) = pair();
+    let agent = std::thread::spawn(move || {
+        let mut a = FakeAgent::handshake(theirs, SECRET, "").expect("accepted");
+        let event = json!({"kind": "event", "event": "continued", "body": {"thread": 100}});
+        // One more than the queue holds, none of them read yet.
+        for _ in 0..=MAX_QUEUED_EVENTS {
+            let frame = a.sealer.as_mut().expect("sealer").seal(&event, MAX_FRAME).expect("frame");
+            if a.sock.write_all(&frame).is_err() {
+                break;
+            }
+        }
+        // Nothing was consumed yet: pymri must close the connection on its own.
+        let mut rest = Vec::new();
+        a.sock.read_to_end(&mut rest).expect("read until pymri closes");
+        a
+    });
+    let session = Session::connect(ours, SECRET, "").expect("connect");
+    let agent = agent.join().expect("agent");
+    let mut seen = 0;
+    let reason = loop {
+        match session.next_event(Some(Duration::from_secs(5))) {
+            Some(SessionEvent::Event(_)) => seen += 1,
+            Some(SessionEvent::Closed(reason)) => break reason,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(seen, MAX_QUEUED_EVENTS);
+    assert!(reason.contains("more events than pymri can hold"), "{reason}");
+    drop(agent);
 }

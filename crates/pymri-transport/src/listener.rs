@@ -11,7 +11,9 @@
 //!   each within [`HANDSHAKE_TIMEOUT`] (the TLS handshake included).
 //! - A failed handshake (a wrong proof, a malformed or oversized frame, a timeout, a TLS error,
 //!   a peer that closes early) counts against the peer's IP address ([`Lockout`]). A locked-out
-//!   peer's connections are closed at once, unread.
+//!   peer's connections are closed at once, unread. Loopback addresses are one peer, every
+//!   local user: never locked out, their handshakes are delayed instead (a lockout would let
+//!   any local user shut the others out).
 //! - Once a session is handed out, every new connection is closed at once, unread: the live
 //!   session never shares anything with them but the accept thread.
 //!
@@ -26,6 +28,7 @@ use crate::secret::SharedSecret;
 use crate::tls::{self, TlsIdentity};
 use pymri_session::{Session, SessionError};
 use std::io::{self, Read, Write};
+use std::net::Ipv4Addr;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -284,8 +287,20 @@ fn close_now(tcp: TcpStream) {
     drop(tcp);
 }
 
-fn admit(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+/// The lockout's key for `peer`: its address, or one key for every loopback address (any
+/// local user can connect from any of them).
+fn peer_key(peer: &SocketAddr) -> IpAddr {
     let ip = peer.ip().to_canonical();
+    if ip.is_loopback() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        ip
+    }
+}
+
+fn admit(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+    let ip = peer_key(&peer);
+    let hold;
     {
         let mut state = lock(&shared.state);
         state.stats.connections += 1;
@@ -305,20 +320,27 @@ fn admit(shared: &Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
         state.in_progress += 1;
+        hold = state.lockout.delayed_until(&ip, Instant::now());
     }
     let worker = {
         let shared = Arc::clone(shared);
-        std::thread::Builder::new().name("pymri-handshake".into()).spawn(move || handshake(shared, tcp, peer))
+        std::thread::Builder::new()
+            .name("pymri-handshake".into())
+            .spawn(move || handshake(shared, tcp, peer, hold))
     };
     if worker.is_err() {
         lock(&shared.state).in_progress -= 1;
     }
 }
 
-fn handshake(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
+fn handshake(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr, hold: Option<Instant>) {
+    if let Some(until) = hold {
+        // The delay of a shared peer after failures, in this connection's own thread.
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    }
     let deadline = Instant::now() + shared.handshake_timeout;
     let result = establish(&shared, tcp, peer, deadline);
-    let ip = peer.ip().to_canonical();
+    let ip = peer_key(&peer);
     let mut state = lock(&shared.state);
     state.in_progress -= 1;
     match result {
@@ -335,11 +357,26 @@ fn handshake(shared: Arc<Shared>, tcp: TcpStream, peer: SocketAddr) {
         }
         Err(e) => {
             state.stats.failed += 1;
-            let verdict = state.lockout.record_failure(&ip, Instant::now());
+            let now = Instant::now();
+            let mut delay = None;
+            let verdict = if ip.is_loopback() {
+                state.lockout.record_shared_failure(&ip, now);
+                delay = state.lockout.delayed_until(&ip, now).map(|until| until - now);
+                Verdict::Counted
+            } else {
+                state.lockout.record_failure(&ip, now)
+            };
             let quiet = state.live || state.closed;
             drop(state);
             if !quiet {
                 (shared.log)(&format!("pymri listen: refused a connection from {peer}: {}", first_line(&e)));
+                if let Some(delay) = delay {
+                    (shared.log)(&format!(
+                        "pymri listen: handshakes from local users keep failing; the next ones are delayed by \
+                         {} ms",
+                        delay.as_millis()
+                    ));
+                }
                 if let Verdict::LockedOut(_) = verdict {
                     (shared.log)(&format!(
                         "pymri listen: {ip} failed {MAX_FAILURES} handshakes within a minute; its connections are \

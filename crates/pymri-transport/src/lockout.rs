@@ -2,9 +2,12 @@
 //! state machine without clocks or sockets: the caller passes `now`, so tests step time.
 //!
 //! Failed handshakes are counted per peer (the source IP for TCP). After
-//! [`MAX_FAILURES`] within [`FAILURE_WINDOW`], the peer's connections are closed at once,
-//! unread, for [`LOCKOUT`]. Memory is bounded: at most [`MAX_PEERS`] peers are remembered, the
-//! least recently seen unlocked one forgotten first.
+//! [`MAX_FAILURES`] within [`FAILURE_WINDOW`], a remote peer's connections are closed at once,
+//! unread, for [`LOCKOUT`]. A shared peer (loopback, which is every local user at once) is never
+//! locked out, since any local user could then shut all the others out: its handshakes are
+//! delayed instead ([`Lockout::delayed_until`]), from [`FIRST_DELAY`] doubling with each further
+//! failure up to [`MAX_DELAY`]. Memory is bounded: at most [`MAX_PEERS`] peers are remembered,
+//! the least recently seen unlocked one forgotten first.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -16,6 +19,13 @@ pub const MAX_FAILURES: usize = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// ...for this long.
 pub const LOCKOUT: Duration = Duration::from_secs(60);
+/// The delay of a shared peer's handshakes after [`MAX_FAILURES`] failures, doubling with each
+/// further failure within [`FAILURE_WINDOW`]...
+pub const FIRST_DELAY: Duration = Duration::from_millis(250);
+/// ...up to this, well within [`HANDSHAKE_TIMEOUT`], so that the right peer always gets in.
+pub const MAX_DELAY: Duration = Duration::from_secs(4);
+/// Failures of a shared peer kept: enough for the delay to reach [`MAX_DELAY`].
+const SHARED_FAILURES_KEPT: usize = MAX_FAILURES + 8;
 /// Handshakes in progress at once; connections beyond are closed at once.
 pub const MAX_HANDSHAKES: usize = 8;
 /// How long a whole handshake (TLS included) may take: the session's (and the agent's) limit.
@@ -69,6 +79,40 @@ impl<P: Hash + Eq + Clone> Lockout<P> {
             }
             None => false,
         }
+    }
+
+    /// When a handshake of shared `peer` arriving at `now` may start; `None`: at once.
+    pub fn delayed_until(&self, peer: &P, now: Instant) -> Option<Instant> {
+        let record = self.peers.get(peer)?;
+        let recent: Vec<Instant> = record
+            .failures
+            .iter()
+            .copied()
+            .filter(|&t| now.saturating_duration_since(t) < FAILURE_WINDOW)
+            .collect();
+        let beyond = recent.len().checked_sub(MAX_FAILURES)?;
+        let delay = FIRST_DELAY.saturating_mul(1 << beyond.min(16)).min(MAX_DELAY);
+        let until = *recent.last()? + delay;
+        (now < until).then_some(until)
+    }
+
+    /// Counts a failed handshake of shared `peer` (delayed, never locked out) at `now`.
+    pub fn record_shared_failure(&mut self, peer: &P, now: Instant) {
+        if !self.peers.contains_key(peer) && self.peers.len() >= MAX_PEERS {
+            self.forget_one(now);
+        }
+        let record = self.peers.entry(peer.clone()).or_insert_with(|| Record {
+            failures: VecDeque::with_capacity(SHARED_FAILURES_KEPT),
+            locked_until: None,
+            last_seen: now,
+        });
+        record.last_seen = now;
+        while record.failures.len() >= SHARED_FAILURES_KEPT
+            || record.failures.front().is_some_and(|&t| now.saturating_duration_since(t) >= FAILURE_WINDOW)
+        {
+            record.failures.pop_front();
+        }
+        record.failures.push_back(now);
     }
 
     /// Counts a failed handshake of `peer` at `now`.
@@ -193,6 +237,31 @@ mod tests {
         }
         assert_eq!(lockout.record_failure(&peer, t0 + 30 * S), Verdict::LockedOut(t0 + LOCKOUT));
         assert!(!lockout.is_locked(&peer, t0 + LOCKOUT));
+    }
+
+    #[test]
+    fn a_shared_peer_is_delayed_more_and_more_never_locked_out() {
+        let t0 = Instant::now();
+        let mut lockout = Lockout::new();
+        let local = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        for i in 0..4 {
+            lockout.record_shared_failure(&local, t0 + i * S);
+        }
+        assert_eq!(lockout.delayed_until(&local, t0 + 4 * S), None);
+        let ms = Duration::from_millis;
+        let mut delays = Vec::new();
+        for i in 0..8 {
+            let now = t0 + (4 + 5 * i) * S;
+            lockout.record_shared_failure(&local, now);
+            assert!(!lockout.is_locked(&local, now));
+            delays.push(lockout.delayed_until(&local, now).expect("delayed") - now);
+        }
+        let max = MAX_DELAY;
+        assert_eq!(delays, [ms(250), ms(500), ms(1000), ms(2000), max, max, max, max]);
+        // From the last failure; a minute without any, and none is left.
+        let last = t0 + 39 * S;
+        assert_eq!(lockout.delayed_until(&local, last + MAX_DELAY), None);
+        assert_eq!(lockout.delayed_until(&local, last + FAILURE_WINDOW), None);
     }
 
     #[test]

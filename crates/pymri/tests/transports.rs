@@ -488,6 +488,227 @@ fn listen_refuses_a_wrong_secret_and_waits_on() {
     debug_the_discount(&mut repl, &mut agent, &setup.script);
 }
 
+/// A relay between pymri and the agent, run by another local user: it passes the handshake
+/// through untouched, then writes a frame of its own to the agent (protocol §2 framing, the
+/// payload in `argv[2]`), then copies both ways. It prints its port, then `injected`.
+const RELAY: &str = r#"
+import signal, socket, struct, sys, threading
+signal.alarm(120)
+agent_port, forged = int(sys.argv[1]), sys.argv[2].encode()
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+client, _ = listener.accept()
+agent = socket.create_connection(("127.0.0.1", agent_port))
+def copy(src, dst):
+    while True:
+        data = src.recv(65536)
+        if not data:
+            break
+        dst.sendall(data)
+    try:
+        dst.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass
+threading.Thread(target=copy, args=(agent, client), daemon=True).start()
+def exact(n):
+    data = b""
+    while len(data) < n:
+        more = client.recv(n - len(data))
+        if not more:
+            sys.exit(0)
+        data += more
+    return data
+for _ in range(2):  # the challenge, then the accept
+    head = exact(4)
+    agent.sendall(head + exact(struct.unpack(">I", head)[0]))
+agent.sendall(struct.pack(">I", len(forged)) + forged)
+print("injected", flush=True)
+copy(client, agent)
+"#;
+
+/// Issue 8, item 6: a relay on the path of a plain `tcp:` session waits for the handshake to
+/// pass, then injects a request. The agent must not carry it out (the breakpoint's condition
+/// would create a marker file), the session must end with a clear error, and the program must
+/// go on, untouched.
+#[test]
+fn a_relay_cannot_inject_frames_into_a_tcp_session() {
+    use std::io::BufRead;
+    let setup = Setup::new("3.14");
+    let (mut agent, address) = setup.listening_agent("tcp:127.0.0.1:0");
+    let agent_port = address.rsplit(':').next().expect("port").to_string();
+    let (marker_host, marker_inside) = setup.path("hijacked");
+    let forged = serde_json::json!({"kind": "request", "id": 900, "cmd": "set_breakpoint", "args": {
+        "file": setup.script, "line": mark("pdb/discount.py", "discount"),
+        "condition": format!("open({marker_inside:?}, 'w').close()"),
+    }})
+    .to_string();
+    let mut relay = pymri_testkit::attacker()
+        .python(RELAY)
+        .args([&agent_port, &forged])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the relay");
+    let mut relay_out = std::io::BufReader::new(relay.stdout.take().expect("relay stdout"));
+    let mut relay_port = String::new();
+    relay_out.read_line(&mut relay_port).expect("the relay's port");
+
+    let mut repl = Repl::pymri(
+        &setup.interp,
+        &["connect", &format!("tcp:127.0.0.1:{}", relay_port.trim()), "--secret-file", &setup.secret_host],
+        &[],
+    );
+    if repl.prompt_or_exit().is_ok() {
+        // The session survived the injection: run the program, through the forged breakpoint.
+        repl.type_line("c");
+    }
+    let (_, status) = repl.finish();
+    let mut injected = String::new();
+    relay_out.read_line(&mut injected).expect("the relay's report");
+    assert_eq!(injected.trim(), "injected", "the relay did its part");
+    assert!(
+        !Path::new(&marker_host).exists(),
+        "the injected request ran in the target:\n{}",
+        repl.transcript
+    );
+    assert_eq!(status, 1, "{}", repl.transcript);
+    assert!(
+        repl.transcript.contains("the agent detached: received frame 0 failed its integrity check"),
+        "a clear error: {}",
+        repl.transcript
+    );
+    let _ = relay.wait();
+
+    // The agent let the tampered session go with its hooks removed: the program, held before
+    // its first line, runs to its end undebugged, as when a controller goes away.
+    agent.expect_line("expected 80, got 120", AGENT_TIMEOUT);
+    assert_eq!(agent.wait(AGENT_TIMEOUT), Some(0), "{}", agent.transcript);
+    assert!(!Path::new(&marker_host).exists(), "the forged breakpoint was left behind");
+}
+
+/// A hostile agent: it listens on loopback, does the real handshake with the secret in
+/// `argv[2]` (protocol §3, with frame tags), says `ready` in launch mode, and then, instead of
+/// answering `start`, sends `output` events of 64 KiB until it has sent `argv[3]` MiB, then
+/// holds the connection open until pymri closes it. It prints its port first.
+const FLOODING_AGENT: &str = r#"
+import signal, socket, sys
+signal.alarm(120)
+from pymri_agent import protocol
+listener = socket.create_server(("127.0.0.1", 0))
+print(listener.getsockname()[1], flush=True)
+conn, _ = listener.accept()
+channel = protocol.Channel(conn)
+protocol.agent_handshake(channel, protocol.parse_secret(sys.argv[1]))
+channel.send_message({"kind": "event", "event": "ready", "body": {
+    "protocol": protocol.PROTOCOL_VERSION, "agent_version": protocol.AGENT_VERSION, "pid": 1, "mode": "launch",
+    "python": {"version": "3.11.7", "version_info": [3, 11, 7], "implementation": "cpython",
+               "executable": "/usr/bin/python3.11", "debug_build": False},
+    "main_thread": 1, "cwd": "/", "argv": ["flood.py"], "backend": "settrace", "tool_id": None,
+    "all_threads": True}})
+event = {"kind": "event", "event": "output", "body": {"category": "stdout", "text": "x" * 65536}}
+try:
+    for _ in range(int(sys.argv[2]) * 16):
+        channel.send_message(event)
+    print("flooded", flush=True)
+    while conn.recv(65536):
+        pass
+except (OSError, protocol.ConnectionClosed):
+    print("cut off", flush=True)
+"#;
+
+/// Issue 8, item 7: a hostile agent floods pymri with events while pymri waits for the answer
+/// to `start`. pymri's memory must stay bounded (its peak RSS, from `wait4`), and the session
+/// must end with an error saying why.
+#[test]
+fn a_flood_of_events_ends_the_session_with_bounded_memory() {
+    use std::io::{BufRead, Read};
+    use std::os::unix::process::ExitStatusExt;
+    const FLOOD_MIB: u64 = 512;
+    const MAX_RSS_KIB: i64 = 192 * 1024;
+    let scratch = scratch();
+    let secret_path = secret_file(&scratch, "flood.secret");
+    let secret = std::fs::read_to_string(&secret_path).expect("secret");
+    let mut agent = std::process::Command::new("/usr/bin/python3.11")
+        .args(["-c", FLOODING_AGENT, secret.trim(), &FLOOD_MIB.to_string()])
+        .env("PYTHONPATH", pymri_testkit::repo_root().join("python"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the flooding agent");
+    let mut agent_out = std::io::BufReader::new(agent.stdout.take().expect("stdout"));
+    let mut port = String::new();
+    agent_out.read_line(&mut port).expect("the agent's port");
+
+    // Reaped by wait4 below, which also gives its peak RSS.
+    #[allow(clippy::zombie_processes)]
+    let mut pymri = std::process::Command::new(env!("CARGO_BIN_EXE_pymri"))
+        .args(["connect", &format!("tcp:127.0.0.1:{}", port.trim()), "--secret-file", &secret_path])
+        .env_remove("PYMRI_SECRET_FILE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start pymri");
+    let mut stderr = String::new();
+    pymri.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("pymri's stderr");
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid; wait4 fills it for this child, which we own.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = i32::try_from(pymri.id()).expect("pid");
+    // SAFETY: waits for our own child, with valid pointers to a status and a rusage.
+    assert_eq!(unsafe { libc::wait4(pid, &mut status, 0, &mut usage) }, pid, "wait4");
+    let status = std::process::ExitStatus::from_raw(status);
+    let mut agent_said = String::new();
+    agent_out.read_to_string(&mut agent_said).expect("the agent's report");
+    let _ = agent.wait();
+    assert!(usage.ru_maxrss < MAX_RSS_KIB, "pymri's peak RSS was {} MiB; {stderr}", usage.ru_maxrss / 1024);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("more events than pymri can hold"), "{stderr}");
+    assert_eq!(agent_said.trim(), "cut off", "pymri ended the session before the flood did");
+}
+
+/// Another local user's garbage: `argv[2]` connections to the agent on loopback port `argv[1]`,
+/// one after the other, each sending bytes that are no challenge and reading what the agent
+/// says until it closes. One line per connection: what was read, and how it ended.
+const GARBAGE: &str = r#"
+import signal, socket, sys
+signal.alarm(60)
+for i in range(int(sys.argv[2])):
+    data, end = b"", "closed"
+    try:
+        sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+        sock.sendall(b"GET / HTTP/1.1\r\n\r\n")
+        while True:
+            more = sock.recv(4096)
+            if not more:
+                break
+            data += more
+    except OSError as exc:
+        end = str(exc)
+    print(i, repr(data), end, flush=True)
+"#;
+
+/// Issue 8, item 8: five garbage connections from any local user locked everyone out of a
+/// loopback agent for 60 s, and `pymri connect` then said "is the agent listening?". Loopback
+/// peers are one address for every local user, so they get a growing delay instead: the right
+/// controller still gets in, and the delayed connections are told why they wait.
+#[test]
+fn garbage_from_another_local_user_does_not_lock_others_out_of_a_loopback_agent() {
+    let setup = Setup::new("3.14");
+    let (mut agent, address) = setup.listening_agent("tcp:127.0.0.1:0");
+    let port = address.rsplit(':').next().expect("port").to_string();
+    let garbage =
+        pymri_testkit::attacker().python(GARBAGE).args([&port, "7"]).output().expect("the attacker");
+    let said = text(&garbage.stdout);
+    assert_eq!(said.lines().count(), 7, "{said}{}", text(&garbage.stderr));
+    let mut repl =
+        Repl::pymri(&setup.interp, &["connect", &address, "--secret-file", &setup.secret_host], &[]);
+    debug_the_discount(&mut repl, &mut agent, &setup.script);
+    let delayed: Vec<&str> = said.lines().skip(5).collect();
+    assert!(
+        delayed.iter().all(|line| line.contains("handshake is delayed")),
+        "connections after the fifth failure are told why they wait:\n{said}"
+    );
+}
+
 /// End of input at the prompt while the agent refuses `detach`: pymri closes the connection and
 /// exits at once (it used to ask again for as long as it ran, 10,000 requests a second).
 #[test]

@@ -1,14 +1,19 @@
-//! Arbitrary bytes, cut into arbitrary chunks, through the frame decoder, the message parser
-//! and the handshake: none may panic.
+//! Arbitrary bytes, cut into arbitrary chunks, through the frame decoder (with or without frame
+//! tags), the message parser and the handshake: none may panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pymri_protocol::{ControllerHandshake, FrameDecoder, Incoming, Secret, HANDSHAKE_MAX_FRAME, MAX_FRAME};
+use pymri_protocol::{
+    ControllerHandshake, FrameDecoder, FrameKey, Incoming, Secret, HANDSHAKE_MAX_FRAME, MAX_FRAME,
+};
 
 fuzz_target!(|data: &[u8]| {
     let Some((&cut, rest)) = data.split_first() else { return };
     let chunk = usize::from(cut % 16) + 1;
     let mut decoder = FrameDecoder::new(if cut & 0x80 != 0 { HANDSHAKE_MAX_FRAME } else { MAX_FRAME });
+    if cut & 0x40 != 0 {
+        decoder.authenticate(&FrameKey::from_bytes([cut; 32]));
+    }
     let secret = Secret::from_hex(&"ab".repeat(32)).expect("valid secret");
     let (mut handshake, _) =
         ControllerHandshake::with_nonce(secret, "", "cd".repeat(32)).expect("challenge encodes");

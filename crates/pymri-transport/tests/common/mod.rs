@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use pymri_protocol::handshake::{agent_proof_for, controller_proof_for, ProofInput, Secret};
-use pymri_protocol::{encode_frame, FrameDecoder, MAX_FRAME};
+use pymri_protocol::{encode_frame, FrameDecoder, FrameSealer, SessionKeys, MAX_FRAME};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme, StreamOwned};
@@ -32,6 +32,8 @@ pub enum Binding {
 pub struct Agent {
     stream: Box<dyn ReadWrite>,
     decoder: FrameDecoder,
+    /// Once authenticated: the tags of what it sends (protocol §3.1).
+    sealer: Option<FrameSealer>,
     /// The fingerprint of the certificate the controller presented, over TLS.
     pub fingerprint: Option<String>,
 }
@@ -102,7 +104,12 @@ pub fn tls_client(tcp: TcpStream) -> io::Result<(StreamOwned<ClientConnection, T
 
 impl Agent {
     pub fn plain(stream: impl ReadWrite + 'static) -> Agent {
-        Agent { stream: Box::new(stream), decoder: FrameDecoder::new(MAX_FRAME), fingerprint: None }
+        Agent {
+            stream: Box::new(stream),
+            decoder: FrameDecoder::new(MAX_FRAME),
+            sealer: None,
+            fingerprint: None,
+        }
     }
 
     /// TLS over `tcp`, whoever opened it.
@@ -111,6 +118,7 @@ impl Agent {
         Ok(Agent {
             stream: Box::new(stream),
             decoder: FrameDecoder::new(MAX_FRAME),
+            sealer: None,
             fingerprint: Some(fingerprint),
         })
     }
@@ -130,7 +138,11 @@ impl Agent {
     }
 
     pub fn send(&mut self, v: &Value) -> io::Result<()> {
-        self.stream.write_all(&encode_frame(v, MAX_FRAME).map_err(io::Error::other)?)?;
+        let frame = match &mut self.sealer {
+            Some(sealer) => sealer.seal(v, MAX_FRAME),
+            None => encode_frame(v, MAX_FRAME),
+        };
+        self.stream.write_all(&frame.map_err(io::Error::other)?)?;
         self.stream.flush()
     }
 
@@ -151,12 +163,15 @@ impl Agent {
         };
         let input = ProofInput { controller_nonce: &cn, agent_nonce: &an, attach_nonce: "", channel_binding };
         let proof = agent_proof_for(&key, &input).expect("proof");
-        self.send(&json!({"kind": "proof", "protocol": 1, "nonce": an, "proof": proof}))?;
+        self.send(&json!({"kind": "proof", "protocol": 2, "nonce": an, "proof": proof}))?;
         let accept = self.recv()?;
         assert_eq!(accept["kind"], "accept");
         if accept["proof"] != controller_proof_for(&key, &input).expect("proof") {
             return Err(io::Error::other("the controller's proof is wrong"));
         }
+        let keys = SessionKeys::derive(key.bytes(), &cn, &an).map_err(io::Error::other)?;
+        self.decoder.authenticate(&keys.controller_to_agent);
+        self.sealer = Some(FrameSealer::new(&keys.agent_to_controller));
         self.send(&json!({"kind": "event", "event": "ready", "body": ready_body()}))
     }
 
@@ -193,7 +208,7 @@ impl Agent {
 
 pub fn ready_body() -> Value {
     json!({
-        "protocol": 1, "agent_version": "0.1.0", "pid": 4242, "mode": "attach",
+        "protocol": 2, "agent_version": "0.1.0", "pid": 4242, "mode": "attach",
         "python": {"version": "3.13.1", "version_info": [3, 13, 1], "implementation": "cpython",
                    "executable": "/usr/bin/python3.13", "debug_build": false},
         "main_thread": 100, "cwd": "/", "argv": ["app.py"], "backend": "monitoring", "tool_id": 0,

@@ -6,6 +6,7 @@ use super::{Interpreter, Scratch};
 use rexpect::process::WaitStatus;
 use rexpect::reader::Options;
 use rexpect::session::{spawn_with_options, PtySession};
+use rexpect::ReadUntil;
 use std::process::Command;
 
 /// pdb's prompt, which pymri keeps.
@@ -118,6 +119,28 @@ impl Repl {
     /// Waits for the next prompt; returns what was printed before it.
     pub fn prompt(&mut self) -> String {
         self.expect(PROMPT)
+    }
+
+    /// Waits for the next prompt or for pymri's exit: `Ok` with the text before the prompt,
+    /// `Err` with the text before the end (then [`finish`](Self::finish) gives the status).
+    pub fn prompt_or_exit(&mut self) -> Result<String, String> {
+        let until = vec![ReadUntil::String(PROMPT.into()), ReadUntil::EOF];
+        match self.session.exp_any(until) {
+            Ok((before, matched)) => {
+                let text = strip(&before);
+                self.transcript.push_str(&text);
+                self.transcript.push_str(&strip(&matched));
+                if matched == PROMPT {
+                    Ok(text)
+                } else {
+                    Err(text)
+                }
+            }
+            Err(e) => panic!(
+                "[{}] waiting for a prompt or the end: {e}\n---- transcript ----\n{}",
+                self.interp.name, self.transcript
+            ),
+        }
     }
 
     /// Types `line` and Enter, waits for the next prompt, returns the output in between
