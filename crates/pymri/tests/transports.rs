@@ -748,3 +748,20 @@ fn end_of_input_with_an_agent_that_refuses_to_detach() {
     let refusals = agent.transcript.lines().filter(|l| l.contains("refused")).count();
     assert_eq!(refusals, 1, "one detach, not a loop of them:\n{}", agent.transcript);
 }
+
+/// The program dies while `pymri connect` holds it stopped: the session is lost, not ended by
+/// the user, so pymri says so and exits with status 1, as `pymri attach` does.
+#[test]
+fn a_lost_remote_session_is_reported_and_fails() {
+    let setup = Setup::new("3.11");
+    let (mut agent, address) = setup.listening_agent(&format!("unix:{}/app.sock", setup.scratch.inside));
+    let mut repl =
+        Repl::pymri(&setup.interp, &["connect", &address, "--secret-file", &setup.secret_host], &[]);
+    repl.prompt();
+    agent.child.kill().expect("SIGKILL the program");
+    agent.child.wait().expect("reap the program");
+    repl.type_line("p 1");
+    let (_, status) = repl.finish();
+    assert_eq!(status, 1, "{}", repl.transcript);
+    assert!(repl.transcript.contains("error: the session with the agent was lost"), "{}", repl.transcript);
+}

@@ -368,6 +368,34 @@ fn connect_through_the_api() {
     assert_eq!(agent.wait(Duration::from_secs(20)), Some(0), "{}", agent.transcript);
 }
 
+/// The program dies while the page holds it stopped: the session is lost, not ended from the
+/// page, so `pymri web --connect` says so and exits with status 1, as `pymri attach` does.
+#[test]
+fn a_lost_session_fails_the_page() {
+    let interp = interpreter("3.11").expect("3.11");
+    let scratch = common::Scratch::new(&interp);
+    let name = "discount.py";
+    scratch.copy_fixture(&format!("pdb/{name}"));
+    let secret = scratch.host.join("app.secret").display().to_string();
+    let made = common::pymri(&["secret", &secret]);
+    assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
+    let address = format!("unix:{}/app.sock", scratch.inside);
+    let script = format!("{}/{name}", scratch.inside);
+    let secret_inside = format!("{}/app.secret", scratch.inside);
+    let mut agent = common::AgentProgram::start(
+        &interp,
+        &scratch,
+        &["--listen", &address, "--secret-file", &secret_inside, "--wait", &script],
+    );
+    agent.expect_line("listening", Duration::from_secs(20));
+    let mut web = Web::start(&["--connect", &address, "--secret-file", &secret], None);
+    wait_for(&web, |s| s["stopped"].as_array().is_some_and(|a| !a.is_empty()));
+    agent.child.kill().expect("SIGKILL the program");
+    agent.child.wait().expect("reap the program");
+    assert_eq!(web.wait(Duration::from_secs(30)), 1, "{}", web.transcript);
+    assert!(web.transcript.contains("error: the session with the agent was lost"), "{}", web.transcript);
+}
+
 /// A target whose function, file and thread names carry terminal escapes and a bidi override:
 /// the page shows them as text with the invisible characters escaped (`tests/web/hostile.mjs`).
 #[test]

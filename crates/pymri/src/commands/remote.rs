@@ -7,7 +7,7 @@
 
 use crate::printer::note;
 use crate::repl::{self, ExitOutcome, Mode, ReplOptions};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use pymri_session::protocol::messages::ErrorCode;
 use pymri_session::Session;
 use pymri_transport::secret::{self, SecretError};
@@ -132,8 +132,8 @@ pub fn run_repl(session: Session, commands: Vec<String>) -> Result<()> {
     let program = program_name(&session);
     let outcome = repl::run_session(session, ReplOptions { mode: Mode::Remote, commands, program })
         .context("running the debugger")?;
-    if let ExitOutcome::Lost(reason) = outcome {
-        note(&format!("pymri: {reason}"));
+    match outcome {
+        ExitOutcome::Lost(reason) => bail!("the session with the agent was lost: {reason}"),
+        ExitOutcome::Quit | ExitOutcome::Detached => Ok(()),
     }
-    Ok(())
 }

@@ -10,7 +10,7 @@ use super::remote::{self, SecretSource};
 use super::run;
 use crate::printer::note;
 use crate::repl::{self, WebConsole};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use pymri_launch::Streams;
 use pymri_session::Session;
 use pymri_web::{Debugger, Mode, Outcome, Server};
@@ -53,12 +53,9 @@ pub fn run(opts: WebOptions) -> Result<u8> {
                 super::attach::connect(pid, thread, timeout)?;
             let page = Page { server, open: opts.open, mode: Mode::Attach, program: live.command.clone() };
             let (outcome, _) = page.serve(session, None)?;
-            if let Outcome::Lost(reason) = &outcome {
-                note(&format!("pymri: {reason}"));
-            }
             // The staging directory goes after the session: the agent may import more of itself.
             drop(pending);
-            Ok(0)
+            lost_is_an_error(outcome)
         }
         WebTarget::Launch { python, root, program, args } => {
             let (mut process, session) =
@@ -84,11 +81,17 @@ pub fn run(opts: WebOptions) -> Result<u8> {
             // Ending the page's session detaches: the program goes on, the agent listens again.
             let page = Page { server, open: opts.open, mode: Mode::Attach, program };
             let (outcome, _) = page.serve_with(session, None, repl::Mode::Remote)?;
-            if let Outcome::Lost(reason) = &outcome {
-                note(&format!("pymri: {reason}"));
-            }
-            Ok(0)
+            lost_is_an_error(outcome)
         }
+    }
+}
+
+/// A page over a process pymri did not start: a lost session is a failure (exit 1), as for
+/// `pymri attach`; a launched program's end is its own status instead.
+fn lost_is_an_error(outcome: Outcome) -> Result<u8> {
+    match outcome {
+        Outcome::Lost(reason) => bail!("the session with the agent was lost: {reason}"),
+        Outcome::Quit | Outcome::Detached => Ok(0),
     }
 }
 
