@@ -211,7 +211,14 @@ def main(argv=None):
         channel.close()
         return EXIT_USAGE
     agent = engine.Agent(channel, "launch")
-    agent.activate()
+    try:
+        agent.activate()
+    except QuitProgram:
+        # The agent serves requests as soon as its reader thread runs: a `quit` right after
+        # `start` can stop this thread while it still waits for that thread to be started.
+        agent.send_event("exited", {"code": 0, "reason": "quit"})
+        agent.detach("quit", notify=True)
+        return 0
     return run_program(agent, target)
 
 
