@@ -29,18 +29,27 @@ def parse(text, origin):
 
 
 def read_file(path):
-    """The key bytes of a secret file; refuses one that group or others may read or write. The
-    check is made on the opened file, so that a file swapped in between cannot slip through."""
+    """The key bytes of a secret file: a regular file of this user or root that group and others
+    may neither read nor write (a file another user owns is a secret that user knows). The
+    checks are made on the opened file, so that a file swapped in between cannot slip through.
+
+    Unlike pymri, the agent follows a symbolic link to the file: Kubernetes mounts secrets
+    through links, and the checks above apply to the file reached."""
     path = os.fspath(path)
     try:
         # O_NONBLOCK: a FIFO given by mistake must not hang the program.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise SecretError("reading the secret file %s: %s" % (path, exc.strerror or exc))
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise SecretError("%s is not a regular file" % path)
+            raise SecretError("the secret file %s is not a regular file" % path)
+        euid = os.geteuid()
+        if st.st_uid not in (euid, 0):
+            raise SecretError("the secret file %s belongs to user %d, not to this user (%d) or root: "
+                              "whoever owns it knows the secret; use a secret file of your own "
+                              "(`pymri secret FILE` makes one)" % (path, st.st_uid, euid))
         mode = stat.S_IMODE(st.st_mode)
         if mode & 0o077:
             raise SecretError("the secret file %s is readable or writable by others (mode %04o); it "

@@ -337,6 +337,35 @@ class SecretTests(unittest.TestCase):
             with self.assertRaises(_secret.SecretError, msg=text[:20]):
                 _secret.read_file(write_secret(self.tmp, text, name="s%d" % i))
 
+    @unittest.skipUnless(os.geteuid() == 0, "making another user's file needs root")
+    def test_a_private_file_of_another_user_is_refused(self):
+        # Its owner knows the secret: a program reading it would let that user in.
+        path = write_secret(self.tmp)
+        os.chown(path, 65534, 65534)
+        with self.assertRaises(_secret.SecretError) as cm:
+            _secret.read_file(path)
+        self.assertIn("belongs to user 65534", str(cm.exception))
+        os.chown(path, 0, 0)
+        self.assertEqual(_secret.read_file(path), bytes.fromhex(SECRET))
+
+    def test_a_fifo_is_refused_without_waiting(self):
+        path = os.path.join(self.tmp, "fifo")
+        os.mkfifo(path, 0o600)
+        outcome = []
+
+        def read():
+            try:
+                _secret.read_file(path)
+            except _secret.SecretError as exc:
+                outcome.append(str(exc))
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(TIMEOUT)
+        self.assertFalse(reader.is_alive(), "reading a FIFO with no writer hung")
+        self.assertEqual(len(outcome), 1)
+        self.assertIn("not a regular file", outcome[0])
+
     def test_generated_secrets_are_private_in_the_runtime_directory(self):
         with mock.patch.dict(os.environ, {"XDG_RUNTIME_DIR": self.tmp}):
             key, path = _secret.generate("agent-test")

@@ -10,6 +10,7 @@
 use crate::codec::{self, CodecError};
 use crate::debuggee::{Debuggee, Origin};
 use crate::error::DapError;
+use crate::escape::terminal_text;
 use crate::handlers;
 use crate::ids::{FrameIds, SourceRefs, ThreadIds};
 use crate::paths::PathMap;
@@ -76,6 +77,9 @@ pub struct Adapter {
     /// Whether the client counts lines and columns from 1 (the default) or 0.
     pub(crate) lines_from_1: bool,
     pub(crate) columns_from_1: bool,
+    /// `initialize` succeeded. Every other request is refused before it: a client that does
+    /// not begin so is not an editor (a web page posting to the port, say).
+    pub(crate) initialized: bool,
     pub(crate) debuggee: Option<Debuggee>,
     epochs: u64,
     pub(crate) threads: ThreadIds,
@@ -111,6 +115,7 @@ impl Adapter {
             log,
             lines_from_1: true,
             columns_from_1: true,
+            initialized: false,
             debuggee: None,
             epochs: 0,
             threads: ThreadIds::default(),
@@ -160,10 +165,8 @@ impl Adapter {
             Input::ClientClosed => self.client_gone(),
             Input::Agent(epoch, event) if self.current(epoch) => self.on_agent(event),
             Input::Output(epoch, category, text) if self.current(epoch) => {
-                self.event(Event::new(
-                    "output",
-                    OutputEvent { category, output: text, source: None, line: None },
-                ));
+                let output = terminal_text(&text).into_owned();
+                self.event(Event::new("output", OutputEvent { category, output, source: None, line: None }));
             }
             Input::ProgramEnded(epoch) if self.current(epoch) => self.program_ended(),
             // Leftovers of an earlier debuggee.
@@ -198,12 +201,21 @@ impl Adapter {
 
     fn on_request(&mut self, request: Request) {
         self.deferred = Some(Vec::new());
-        let result = handlers::dispatch(self, &request);
+        let result = if self.initialized || request.command == "initialize" {
+            handlers::dispatch(self, &request)
+        } else {
+            Err(DapError::NotInitialized(request.command.clone()))
+        };
         let result = result.map_err(|e| {
             // What the person running the adapter may need: protocol mistakes and failed starts
             // (the user sees every error in the editor anyway).
             let starting = matches!(request.command.as_str(), "launch" | "attach");
-            if starting || matches!(e, DapError::BadArguments { .. } | DapError::Unsupported(_)) {
+            if starting
+                || matches!(
+                    e,
+                    DapError::BadArguments { .. } | DapError::Unsupported(_) | DapError::NotInitialized(_)
+                )
+            {
                 (self.log)(&format!("pymri dap: {} failed: {e}", request.command));
             }
             e.to_string()
@@ -231,8 +243,9 @@ impl Adapter {
         self.sink.send(|seq| event.to_message(seq));
     }
 
+    /// A message in the client's console; what it quotes may come from the program.
     pub(crate) fn console(&mut self, text: &str) {
-        let mut output = text.to_string();
+        let mut output = terminal_text(text).into_owned();
         if !output.ends_with('\n') {
             output.push('\n');
         }
@@ -351,9 +364,9 @@ impl Adapter {
             AgentEvent::Output(o) => {
                 let (output, source, line) = if o.category == "log" {
                     let source = o.file.as_deref().map(|f| self.source_for(f));
-                    (o.text, source, o.line.map(|l| self.line_out(l)))
+                    (terminal_text(&o.text).into_owned(), source, o.line.map(|l| self.line_out(l)))
                 } else {
-                    (format!("pymri agent: {}", o.text), None, None)
+                    (format!("pymri agent: {}", terminal_text(&o.text)), None, None)
                 };
                 self.event(Event::new("output", OutputEvent { category: "console", output, source, line }));
             }
@@ -429,10 +442,13 @@ impl Adapter {
             _ => "pause",
         };
         let (description, text) = match (&stop.condition_error, &stop.exception) {
-            (Some(err), _) => (Some("Breakpoint condition error".to_string()), Some(err.clone())),
+            (Some(err), _) => {
+                (Some("Breakpoint condition error".to_string()), Some(terminal_text(err).into_owned()))
+            }
             (None, Some(exc)) => {
                 let what = if stop.post_mortem { "Uncaught exception" } else { "Exception" };
-                (Some(format!("{what}: {}", exc.type_name)), Some(exc.text.clone()))
+                let description = format!("{what}: {}", terminal_text(&exc.type_name));
+                (Some(description), Some(terminal_text(&exc.text).into_owned()))
             }
             (None, None) => (None, None),
         };

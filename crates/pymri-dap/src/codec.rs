@@ -5,8 +5,9 @@
 //! yields one JSON value per message. Its limits keep a hostile or broken client from making
 //! it buffer without bound. Two kinds of errors:
 //!
-//! - a broken header part (no `Content-Length`, a bad number, a line too long, a body over the
-//!   limit) is **fatal**: the stream cannot be resynchronised, so the decoder stays failed and
+//! - a broken header part (a line that is not an RFC 9110 field such as an HTTP request line,
+//!   no `Content-Length` or two, a bad number, a line too long, a body over the limit) is
+//!   **fatal**: the stream cannot be resynchronised, so the decoder stays failed and
 //!   the caller drops the connection;
 //! - a body that is not JSON is **recoverable**: its length was known, so decoding goes on
 //!   with the next message and the caller answers the bad one with an error response.
@@ -30,6 +31,8 @@ pub enum CodecError {
     BadHeaderLine(String),
     #[error("no Content-Length header")]
     NoContentLength,
+    #[error("more than one Content-Length header")]
+    DuplicateContentLength,
     #[error("bad Content-Length {0:?}")]
     BadContentLength(String),
     #[error("a body of {0} bytes exceeds the limit of {MAX_BODY} bytes")]
@@ -141,16 +144,28 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// The body length from a header part (without its final empty line).
+/// The body length from a header part (without its final empty line). Each line must be an
+/// RFC 9110 field, `NAME: VALUE`: a name made of token characters right before the colon, a
+/// value of visible characters, spaces and tabs. Anything else (an HTTP request line, a line
+/// folded onto the previous one, a control character) is not a DAP client talking, and ends
+/// the connection.
 fn parse_header(header: &[u8]) -> Result<usize, CodecError> {
     let text = std::str::from_utf8(header).ok().filter(|t| t.is_ascii()).ok_or(CodecError::HeaderNotAscii)?;
     let mut length = None;
     for line in text.split("\r\n") {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(CodecError::BadHeaderLine(line.chars().take(80).collect()));
-        };
-        if name.trim().eq_ignore_ascii_case("content-length") {
-            let value = value.trim();
+        let bad_line = || CodecError::BadHeaderLine(line.chars().take(80).collect());
+        let (name, value) = line.split_once(':').ok_or_else(bad_line)?;
+        if name.is_empty() || !name.bytes().all(is_token_char) {
+            return Err(bad_line());
+        }
+        if !value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+            return Err(bad_line());
+        }
+        let value = value.trim_matches([' ', '\t']);
+        if name.eq_ignore_ascii_case("content-length") {
+            if length.is_some() {
+                return Err(CodecError::DuplicateContentLength);
+            }
             let n = value
                 .parse::<usize>()
                 .ok()
@@ -161,9 +176,14 @@ fn parse_header(header: &[u8]) -> Result<usize, CodecError> {
             }
             length = Some(n);
         }
-        // Other headers (Content-Type) carry nothing we need.
+        // Other fields (Content-Type) carry nothing we need.
     }
     length.ok_or(CodecError::NoContentLength)
+}
+
+/// RFC 9110 `tchar`: what a field name is made of.
+fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// One message, framed.
@@ -223,6 +243,8 @@ mod tests {
         decoder
             .push(b"content-length:  2\r\nContent-Type: application/vscode-jsonrpc; charset=utf-8\r\n\r\n{}");
         assert_eq!(decoder.next_message(), Ok(Some(json!({}))));
+        decoder.push(b"Content-Length:\t2 \t\r\nX-Custom_1.a~: \r\n\r\n{}");
+        assert_eq!(decoder.next_message(), Ok(Some(json!({}))));
     }
 
     #[test]
@@ -250,6 +272,23 @@ mod tests {
             ),
             (b"Content-Type: json\r\n\r\n", CodecError::NoContentLength),
             (b"GET / HTTP/1.1\r\n\r\n", CodecError::BadHeaderLine("GET / HTTP/1.1".into())),
+            // A colon in the request line's target does not make it a field.
+            (
+                b"POST /x:y HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
+                CodecError::BadHeaderLine("POST /x:y HTTP/1.1".into()),
+            ),
+            (b"Content-Length : 2\r\n\r\n{}", CodecError::BadHeaderLine("Content-Length : 2".into())),
+            (b" Content-Length: 2\r\n\r\n{}", CodecError::BadHeaderLine(" Content-Length: 2".into())),
+            (b": 2\r\nContent-Length: 2\r\n\r\n{}", CodecError::BadHeaderLine(": 2".into())),
+            (
+                b"X-A: \x1b[2J\r\nContent-Length: 2\r\n\r\n{}",
+                CodecError::BadHeaderLine("X-A: \x1b[2J".into()),
+            ),
+            (
+                b"Content-Length: 2\nX: y\r\n\r\n{}",
+                CodecError::BadHeaderLine("Content-Length: 2\nX: y".into()),
+            ),
+            (b"Content-Length: 2\r\nContent-Length: 2\r\n\r\n{}", CodecError::DuplicateContentLength),
             (b"Content-Length: 1\xff\r\n\r\n", CodecError::HeaderNotAscii),
             (b"Content-Length: 999999999\r\n\r\n", CodecError::BodyTooLarge(999_999_999)),
         ] {

@@ -260,8 +260,12 @@ pub struct Utf8Chunks {
 impl Utf8Chunks {
     pub fn push(&mut self, bytes: &[u8]) -> String {
         self.carry.extend_from_slice(bytes);
-        // An incomplete sequence at the end is at most 3 bytes: keep it for the next chunk.
-        let keep = incomplete_tail(&self.carry);
+        // An incomplete sequence at the end is at most 3 bytes: keep it for the next chunk. So
+        // is a final `\r`, which a `\n` in the next chunk may make a line end.
+        let keep = match incomplete_tail(&self.carry) {
+            0 if self.carry.last() == Some(&b'\r') => 1,
+            n => n,
+        };
         let split = self.carry.len().saturating_sub(keep);
         let rest = self.carry.split_off(split);
         let text = String::from_utf8_lossy(&self.carry).into_owned();
@@ -315,5 +319,8 @@ mod tests {
         assert_eq!(chunks.push(b"a\xffb"), "a\u{fffd}b");
         assert_eq!(chunks.push(b"\xe2\x82"), "");
         assert_eq!(chunks.finish(), "\u{fffd}");
+        assert_eq!(chunks.push(b"line\r"), "line");
+        assert_eq!(chunks.push(b"\nnext\r"), "\r\nnext");
+        assert_eq!(chunks.finish(), "\r");
     }
 }

@@ -8,6 +8,8 @@ use pymri_session::SessionError;
 pub enum DapError {
     #[error("invalid arguments for '{command}': {detail}")]
     BadArguments { command: &'static str, detail: String },
+    #[error("'{0}' before 'initialize': a client must send 'initialize' first")]
+    NotInitialized(String),
     #[error("pymri does not support the '{0}' request")]
     Unsupported(String),
     #[error("no program is being debugged yet: send 'launch' or 'attach' first")]

@@ -27,10 +27,21 @@
 //!   a response body.
 //! - `adapter`: the state and the single loop every input goes through (client requests,
 //!   agent events, program output, the program's end), so responses and events are ordered.
-//! - [`server`]: stdio and loopback-TCP transports.
+//! - [`server`]: stdio and loopback-TCP transports; the TCP listener serves only the users
+//!   it is given, each connection's owner found by [`peer`].
+//! - [`escape`]: text from the program or agent made safe for a terminal before a client
+//!   shows it.
 //!
 //! The DAP path never panics: malformed input is an error response or, when the stream
 //! cannot be resynchronised, the end of the connection. The lints below hold the code to it.
+//!
+//! # Who may use it
+//!
+//! A client can run code as the adapter's user (`launch` takes any interpreter command) and
+//! attach to any process that user may trace, so on TCP only the adapter's own user, root, and
+//! the users the caller adds are served ([`Server::allow_user`]). A client must begin with
+//! `initialize` and speak the base protocol from its first byte: a header line that is not an
+//! RFC 9110 field (an HTTP request line from a web page) ends the connection.
 //!
 //! # Example
 //!
@@ -59,9 +70,11 @@ mod adapter;
 pub mod codec;
 mod debuggee;
 mod error;
+pub mod escape;
 mod handlers;
 mod ids;
 mod paths;
+pub mod peer;
 pub mod server;
 pub mod types;
 

@@ -1,5 +1,11 @@
 //! Transports: one client over a pair of byte streams (stdin/stdout, or a TCP connection), and
 //! a loopback TCP listener serving clients one after the other.
+//!
+//! Whoever can use the adapter can run code as its user (`launch` takes any interpreter
+//! command) and attach to any process that user may trace. On stdio the client is the
+//! adapter's parent; on TCP it is whoever connects, so [`Server`] serves only the users it was
+//! given (its own effective user and root, plus [`Server::allow_user`]): each connection's
+//! owner is looked up before a byte of it is read ([`crate::peer`]).
 
 use crate::adapter::{Adapter, Input, Log, Sink};
 use crate::codec::Decoder;
@@ -11,8 +17,16 @@ use std::sync::Arc;
 /// How the adapter reports to the person running it.
 #[derive(Clone)]
 pub struct Options {
-    /// Diagnostics (never the protocol): the binary writes them to stderr.
+    /// Diagnostics (never the protocol): the binary writes them to stderr. They quote clients
+    /// and programs, so they reach it escaped ([`crate::escape::terminal_text`]).
     pub log: Log,
+}
+
+impl Options {
+    fn escaped(&self) -> Options {
+        let log = Arc::clone(&self.log);
+        Options { log: Arc::new(move |text: &str| log(&crate::escape::terminal_text(text))) }
+    }
 }
 
 impl Default for Options {
@@ -24,6 +38,14 @@ impl Default for Options {
 /// Serves one client reading `reader` and writing `writer` until it disconnects or goes away.
 /// A program it launched is killed by then, one it attached to is detached.
 pub fn serve<R, W>(reader: R, writer: W, options: &Options)
+where
+    R: Read + Send + 'static,
+    W: Write + Send + 'static,
+{
+    serve_escaped(reader, writer, &options.escaped());
+}
+
+fn serve_escaped<R, W>(reader: R, writer: W, options: &Options)
 where
     R: Read + Send + 'static,
     W: Write + Send + 'static,
@@ -50,14 +72,40 @@ where
 }
 
 /// A TCP listener for `pymri dap --listen`: one client at a time, the next one once the
-/// previous disconnected.
+/// previous disconnected; a client whose socket belongs to another user is refused.
 pub struct Server {
     listener: TcpListener,
+    users: Vec<u32>,
 }
 
 impl Server {
+    /// Listens on a loopback address, for clients of this process's effective user and root.
     pub fn bind(addr: SocketAddr) -> io::Result<Server> {
-        Ok(Server { listener: TcpListener::bind(addr)? })
+        if !addr.ip().to_canonical().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a loopback address", addr.ip()),
+            ));
+        }
+        // SAFETY: geteuid has no preconditions.
+        let me = unsafe { libc::geteuid() };
+        let mut users = vec![me];
+        if me != 0 {
+            users.push(0);
+        }
+        Ok(Server { listener: TcpListener::bind(addr)?, users })
+    }
+
+    /// Serves `uid` too: the user who started the adapter through `sudo`.
+    pub fn allow_user(&mut self, uid: u32) {
+        if !self.users.contains(&uid) {
+            self.users.push(uid);
+        }
+    }
+
+    /// The uids whose clients are served.
+    pub fn users(&self) -> &[u32] {
+        &self.users
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
@@ -66,8 +114,14 @@ impl Server {
 
     /// Serves clients until accepting fails.
     pub fn run(&self, options: &Options) -> io::Result<()> {
+        let options = &options.escaped();
         loop {
             let (stream, peer) = self.listener.accept()?;
+            if let Err(why) = self.admit(&stream, peer) {
+                (options.log)(&format!("pymri dap: refused the client at {peer}: {why}"));
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+                continue;
+            }
             (options.log)(&format!("pymri dap: client connected from {peer}"));
             if let Err(e) = serve_stream(&stream, options) {
                 (options.log)(&format!("pymri dap: {peer}: {e}"));
@@ -76,11 +130,25 @@ impl Server {
             (options.log)(&format!("pymri dap: client {peer} disconnected"));
         }
     }
+
+    /// Whether the client's socket belongs to a user this server serves.
+    fn admit(&self, stream: &TcpStream, peer: SocketAddr) -> Result<(), String> {
+        let ours = stream.local_addr().map_err(|e| format!("its connection has no local address: {e}"))?;
+        match crate::peer::tcp_peer_uid(ours, peer) {
+            Ok(Some(uid)) if self.users.contains(&uid) => Ok(()),
+            Ok(Some(uid)) => Err(format!(
+                "it runs as uid {uid}, and this adapter serves only uid {}",
+                self.users.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+            )),
+            Ok(None) => Err("no established connection from it is listed in /proc/net/tcp".into()),
+            Err(e) => Err(format!("cannot read /proc/net/tcp to learn its user: {e}")),
+        }
+    }
 }
 
 fn serve_stream(stream: &TcpStream, options: &Options) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
-    serve(stream.try_clone()?, stream.try_clone()?, options);
+    serve_escaped(stream.try_clone()?, stream.try_clone()?, options);
     Ok(())
 }
 
@@ -192,6 +260,52 @@ mod tests {
         // Messages are numbered in order.
         let seqs: Vec<i64> = out.iter().filter_map(|m| m["seq"].as_i64()).collect();
         assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn nothing_is_served_before_initialize() {
+        let out = exchange(
+            &[
+                request(1, "launch", json!({"module": "x"})),
+                request(2, "attach", json!({"processId": 1})),
+                request(3, "initialize", json!({})),
+                request(4, "threads", Value::Null),
+                request(5, "disconnect", json!({})),
+            ],
+            b"",
+        );
+        for seq in [1, 2] {
+            let refused = out.iter().find(|m| m["request_seq"] == seq).expect("answer");
+            assert_eq!(refused["success"], false, "{refused}");
+            assert!(
+                refused["message"].as_str().is_some_and(|m| m.contains("'initialize' first")),
+                "{refused}"
+            );
+        }
+        assert!(out.iter().all(|m| m["event"] != "initialized"), "{out:?}");
+        assert_eq!(out.iter().find(|m| m["request_seq"] == 4).expect("threads")["success"], true);
+    }
+
+    #[test]
+    fn the_log_quotes_clients_escaped() {
+        let logged = Arc::new(std::sync::Mutex::new(String::new()));
+        let sink = Arc::clone(&logged);
+        let options = Options { log: Arc::new(move |text: &str| sink.lock().expect("log").push_str(text)) };
+        let (client, adapter_side) = UnixStream::pair().expect("socket pair");
+        let reader = adapter_side.try_clone().expect("clone");
+        let server = std::thread::spawn(move || serve(reader, adapter_side, &options));
+        let mut writer = client.try_clone().expect("clone");
+        for r in [
+            request(1, "initialize", json!({})),
+            request(2, "\u{1b}]0;pwned\u{7}\u{202e}", Value::Null),
+            request(3, "disconnect", json!({})),
+        ] {
+            writer.write_all(&encode(&r)).expect("write");
+        }
+        server.join().expect("the adapter ended");
+        let logged = logged.lock().expect("log").clone();
+        assert!(logged.contains("\\x1b]0;pwned\\x07\\u202e"), "{logged:?}");
+        assert!(!logged.contains('\u{1b}') && !logged.contains('\u{202e}'), "{logged:?}");
     }
 
     #[test]

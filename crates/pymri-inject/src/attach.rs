@@ -8,7 +8,7 @@
 //! takes no request in time, the request is withdrawn and the error says where the thread is
 //! stuck.
 
-use crate::stage::{owner, persistent_agent, random_hex, Stage};
+use crate::stage::{owner, persistent_agent, random_hex, Root, Stage};
 use crate::{check_allowed, method, pending, pep768, InjectError, Method};
 use pymri_cpython::{LiveProcess, Located, SnapshotOptions};
 use std::os::fd::AsRawFd;
@@ -75,9 +75,9 @@ pub fn start(live: &LiveProcess, located: &Located, options: &Options) -> Result
     let pid = live.pid;
     check_allowed(pid, located, &live.mem)?;
     let how = method(located)?;
-    let stage = Stage::for_process(pid).map_err(InjectError::Stage)?;
     let (uid, gid) = owner(pid).map_err(InjectError::Stage)?;
-    let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
+    let root = Root::of_process(pid).map_err(InjectError::Stage)?;
+    let stage = Stage::create(&root, uid, gid).map_err(InjectError::Stage)?;
     let files = pymri_agent_files::FILES;
     let package_dir = match persistent_agent(&root, uid, gid, files, pymri_agent_files::PACKAGE) {
         Some(dir) => dir,
@@ -90,9 +90,7 @@ pub fn start(live: &LiveProcess, located: &Located, options: &Options) -> Result
             stage.inside().to_string()
         }
     };
-    let (socket_inside, socket_host) = stage.path(SOCKET);
-    let listener = UnixListener::bind(&socket_host).map_err(InjectError::Stage)?;
-    stage.hand_over(&socket_host).map_err(InjectError::Stage)?;
+    let (socket_inside, listener) = stage.listen(SOCKET).map_err(InjectError::Stage)?;
     let secret = random_hex(32).map_err(InjectError::Stage)?;
     let nonce = random_hex(16).map_err(InjectError::Stage)?;
 
@@ -113,6 +111,7 @@ pub fn start(live: &LiveProcess, located: &Located, options: &Options) -> Result
         skip_frames,
     );
     let script = stage.write(BOOTSTRAP, bootstrap.as_bytes()).map_err(InjectError::Stage)?;
+    stage.hand_over().map_err(InjectError::Stage)?;
 
     let request = match how {
         Method::Pep768 => Request::Pep768(pep768::arm(&live.mem, located, &script, options.thread)?),
@@ -234,10 +233,18 @@ fn where_stuck(live: &LiveProcess, located: &Located, thread: Option<u64>) -> St
     match chosen.and_then(|t| t.frames.first()) {
         Some(frame) => format!(
             "it is blocked in a call at {}:{} in {}() that has not returned to Python (such as time.sleep, a lock or a socket read)",
-            frame.file, frame.line, frame.function
+            one_line(&frame.file),
+            frame.line,
+            one_line(&frame.function)
         ),
         None => "it is not running Python code".into(),
     }
+}
+
+/// A name the target chose, kept on one line: the CLI escapes control characters in messages
+/// but keeps their line breaks, and a line break here would let the target write a `hint:`.
+fn one_line(name: &str) -> String {
+    name.replace('\n', "\\n").replace('\r', "\\r")
 }
 
 /// The script the target runs: put the agent on `sys.path`, import it, hand it the config.
@@ -271,4 +278,14 @@ fn bootstrap_source(
         dir = package_dir,
         stage_dir = stage.inside(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_target_name_with_a_line_break_cannot_add_a_hint() {
+        assert_eq!(one_line("f\nhint: run rm -rf /\r"), "f\\nhint: run rm -rf /\\r");
+    }
 }

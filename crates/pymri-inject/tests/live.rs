@@ -34,6 +34,7 @@ fn runs_in_the_chosen_thread(version: &str) {
     check_allowed(target.pid(), &located, &live.mem).expect("remote debugging allowed");
     let stage = Stage::for_process(target.pid()).expect("stage");
     let script = stage.write("report.py", report_script(&target).as_bytes()).expect("script");
+    stage.hand_over().expect("hand over");
     let (_, worker) = idents(&target);
     match method(&located).expect("method") {
         Method::Pep768 => {
@@ -69,6 +70,7 @@ fn withdrawn_when_the_main_thread_is_blocked(version: &str) {
     let located = live.locate().expect("locate");
     let stage = Stage::for_process(target.pid()).expect("stage");
     let script = stage.write("report.py", report_script(&target).as_bytes()).expect("script");
+    stage.hand_over().expect("hand over");
     let withdrawn = match method(&located).expect("method") {
         Method::Pep768 => {
             let request = pep768::arm(&live.mem, &located, &script, None).expect("arm");

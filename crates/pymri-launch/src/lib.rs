@@ -28,7 +28,7 @@
 //! program (the caller owns its [`Child`]).
 
 use pymri_agent_files::{FILES, PACKAGE};
-use pymri_inject::stage::{random_hex, Stage};
+use pymri_inject::stage::{random_hex, Root, Stage};
 use pymri_session::protocol::requests::{Start, ThreadOffsets};
 use pymri_session::{Session, SessionError};
 use std::ffi::{CString, OsString};
@@ -233,8 +233,9 @@ pub fn launch(opts: &LaunchOptions) -> Result<Launched, LaunchError> {
 
     // The agent package, in a directory only we (and so the program, started by us) can read.
     let (uid, gid) = own_ids()?;
-    let stage =
-        Stage::create(&root, uid, gid).map_err(io_context("creating the agent's private directory"))?;
+    let stage = Root::open(&root)
+        .and_then(|r| Stage::create(&r, uid, gid))
+        .map_err(io_context("creating the agent's private directory"))?;
     for (name, text) in FILES {
         stage
             .write(&format!("{PACKAGE}/{name}"), text.as_bytes())

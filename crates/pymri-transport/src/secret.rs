@@ -2,9 +2,11 @@
 //! never on a command line nor in another process's environment.
 //!
 //! - [`read_file`]: a file (given, or named by `PYMRI_SECRET_FILE`: [`file_from_env`]) that
-//!   must be private: one that group or others may read or write
-//!   is refused, as the agent refuses it. The check is made on the opened file (`fstat`), so a
-//!   file swapped between the check and the read cannot slip through.
+//!   must be private: a regular file (not a link, a FIFO or a device), owned by this user or
+//!   root, that group and others may neither read nor write; anything else is refused, as the
+//!   agent refuses it. A file another user owns would be a secret that user knows. The checks
+//!   are made on the opened file (`fstat`), so a file swapped between the check and the read
+//!   cannot slip through, and the open never waits (`O_NONBLOCK`: a FIFO with no writer).
 //! - [`read_line_from_stdin`]: `--secret-stdin`, one line read byte by byte from descriptor 0
 //!   (so that nothing after it is taken from the REPL), without echo on a terminal.
 //! - [`write_new`]: `pymri secret FILE`, created with mode 0600, never over an existing file.
@@ -13,7 +15,7 @@
 
 use pymri_protocol::handshake::{random_hex, Secret};
 use std::fmt;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
@@ -66,8 +68,12 @@ pub enum SecretError {
     },
     #[error("the secret file {path} is readable or writable by others (mode {mode:04o}); it must be private\nhint: chmod 600 {path}")]
     NotPrivate { path: PathBuf, mode: u32 },
-    #[error("{path} is not a regular file")]
-    NotAFile { path: PathBuf },
+    #[error("the secret file {path} is not a regular file but {kind}\nhint: a secret file is a file, as `pymri secret FILE` writes it")]
+    NotAFile { path: PathBuf, kind: &'static str },
+    #[error("the secret file {path} is a symbolic link; a secret file is named by its own path\nhint: name the file itself: {target}")]
+    Symlink { path: PathBuf, target: String },
+    #[error("the secret file {path} belongs to user {owner}, not to this user ({euid}) or root: whoever owns it knows the secret\nhint: use a secret file of your own (`pymri secret FILE` makes one)")]
+    NotOwned { path: PathBuf, owner: u32, euid: u32 },
     #[error("the secret from {origin} is not valid: {why}\nhint: a secret is 64 hex characters, as `pymri secret` writes it")]
     Malformed { origin: String, why: String },
     #[error("{path} already exists; a secret is never written over a file\nhint: choose a new file name, or remove the old file first")]
@@ -96,13 +102,30 @@ pub fn file_from_env() -> Option<PathBuf> {
     std::env::var_os(SECRET_FILE_VAR).filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
-/// Reads a secret file, refusing one that group or others can read or write.
+/// Reads a secret file, refusing anything but a regular file of this user or root that group
+/// and others can neither read nor write.
 pub fn read_file(path: &Path) -> Result<SharedSecret, SecretError> {
     let read_err = |source| SecretError::Read { path: path.to_path_buf(), source };
-    let file = File::open(path).map_err(read_err)?;
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(path);
+    let file = match opened {
+        Ok(file) => file,
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) && is_symlink(path) => {
+            let target = fs::read_link(path).map(|t| t.display().to_string()).unwrap_or_default();
+            return Err(SecretError::Symlink { path: path.to_path_buf(), target });
+        }
+        Err(e) => return Err(read_err(e)),
+    };
     let meta = file.metadata().map_err(read_err)?;
     if !meta.is_file() {
-        return Err(SecretError::NotAFile { path: path.to_path_buf() });
+        return Err(SecretError::NotAFile { path: path.to_path_buf(), kind: kind_of(&meta.file_type()) });
+    }
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    if meta.uid() != euid && meta.uid() != 0 {
+        return Err(SecretError::NotOwned { path: path.to_path_buf(), owner: meta.uid(), euid });
     }
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o077 != 0 {
@@ -117,6 +140,25 @@ pub fn read_file(path: &Path) -> Result<SharedSecret, SecretError> {
     let text = String::from_utf8(bytes)
         .map_err(|_| SecretError::Malformed { origin: origin.clone(), why: "not text".into() })?;
     SharedSecret::from_hex(&text, &origin)
+}
+
+fn kind_of(kind: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else {
+        "another kind of file"
+    }
+}
+
+fn is_symlink(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
 
 /// Reads one line from `reader` (at most 4 KiB), the secret on it.
@@ -344,6 +386,34 @@ mod tests {
         }
         fs::write(&path, "ab".repeat(5000)).expect("write");
         assert!(matches!(read_file(&path), Err(SecretError::Malformed { .. })), "a huge file is refused");
+    }
+
+    #[test]
+    fn fifos_links_and_other_owners_are_refused_without_waiting() {
+        let dir = TempDir::new();
+        let fifo = dir.0.join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).expect("path");
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0, "mkfifo");
+        // Nothing writes to it: a blocking open would never return.
+        assert!(matches!(read_file(&fifo), Err(SecretError::NotAFile { .. })));
+
+        let real = dir.0.join("real");
+        write_new(&real, &SharedSecret::from_hex(HEX, "test").expect("hex")).expect("write");
+        let link = dir.0.join("link");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        let err = read_file(&link).expect_err("a link");
+        assert!(matches!(&err, SecretError::Symlink { target, .. } if target == &real.display().to_string()));
+        assert!(err.to_string().contains("hint: name the file itself"), "{err}");
+
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            let c = std::ffi::CString::new(real.as_os_str().as_encoded_bytes()).expect("path");
+            // SAFETY: a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::chown(c.as_ptr(), 65534, 65534) }, 0, "chown");
+            let err = read_file(&real).expect_err("another user's file");
+            assert!(matches!(err, SecretError::NotOwned { owner: 65534, euid: 0, .. }), "{err}");
+        }
     }
 
     #[test]

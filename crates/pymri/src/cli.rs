@@ -3,6 +3,24 @@
 
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// The longest wait a duration argument asks for.
+const LONGEST_WAIT: Duration = Duration::from_secs(24 * 60 * 60);
+/// The shortest: below a millisecond a wait cannot be kept.
+const SHORTEST_WAIT: Duration = Duration::from_millis(1);
+
+/// The parser of every duration argument: seconds, fractions allowed, from a millisecond to a
+/// day. Bounding it first keeps `inf`, `nan`, `1e300` and negative values out of `Duration`.
+fn seconds(text: &str) -> Result<Duration, String> {
+    let range =
+        || format!("a number of seconds from {} to {}", SHORTEST_WAIT.as_secs_f64(), LONGEST_WAIT.as_secs());
+    let value: f64 = text.trim().parse().map_err(|_| format!("expected {}", range()))?;
+    if !(SHORTEST_WAIT.as_secs_f64()..=LONGEST_WAIT.as_secs_f64()).contains(&value) {
+        return Err(format!("out of range: expected {}", range()));
+    }
+    Ok(Duration::from_secs_f64(value))
+}
 
 #[derive(Parser)]
 #[command(
@@ -134,7 +152,9 @@ Emacs, Helix) launch programs or attach to running processes through it, with py
 inside the program (CPython 3.9 to 3.15).\n\n\
 By default it speaks the protocol on stdin and stdout, for one client (the editor starts \
 `pymri dap` itself). With --listen it serves clients one after the other on a TCP port, on a \
-loopback address only. Diagnostics go to stderr. The README shows editor configurations.";
+loopback address only, and only clients running as the same user, as root, or (under sudo) as \
+the user who ran sudo: anyone it serves can run code as its user. Diagnostics go to stderr. The \
+README shows editor configurations.";
 
 #[derive(Args, Debug)]
 pub struct DapArgs {
@@ -161,9 +181,9 @@ pub struct AttachArgs {
     /// Stop this thread (its kernel id, as `pymri dump` shows it) instead of the main one
     #[arg(long, value_name = "TID")]
     pub thread: Option<i32>,
-    /// Seconds to wait for the target to reach a safe point
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
-    pub timeout: f64,
+    /// Seconds to wait for the target to reach a safe point (at most a day)
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds, allow_negative_numbers = true)]
+    pub timeout: Duration,
     /// A debugger command to run at the first stop, as if typed (repeatable)
     #[arg(short = 'c', value_name = "COMMAND")]
     pub commands: Vec<String>,
@@ -227,9 +247,9 @@ pub struct WebArgs {
     /// With PID: stop this thread (its kernel id) instead of the main one
     #[arg(long, value_name = "TID", requires = "pid")]
     pub thread: Option<i32>,
-    /// With PID: seconds to wait for the target to reach a safe point
-    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
-    pub timeout: f64,
+    /// With PID: seconds to wait for the target to reach a safe point (at most a day)
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds, allow_negative_numbers = true)]
+    pub timeout: Duration,
     /// Connect to an agent listening inside the program: tcp:HOST:PORT, tls:HOST:PORT,
     /// unix:PATH or fifo:DIR (as `pymri connect`)
     #[arg(long, value_name = "ADDR", conflicts_with_all = ["module", "target", "python", "root"])]
@@ -253,6 +273,22 @@ pub struct WebArgs {
     /// After `--`: the script to launch, then its arguments
     #[arg(value_name = "SCRIPT [ARGS]", last = true, allow_hyphen_values = true)]
     pub target: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_are_bounded() {
+        assert_eq!(seconds("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(seconds("0.25"), Ok(Duration::from_millis(250)));
+        assert_eq!(seconds("86400"), Ok(LONGEST_WAIT));
+        assert_eq!(seconds("0.001"), Ok(SHORTEST_WAIT));
+        for bad in ["inf", "-inf", "nan", "1e300", "-1", "0", "-0", "0.0009", "86400.5", "", "10s"] {
+            assert!(seconds(bad).is_err(), "{bad}");
+        }
+    }
 }
 
 #[derive(Args)]

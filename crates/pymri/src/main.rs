@@ -6,6 +6,7 @@
 
 mod cli;
 mod commands;
+mod escape;
 mod exit;
 mod printer;
 mod render;
@@ -47,7 +48,7 @@ fn main() -> ExitCode {
         Command::Attach(args) => commands::attach::run(commands::attach::AttachOptions {
             pid: args.pid,
             thread: args.thread,
-            timeout: std::time::Duration::from_secs_f64(args.timeout.max(0.0)),
+            timeout: args.timeout,
             commands: args.commands,
         })
         .map(success),
@@ -93,11 +94,7 @@ fn run_options(args: cli::RunArgs) -> commands::run::RunOptions {
 fn web_options(args: cli::WebArgs) -> commands::web::WebOptions {
     use commands::web::{WebOptions, WebTarget};
     let target = if let Some(pid) = args.pid {
-        WebTarget::Attach {
-            pid,
-            thread: args.thread,
-            timeout: std::time::Duration::from_secs_f64(args.timeout.max(0.0)),
-        }
+        WebTarget::Attach { pid, thread: args.thread, timeout: args.timeout }
     } else if let Some(address) = args.connect {
         WebTarget::Connect {
             address,

@@ -1,5 +1,7 @@
-//! The text layout of `pymri dump`, in py-spy's shape.
+//! The text layout of `pymri dump`, in py-spy's shape. Every string read from the target is
+//! shown as a [`Name`]: on one line, nothing in it a terminal acts on.
 
+use crate::escape::Name;
 use pymri_cpython::{Snapshot, ThreadDump};
 use std::fmt::Write;
 
@@ -15,11 +17,11 @@ pub struct Header<'a> {
 
 pub fn dump_text(header: &Header<'_>, snapshot: &Snapshot, locals: bool) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Process {}: {}", header.pid, header.command);
+    let _ = writeln!(out, "Process {}: {}", header.pid, Name(header.command));
     let debug = if header.debug { " (debug build)" } else { "" };
-    let _ = write!(out, "Python v{}{debug} ({}", header.version, header.binary);
+    let _ = write!(out, "Python v{}{debug} ({}", Name(header.version), Name(header.binary));
     if let Some(root) = header.root {
-        let _ = write!(out, " in root {root}");
+        let _ = write!(out, " in root {}", Name(root));
     }
     let _ = writeln!(out, "){}", header.source);
     for thread in &snapshot.threads {
@@ -40,11 +42,11 @@ fn thread_text(out: &mut String, thread: &ThreadDump, locals: bool) {
     }
     let _ = write!(out, " ({})", thread.state.describe());
     if let Some(name) = &thread.name {
-        let _ = write!(out, ": \"{name}\"");
+        let _ = write!(out, ": \"{}\"", Name(name));
     }
     out.push('\n');
     for frame in &thread.frames {
-        let _ = writeln!(out, "    {} ({}:{})", frame.function, frame.file, frame.line);
+        let _ = writeln!(out, "    {} ({}:{})", Name(&frame.function), Name(&frame.file), frame.line);
         if !locals {
             continue;
         }
@@ -56,11 +58,11 @@ fn thread_text(out: &mut String, thread: &ThreadDump, locals: bool) {
             }
             let _ = writeln!(out, "        {title}:");
             for l in group {
-                let _ = writeln!(out, "            {}: {}", l.name, l.repr);
+                let _ = writeln!(out, "            {}: {}", Name(&l.name), Name(&l.repr));
             }
         }
     }
     if let Some(error) = &thread.error {
-        let _ = writeln!(out, "    [{error}]");
+        let _ = writeln!(out, "    [{}]", Name(error));
     }
 }

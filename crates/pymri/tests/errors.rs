@@ -103,20 +103,77 @@ fn a_process_that_has_exited_is_reported_not_read() {
     insta::assert_snapshot!(outcome(&out, &[(&pid.to_string(), "[PID]")]));
 }
 
+/// Runs pymri with `stdout` as its standard output: its exit status and stderr (deadline 60 s).
+fn pymri_writing_to(args: &[&str], stdout: impl Into<Stdio>) -> (Option<i32>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pymri"));
+    cmd.args(args).stdin(Stdio::null()).stdout(stdout).stderr(Stdio::piped()).env("NO_COLOR", "1");
+    let mut child = cmd.spawn().expect("spawn pymri");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        let _ = tx.send(text);
+    });
+    // stderr ends when pymri does.
+    let Ok(stderr) = rx.recv_timeout(Duration::from_secs(60)) else {
+        let _ = child.kill();
+        panic!("pymri {args:?} did not finish within 60 s");
+    };
+    (child.wait().expect("wait").code(), stderr)
+}
+
+/// What writes to stdout, for each command: text, JSON, a secret, the debugger's REPL.
+fn stdout_writers(dump_pid: &str, attach_pid: &str) -> Vec<Vec<String>> {
+    let words = |w: &[&str]| w.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    vec![
+        words(&["dump", "--locals", dump_pid]),
+        words(&["dump", "--json", dump_pid]),
+        words(&["ps"]),
+        words(&["ps", "--json"]),
+        words(&["secret"]),
+        words(&["attach", attach_pid, "-c", "w"]),
+    ]
+}
+
+/// A reader that has gone before pymri writes (`pymri dump PID | head` once head has exited):
+/// a quiet exit 0, whatever the command.
 #[test]
 fn broken_pipe_exits_quietly() {
     let interp = interpreter("3.11").expect("3.11");
     let target = Target::start(&interp, "named_threads.py", &["{ready}"]);
-    // pipefail makes the pipeline's status pymri's own.
-    let mut cmd = Command::new("bash");
-    cmd.arg("-o").arg("pipefail").arg("-c").arg(format!(
-        "'{}' dump --locals {} | head -n 3 >/dev/null",
-        env!("CARGO_BIN_EXE_pymri"),
-        target.pid()
-    ));
-    let out = run_with_deadline(cmd, Duration::from_secs(60));
-    assert_eq!(out.status.code(), Some(0), "stderr: {}", text(&out.stderr));
-    assert!(out.stderr.is_empty(), "stderr: {}", text(&out.stderr));
+    let spinning = Target::start(&interp, "inject_target.py", &["{ready}", "spin"]);
+    for args in stdout_writers(&target.pid().to_string(), &spinning.pid().to_string()) {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let (status, stderr) = pymri_writing_to(&args, writer);
+        assert_eq!(status, Some(0), "{args:?}: {stderr}");
+        let stderr = stderr.replace(&format!("Attaching to process {}", spinning.pid()), "");
+        assert!(!stderr.contains("error") && !stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    assert!(!spinning.any_thread_stopped(), "the attached program goes on");
+}
+
+/// `pymri dump PID > /dev/full`: not a silent success but exit 1 and an `error:` line.
+#[test]
+fn a_failing_stdout_is_an_error() {
+    let interp = interpreter("3.11").expect("3.11");
+    let target = Target::start(&interp, "named_threads.py", &["{ready}"]);
+    let spinning = Target::start(&interp, "inject_target.py", &["{ready}", "spin"]);
+    for args in stdout_writers(&target.pid().to_string(), &spinning.pid().to_string()) {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+        let (status, stderr) = pymri_writing_to(&args, full);
+        assert_eq!(status, Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.lines().any(|l| l.starts_with("error: cannot write to standard output")),
+            "{args:?}: {stderr}"
+        );
+        assert!(stderr.contains("No space left on device"), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+    assert!(!spinning.any_thread_stopped(), "the attached program goes on");
 }
 
 fn gcore_of(pid: u32, dir: &std::path::Path) -> std::path::PathBuf {
@@ -302,4 +359,32 @@ fn dump_core_sysroot_symlinks_stay_inside_the_sysroot() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
     assert!(stderr.starts_with("error: cannot open the core's interpreter"), "{stderr}");
+}
+
+/// Every duration on the command line (`attach --timeout`, `web --timeout`) goes through one
+/// bounded parser: a value that is not a number of seconds a wait can last is a usage error
+/// (exit 2, clap's message), never a panic (`inf` and `1e300` overflowed a Duration).
+#[test]
+fn durations_out_of_bounds_are_usage_errors() {
+    for command in [&["attach"][..], &["web"][..]] {
+        for value in ["inf", "1e300", "-1", "nan", "0", "1e-12", "86401", "ten", ""] {
+            let mut args = command.to_vec();
+            args.extend(["--timeout", value, "1"]);
+            let out = pymri(&args);
+            let stderr = text(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            let first = stderr.lines().next().unwrap_or_default();
+            assert!(
+                first.starts_with(&format!("error: invalid value '{value}' for '--timeout <SECONDS>'")),
+                "{args:?}: {stderr}"
+            );
+            assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        }
+    }
+    insta::assert_snapshot!(outcome(&pymri(&["attach", "--timeout", "inf", "1"]), &[]));
+    // In bounds, the value is taken: the command goes on to its next check (no such process).
+    for value in ["0.5", "86400", "3"] {
+        let out = pymri(&["attach", "--timeout", value, "999999999"]);
+        assert_eq!(out.status.code(), Some(3), "{value}: {}", text(&out.stderr));
+    }
 }

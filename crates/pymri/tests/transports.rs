@@ -113,6 +113,56 @@ fn a_secret_file_others_can_read_is_refused() {
     assert!(text(&out.stderr).contains("chmod 600"), "{}", text(&out.stderr));
 }
 
+/// Another local user plants a private secret file of its own (so it knows the secret) where
+/// root's pymri is told to read one: root must not take it.
+#[test]
+fn a_secret_file_owned_by_another_user_is_refused() {
+    let attacker = common::attacker();
+    let path = attacker.home.join(format!("planted-{}.secret", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let plant = format!(
+        "import os\nfd = os.open({:?}, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)\nos.write(fd, b'ab' * 32)\n",
+        path.display().to_string()
+    );
+    let planted = common::run_with_deadline(attacker.python(&plant), Duration::from_secs(30));
+    assert!(planted.status.success(), "{}", text(&planted.stderr));
+    let secret = path.display().to_string();
+    let out = pymri(&["connect", "tcp:127.0.0.1:1", "--secret-file", &secret]);
+    let _ = std::fs::remove_file(&path);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("error:")).count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("the secret file {secret} belongs to user {}", attacker.uid)),
+        "{stderr}"
+    );
+    assert!(stderr.contains("hint:"), "{stderr}");
+}
+
+/// A FIFO given as the secret file: nothing ever writes to it, and pymri must not wait.
+#[test]
+fn a_fifo_as_secret_file_fails_promptly() {
+    let scratch = scratch();
+    let (fifo, _) = scratch.fifo("secret");
+    let secret = fifo.display().to_string();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_pymri"));
+    cmd.args(["connect", "tcp:127.0.0.1:1", "--secret-file", &secret]).stdin(std::process::Stdio::null());
+    let out = common::run_with_deadline(cmd, Duration::from_secs(10));
+    insta::assert_snapshot!(outcome(&out, &[(&secret, "[FILE]")]));
+}
+
+/// A symbolic link as the secret file is refused: the file is named, not reached through a
+/// link someone else may point elsewhere.
+#[test]
+fn a_symlink_as_secret_file_is_refused() {
+    let scratch = scratch();
+    let real = secret_file(&scratch, "real");
+    let link = scratch.host.join("link").display().to_string();
+    std::os::unix::fs::symlink(&real, &link).expect("symlink");
+    let out = pymri(&["connect", "tcp:127.0.0.1:1", "--secret-file", &link]);
+    insta::assert_snapshot!(outcome(&out, &[(&link, "[LINK]"), (&real, "[REAL]")]));
+}
+
 #[test]
 fn listening_beyond_loopback_needs_a_secret() {
     let out = pymri_with(&["listen", "0.0.0.0:0"], |c| {
@@ -436,4 +486,44 @@ fn listen_refuses_a_wrong_secret_and_waits_on() {
         &["--connect", &address, "--secret-file", &setup.secret_inside, &setup.script],
     );
     debug_the_discount(&mut repl, &mut agent, &setup.script);
+}
+
+/// End of input at the prompt while the agent refuses `detach`: pymri closes the connection and
+/// exits at once (it used to ask again for as long as it ran, 10,000 requests a second).
+#[test]
+fn end_of_input_with_an_agent_that_refuses_to_detach() {
+    let interp = interpreter("3.11").expect("3.11");
+    let scratch = Scratch::new(&interp);
+    let script = scratch.copy_fixture("refusing_agent.py");
+    let secret = secret_file(&scratch, "app.secret");
+    let socket = scratch.host.join("app.sock").display().to_string();
+    let mut agent = AgentProgram::start(
+        &interp,
+        &scratch,
+        &[
+            "--listen",
+            &format!("unix:{}/app.sock", scratch.inside),
+            "--secret-file",
+            &format!("{}/app.secret", scratch.inside),
+            &script,
+        ],
+    );
+    agent.expect_line("patched", AGENT_TIMEOUT);
+    let started = std::time::Instant::now();
+    // Standard input is empty: the first prompt reads its end.
+    let out = pymri(&["connect", &format!("unix:{socket}"), "--secret-file", &secret]);
+    let took = started.elapsed();
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert!(took < Duration::from_secs(5), "pymri took {took:?} to give up:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("*** this agent never lets go"), "{stdout}\n{stderr}");
+    assert!(stderr.contains("the agent did not let go"), "{stderr}");
+    assert_eq!(
+        agent.wait(AGENT_TIMEOUT),
+        Some(0),
+        "the program ends once pymri closed: {}",
+        agent.transcript
+    );
+    let refusals = agent.transcript.lines().filter(|l| l.contains("refused")).count();
+    assert_eq!(refusals, 1, "one detach, not a loop of them:\n{}", agent.transcript);
 }

@@ -368,6 +368,30 @@ fn connect_through_the_api() {
     assert_eq!(agent.wait(Duration::from_secs(20)), Some(0), "{}", agent.transcript);
 }
 
+/// A target whose function, file and thread names carry terminal escapes and a bidi override:
+/// the page shows them as text with the invisible characters escaped (`tests/web/hostile.mjs`).
+#[test]
+fn hostile_names_render_as_text() {
+    let interp = interpreter("3.11").expect("3.11");
+    let target = Target::start(&interp, "hostile_names.py", &["{ready}"]);
+    let web = Web::start(&[&target.pid().to_string()], None);
+    let (dir, chromium) = browser_kit();
+    let mut node = Command::new("node");
+    node.arg("hostile.mjs")
+        .current_dir(&dir)
+        .env("PYMRI_WEB_URL", &web.url)
+        .env("PYMRI_WEB_SHOWN", "\\x1b]0;pwned\\x07\\x1b[2J\\u202e")
+        .env("PYMRI_CHROMIUM", &chromium);
+    let out = run_with_deadline(node, Duration::from_secs(180));
+    assert!(
+        out.status.success(),
+        "the page showed the names wrongly:\n{}\n{}\npymri:\n{}",
+        text(&out.stdout),
+        text(&out.stderr),
+        web.transcript
+    );
+}
+
 /// Another address than a loopback one is refused before anything is done to the target.
 #[test]
 fn non_loopback_addresses_are_refused() {

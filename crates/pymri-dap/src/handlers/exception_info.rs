@@ -3,6 +3,7 @@
 use super::Handler;
 use crate::adapter::Adapter;
 use crate::error::DapError;
+use crate::escape::terminal_text;
 use crate::types::ThreadArguments;
 use pymri_session::protocol::requests::GetExceptionInfo;
 use serde::Serialize;
@@ -35,14 +36,16 @@ impl Handler for ExceptionInfo {
         let session = adapter.session()?;
         let thread = adapter.ident(args.thread_id)?;
         let info = session.request(&GetExceptionInfo { thread })?;
+        // Shown as text by clients (nvim-dap prints it in its REPL).
+        let shown = |text: &str| terminal_text(text).into_owned();
         Ok(Body {
-            exception_id: info.type_name.clone(),
-            description: info.text,
+            exception_id: shown(&info.type_name),
+            description: shown(&info.text),
             break_mode: if info.post_mortem == Some(true) { "unhandled" } else { "always" },
             details: Details {
-                message: info.message,
-                type_name: info.type_name,
-                stack_trace: info.traceback,
+                message: shown(&info.message),
+                type_name: shown(&info.type_name),
+                stack_trace: shown(&info.traceback),
             },
         })
     }

@@ -57,6 +57,7 @@ impl Handler for Initialize {
                 args.path_format.unwrap_or_default()
             )));
         }
+        adapter.initialized = true;
         Ok(capabilities())
     }
 }

@@ -7,10 +7,32 @@ const TOKEN = document.querySelector('meta[name="pymri-token"]').content;
 const QUERY = 'token=' + encodeURIComponent(TOKEN);
 
 const $ = (id) => document.getElementById(id);
+
+// Everything the page shows comes from the target (names, values, source, output): it goes
+// into text nodes only, never into HTML, and the characters that are invisible or reorder text
+// (controls, bidi overrides and isolates, zero-width and tag characters) appear as escapes,
+// `\x1b`, `\u202e`, as pymri shows them on a terminal. Multi-line text keeps its newlines
+// and tabs; a name (`oneLine`) gets them escaped too.
+const HIDDEN = '\\u{0}-\\u{8}\\u{b}-\\u{1f}\\u{7f}-\\u{9f}\\u{61c}\\u{200b}\\u{200e}\\u{200f}\\u{2028}-\\u{202e}' +
+  '\\u{2060}-\\u{2064}\\u{2066}-\\u{206f}\\u{feff}\\u{fff9}-\\u{fffb}\\u{e0000}-\\u{e007f}';
+const IN_TEXT = new RegExp(`[${HIDDEN}]`, 'gu');
+const IN_NAME = new RegExp(`[${HIDDEN}\\t\\n]`, 'gu');
+const escapeChar = (c) => {
+  const code = c.codePointAt(0);
+  const hex = (width) => code.toString(16).padStart(width, '0');
+  if (c === '\n') return '\\n';
+  if (c === '\t') return '\\t';
+  if (c === '\r') return '\\r';
+  if (code < 0x100) return '\\x' + hex(2);
+  return code < 0x10000 ? '\\u' + hex(4) : '\\U' + hex(8);
+};
+const shown = (text) => String(text).replace(IN_TEXT, escapeChar);
+const oneLine = (text) => String(text).replace(IN_NAME, escapeChar);
+
 const el = (tag, className, text) => {
   const node = document.createElement(tag);
   if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
+  if (text !== undefined) node.textContent = shown(text);
   return node;
 };
 
@@ -99,11 +121,11 @@ function highlight(code, target) {
     else if (m[4]) kind = 'tok-num';
     else if (m[5] && KEYWORDS.has(text)) kind = 'tok-kw';
     if (!kind) continue;
-    if (m.index > last) target.append(code.slice(last, m.index));
+    if (m.index > last) target.append(shown(code.slice(last, m.index)));
     target.append(el('span', kind, text));
     last = m.index + text.length;
   }
-  if (last < code.length) target.append(code.slice(last));
+  if (last < code.length) target.append(shown(code.slice(last)));
   if (!code.length) target.append(' ');
 }
 
@@ -123,12 +145,12 @@ async function showSource(file, line, kind) {
       lines = await loadSource(file);
     } catch (e) {
       lines = null;
-      $('source-title').textContent = `${file} (${e.message})`;
+      $('source-title').textContent = shown(`${oneLine(file)} (${e.message})`);
     }
     source.replaceChildren();
     view.file = file;
     if (lines) {
-      $('source-title').textContent = file;
+      $('source-title').textContent = oneLine(file);
       const rows = document.createDocumentFragment();
       lines.forEach((text, i) => {
         const row = el('div', 'line');
@@ -176,9 +198,9 @@ $('source').addEventListener('click', async (event) => {
     const body = await api('toggle_breakpoint', { file: view.file, line });
     if (body.set) {
       const bp = body.breakpoint;
-      print(`Breakpoint ${bp.id} at ${bp.file}:${bp.line}`, 'note');
+      print(`Breakpoint ${bp.id} at ${oneLine(bp.file)}:${bp.line}`, 'note');
     } else {
-      print(`Cleared the breakpoint at ${view.file}:${line}`, 'note');
+      print(`Cleared the breakpoint at ${oneLine(view.file)}:${line}`, 'note');
     }
   } catch (e) {
     print('*** ' + e.message, 'error');
@@ -196,9 +218,9 @@ function renderStack(selection) {
     const item = el('li');
     item.dataset.index = String(frame.index);
     if (frame.index === selection.frame) item.classList.add('selected');
-    item.append(el('span', 'function', frame.function + ' '));
-    item.append(el('span', 'where', `${basename(frame.file)}:${frame.line}`));
-    item.title = `${frame.file}:${frame.line}`;
+    item.append(el('span', 'function', oneLine(frame.function) + ' '));
+    item.append(el('span', 'where', `${oneLine(basename(frame.file))}:${frame.line}`));
+    item.title = `${oneLine(frame.file)}:${frame.line}`;
     item.addEventListener('click', () => select(selection.thread, frame.index));
     list.append(item);
   }
@@ -224,8 +246,8 @@ async function renderThreads(state) {
   picker.replaceChildren();
   const selected = state.selection && state.selection.thread;
   for (const t of threads) {
-    const what = t.stopped ? `stopped (${t.reason || '?'})` : 'running';
-    const option = el('option', '', `${t.name} — ${what}`);
+    const what = t.stopped ? `stopped (${oneLine(t.reason || '?')})` : 'running';
+    const option = el('option', '', `${oneLine(t.name)} — ${what}`);
     option.value = String(t.id);
     option.disabled = !t.stopped;
     if (t.id === selected) option.selected = true;
@@ -241,9 +263,9 @@ function renderBreakpoints(state) {
   list.replaceChildren();
   for (const bp of state.breakpoints) {
     const item = el('li');
-    const where = bp.kind === 'function' ? bp.function : `${basename(bp.file || '')}:${bp.line}`;
-    const label = el('span', 'where', `${bp.id} ${where}${bp.condition ? ', ' + bp.condition : ''}`);
-    label.title = `${bp.file || ''}:${bp.line || ''} (hits: ${bp.hits})`;
+    const where = bp.kind === 'function' ? oneLine(bp.function) : `${oneLine(basename(bp.file || ''))}:${bp.line}`;
+    const label = el('span', 'where', `${bp.id} ${where}${bp.condition ? ', ' + oneLine(bp.condition) : ''}`);
+    label.title = `${oneLine(bp.file || '')}:${bp.line || ''} (hits: ${bp.hits})`;
     label.addEventListener('click', () => bp.file && showSource(bp.file, null, 'frame'));
     const remove = el('button', 'remove', '✕');
     remove.title = 'Remove';
@@ -263,12 +285,12 @@ async function variableNode(variable, path) {
   row.dataset.name = variable.name;
   row.dataset.path = path;
   const toggle = el('span', 'toggle', variable.ref ? '▸' : '');
-  row.append(toggle, el('span', 'name', variable.name));
+  row.append(toggle, el('span', 'name', oneLine(variable.name)));
   if (variable.value !== undefined) {
     row.append(document.createTextNode(' = '), el('span', 'value', variable.value));
-    if (variable.type) row.append(el('span', 'type', variable.type));
+    if (variable.type) row.append(el('span', 'type', oneLine(variable.type)));
   }
-  row.title = variable.value === undefined ? variable.name : `${variable.name}: ${variable.type || ''}`;
+  row.title = oneLine(variable.value === undefined ? variable.name : `${variable.name}: ${variable.type || ''}`);
   wrap.append(row);
   if (!variable.ref) return wrap;
   const children = el('div', 'children');
@@ -343,12 +365,12 @@ function basename(path) {
 function setStatus(state, text) {
   const status = $('status');
   status.dataset.state = state;
-  status.textContent = text;
+  status.textContent = shown(text);
 }
 
 function renderHeader(state) {
-  $('program').textContent = `${state.program} — pid ${state.pid}, Python ${state.python}`;
-  document.title = `pymri — ${basename(state.program)}`;
+  $('program').textContent = `${oneLine(state.program)} — pid ${state.pid}, Python ${oneLine(state.python)}`;
+  document.title = `pymri — ${oneLine(basename(state.program))}`;
   const selection = state.selection;
   const stop = selection && state.stopped.find((s) => s.thread === selection.thread);
   if (view.ended) {
@@ -356,8 +378,8 @@ function renderHeader(state) {
   } else if (state.exited) {
     setStatus('exited', `The program exited with status ${state.exited.code}`);
   } else if (stop && stop.frame) {
-    setStatus('stopped', `Stopped (${stop.reason}) at ${basename(stop.frame.file)}:${stop.frame.line} in ` +
-      `${stop.frame.function}() — ${stop.thread_name}`);
+    setStatus('stopped', `Stopped (${oneLine(stop.reason)}) at ${oneLine(basename(stop.frame.file))}:` +
+      `${stop.frame.line} in ${oneLine(stop.frame.function)}() — ${oneLine(stop.thread_name)}`);
   } else if (state.stopped.length) {
     setStatus('stopped', `${state.stopped.length} thread(s) stopped`);
   } else {
@@ -424,8 +446,8 @@ function onMessage(message) {
   switch (message.type) {
     case 'stopped': {
       const f = body.frame;
-      const where = f ? `${f.file}(${f.line})${f.function}()` : '';
-      print(`> ${where}  [${body.thread_name}: ${body.reason}]`, 'note');
+      const where = f ? `${oneLine(f.file)}(${f.line})${oneLine(f.function)}()` : '';
+      print(`> ${where}  [${oneLine(body.thread_name)}: ${oneLine(body.reason)}]`, 'note');
       if (body.exception) print(body.exception.text, 'error');
       if (body.condition_error) print(`Error in breakpoint condition: ${body.condition_error}`, 'error');
       break;

@@ -1,6 +1,7 @@
 //! `pymri dap`: the Debug Adapter Protocol server (`pymri-dap`) on stdio, or on a loopback TCP
-//! port with `--listen`. In stdio mode stdout carries the protocol, so everything for the
-//! person goes to stderr.
+//! port with `--listen`, serving only the clients of this user, root and (under `sudo`) the
+//! user who ran sudo. In stdio mode stdout carries the protocol, so everything for the person
+//! goes to stderr.
 
 use crate::printer::note;
 use anyhow::{bail, Context, Result};
@@ -20,9 +21,16 @@ pub fn run(opts: DapOptions) -> Result<()> {
         return Ok(());
     };
     let addr = listen_address(&listen)?;
-    let server = Server::bind(addr).with_context(|| format!("listening on {addr}"))?;
+    let mut server = Server::bind(addr).with_context(|| format!("listening on {addr}"))?;
+    // `sudo pymri dap --listen` is how an editor running as its user debugs as root: the user
+    // who ran sudo started this adapter, and is served too.
+    let sudo_user = std::env::var("SUDO_UID").ok().and_then(|v| v.parse::<u32>().ok());
+    if let Some(uid) = sudo_user {
+        server.allow_user(uid);
+    }
     let bound = server.local_addr().context("the listening address")?;
-    note(&format!("pymri dap: listening on {bound}"));
+    let users = server.users().iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+    note(&format!("pymri dap: listening on {bound}, for clients running as uid {users}"));
     server.run(&options).context("accepting DAP clients")?;
     Ok(())
 }

@@ -111,9 +111,7 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             truncated,
             threads: &snapshot.threads,
         };
-        let mut text = serde_json::to_string_pretty(&report)?;
-        text.push('\n');
-        printer.write_str(&text)?;
+        printer.json(&report)?;
     } else {
         let header = Header {
             pid: header_pid,

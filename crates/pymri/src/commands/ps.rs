@@ -1,5 +1,6 @@
 //! `pymri ps`: the Python processes on this machine.
 
+use crate::escape;
 use crate::printer::{note, Printer};
 use anyhow::Result;
 use pymri_cpython::LiveProcess as Live;
@@ -52,9 +53,7 @@ pub fn run(opts: PsOptions, printer: &mut Printer) -> Result<()> {
         }
     }
     if opts.json {
-        let mut text = serde_json::to_string_pretty(&entries)?;
-        text.push('\n');
-        printer.write_str(&text)?;
+        printer.json(&entries)?;
     } else {
         printer.write_str(&table(&entries))?;
     }
@@ -92,8 +91,8 @@ fn table(entries: &[Entry]) -> String {
                     Some(false) => "disabled".into(),
                     None => "-".into(),
                 },
-                e.root.clone().unwrap_or_else(|| "/".into()),
-                e.command.clone(),
+                e.root.as_deref().map_or_else(|| "/".into(), |r| escape::name(r).into_owned()),
+                escape::name(&e.command).into_owned(),
             ]
         })
         .collect();

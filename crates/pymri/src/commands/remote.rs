@@ -103,7 +103,7 @@ pub fn begin(session: &Session, whence: &str) -> Result<()> {
         "Connected to process {} (Python {}) {whence}{}",
         ready.pid,
         ready.python.version,
-        program_of(session).map(|p| format!(": {p}")).unwrap_or_default()
+        program_of(session).map(|p| format!(": {}", crate::escape::Name(&p))).unwrap_or_default()
     ));
     if ready.mode == "launch" {
         match pymri_launch::start(session, true) {

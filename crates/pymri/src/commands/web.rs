@@ -120,7 +120,7 @@ impl Page {
         let session = Arc::new(session);
         let console = WebConsole::new(Arc::clone(&session), repl_mode, self.program.clone());
         let url = self.server.url();
-        note(&format!("pymri web: the debugger of {} is at", self.program));
+        note(&format!("pymri web: the debugger of {} is at", crate::escape::Name(&self.program)));
         note(&format!("    {url}"));
         note("Open it in a browser on this machine; Ctrl-C ends the session.");
         let _opened = if self.open { open_browser(&url) } else { None };

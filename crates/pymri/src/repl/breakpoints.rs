@@ -4,6 +4,7 @@
 
 use super::editor::Input;
 use super::{commands, user_error, CmdError, CmdResult, Flow, Repl};
+use crate::escape::{self, Name};
 use pymri_session::protocol::messages::Breakpoint;
 use pymri_session::protocol::requests::{
     ClearBreakpoints, ListBreakpoints, SetBreakpoint, Source, UpdateBreakpoint,
@@ -12,9 +13,9 @@ use pymri_session::protocol::requests::{
 /// `file:line` of a breakpoint, as pdb prints it.
 pub(crate) fn where_(bp: &Breakpoint) -> String {
     match (&bp.file, bp.line) {
-        (Some(file), Some(line)) => format!("{file}:{line}"),
-        (Some(file), None) => file.clone(),
-        _ => bp.function.clone().unwrap_or_default(),
+        (Some(file), Some(line)) => format!("{}:{line}", Name(file)),
+        (Some(file), None) => escape::name(file).into_owned(),
+        _ => escape::name(bp.function.as_deref().unwrap_or_default()).into_owned(),
     }
 }
 

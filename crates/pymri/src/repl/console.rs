@@ -58,9 +58,9 @@ mod tests {
         let mut out = Out::buffer(Arc::clone(&buffer));
         out.line("> /srv/a.py(3)f()");
         out.error("NameError: name 'x' is not defined\nmore");
-        out.raw("printed\n");
+        out.text("printed\n");
         let text = String::from_utf8(buffer.lock().expect("lock").clone()).expect("utf-8");
         assert_eq!(text, "> /srv/a.py(3)f()\n*** NameError: name 'x' is not defined\nmore\nprinted\n");
-        assert_eq!(out.code("x = 1"), "x = 1", "no colours in a buffer");
+        assert_eq!(out.code("x = 1").as_str(), "x = 1", "no colours in a buffer");
     }
 }

@@ -130,7 +130,10 @@ impl ReplHelper {
         let body = self.session.request_with_timeout(&request, Some(Duration::from_secs(5))).ok()?;
         // The agent counts characters (Python indices); rustyline wants bytes.
         let start = text.char_indices().nth(body.start).map_or(text.len(), |(i, _)| i);
-        Some((start, body.matches))
+        // rustyline shows candidates and inserts them in the line as they are: a name the target
+        // chose with control or invisible characters in it is left out, not sent to the terminal.
+        let matches = body.matches.into_iter().filter(|m| crate::escape::is_inert(m)).collect();
+        Some((start, matches))
     }
 }
 

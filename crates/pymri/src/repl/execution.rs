@@ -64,7 +64,7 @@ pub(crate) fn jump(repl: &mut Repl, arg: &str) -> CmdResult {
     let frame = repl.current_frame()?;
     let location = super::inspect::location_of(&frame);
     let text = repl.entry_text(&location, None, true);
-    repl.out.line(&text);
+    repl.out.styled_line(&text);
     Ok(Flow::Stay)
 }
 
@@ -73,7 +73,7 @@ pub(crate) fn restart(repl: &mut Repl, _arg: &str) -> CmdResult {
         return user_error("restart is only possible for a program started with pymri run");
     }
     repl.session.request(&Restart {})?;
-    repl.out.line(&format!("Restarting {}", repl.program));
+    repl.out.line(&format!("Restarting {}", crate::escape::Name(&repl.program)));
     repl.stopped_this_run = false;
     repl.forget_run();
     Ok(Flow::Resume { thread: None, others_first: false })

@@ -15,6 +15,8 @@ pub mod style {
     pub const RESET: &str = "\x1b[0m";
 }
 
+use super::output::Styled;
+
 const KEYWORDS: &[&str] = &[
     "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue", "def",
     "del", "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in", "is",
@@ -43,27 +45,17 @@ impl Highlighter {
         Highlighter::default()
     }
 
-    /// `line` with ANSI colours.
-    pub fn line(&mut self, line: &str) -> String {
-        let mut out = String::with_capacity(line.len() + 16);
+    /// Appends `line` to `out` with ANSI colours (its text escaped by `out`).
+    pub fn line(&mut self, line: &str, out: &mut Styled) {
         for (kind, text) in self.tokens(line) {
-            let colour = match kind {
-                Kind::Plain => None,
-                Kind::Keyword => Some(style::KEYWORD),
-                Kind::String => Some(style::STRING),
-                Kind::Comment => Some(style::COMMENT),
-                Kind::Number => Some(style::NUMBER),
+            match kind {
+                Kind::Plain => out.text(text),
+                Kind::Keyword => out.paint(style::KEYWORD, text),
+                Kind::String => out.paint(style::STRING, text),
+                Kind::Comment => out.paint(style::COMMENT, text),
+                Kind::Number => out.paint(style::NUMBER, text),
             };
-            match colour {
-                Some(c) => {
-                    out.push_str(c);
-                    out.push_str(text);
-                    out.push_str(style::RESET);
-                }
-                None => out.push_str(text),
-            }
         }
-        out
     }
 
     fn tokens<'a>(&mut self, line: &'a str) -> Vec<(Kind, &'a str)> {
@@ -252,13 +244,25 @@ mod tests {
     fn colours_wrap_tokens_and_never_lose_text() {
         let mut h = Highlighter::new();
         let line = "def f(é, x='ü'):  # ünïcode";
-        let coloured = h.line(line);
-        assert!(coloured.contains("\x1b[35mdef\x1b[0m"));
-        let plain: String = strip(&coloured);
+        let painted = coloured(&mut h, line);
+        assert!(painted.contains("\x1b[35mdef\x1b[0m"));
+        let plain: String = strip(&painted);
         assert_eq!(plain, line);
         for odd in ["'", "\"\"\"", "r", "0x", "#", "\\", "b'\\", "1e-3.real"] {
-            assert_eq!(strip(&Highlighter::new().line(odd)), odd);
+            assert_eq!(strip(&coloured(&mut Highlighter::new(), odd)), odd);
         }
+    }
+
+    #[test]
+    fn escapes_in_the_source_are_shown_not_sent() {
+        let got = coloured(&mut Highlighter::new(), "x = '\x1b[2J'  # \u{202e}\x07");
+        assert_eq!(got, "x = \x1b[32m'\\x1b[2J'\x1b[0m  \x1b[90m# \\u202e\\x07\x1b[0m");
+    }
+
+    fn coloured(h: &mut Highlighter, line: &str) -> String {
+        let mut out = Styled::new();
+        h.line(line, &mut out);
+        out.as_str().to_string()
     }
 
     fn strip(s: &str) -> String {

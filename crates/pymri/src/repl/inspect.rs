@@ -2,7 +2,9 @@
 //! `retval`, `display`, `undisplay`, `interact`, `threads`, `thread`, and Python statements.
 
 use super::editor::Input;
+use super::output::location;
 use super::{user_error, CmdError, CmdResult, Display, Flow, Repl};
+use crate::escape::Name;
 use pymri_session::protocol::messages::{Location, StopReason};
 use pymri_session::protocol::requests::{
     Args, EvalMode, Evaluate, Evaluated, Interact, InteractAction, Retval, StackFrame, Threads, Whatis,
@@ -28,7 +30,7 @@ pub(crate) fn where_(repl: &mut Repl, _arg: &str) -> CmdResult {
             None
         };
         let text = repl.entry_text(&location_of(frame), retval, frame.index == sel.frame);
-        repl.out.line(&text);
+        repl.out.styled_line(&text);
     }
     Ok(Flow::Stay)
 }
@@ -38,7 +40,7 @@ fn select_frame(repl: &mut Repl, index: u32) -> CmdResult {
     repl.listed_to = None;
     let frame = repl.current_frame()?;
     let text = repl.entry_text(&location_of(&frame), None, true);
-    repl.out.line(&text);
+    repl.out.styled_line(&text);
     Ok(Flow::Stay)
 }
 
@@ -85,7 +87,7 @@ fn evaluate(repl: &mut Repl, expression: &str, mode: EvalMode) -> std::result::R
 
 /// Prints what evaluated code wrote, then its value or pdb's `*** Error: message`.
 fn show(repl: &mut Repl, result: &Evaluated) {
-    repl.out.raw(&result.output);
+    repl.out.text(&result.output);
     if let Some(exc) = &result.exception {
         repl.out.error(&exc.text);
     } else if let Some(value) = &result.result {
@@ -269,9 +271,9 @@ pub(crate) fn interact(repl: &mut Repl, _arg: &str) -> CmdResult {
         };
         let body = repl.session.request_with_timeout(&push, None)?;
         more = body.more;
-        repl.out.raw(&body.output);
+        repl.out.text(&body.output);
         if let Some(exc) = body.exception {
-            repl.out.raw(&exc.traceback);
+            repl.out.text(&exc.traceback);
         }
     }
     repl.out.line("");
@@ -288,14 +290,13 @@ pub(crate) fn threads(repl: &mut Repl, _arg: &str) -> CmdResult {
     for t in &list {
         let number = repl.threads.number(t.id);
         let state = if t.stopped {
-            format!("stopped ({})", t.reason.as_deref().unwrap_or("?"))
+            format!("stopped ({})", Name(t.reason.as_deref().unwrap_or("?")))
         } else {
             "running".to_string()
         };
-        let at =
-            t.frame.as_ref().map(|f| format!("{}({}){}()", f.file, f.line, f.function)).unwrap_or_default();
+        let at = t.frame.as_ref().map(|f| location(&f.file, f.line, &f.function)).unwrap_or_default();
         let mark = if Some(t.id) == selected { "*" } else { " " };
-        rows.push((number, format!("{mark} {number:<4}{:<16} {state:<22}{at}", t.name)));
+        rows.push((number, format!("{mark} {number:<4}{:<16} {state:<22}{at}", Name(&t.name))));
     }
     rows.sort_by_key(|(n, _)| *n);
     repl.out.line(&format!("  {:<4}{:<16} {:<22}{}", "Id", "Name", "State", "Where"));
@@ -310,7 +311,7 @@ pub(crate) fn thread(repl: &mut Repl, arg: &str) -> CmdResult {
         let sel = repl.selection()?;
         let stop = repl.selected_stop()?;
         let number = repl.threads.number(sel.thread);
-        repl.out.line(&format!("Current thread is {number} ({})", stop.thread_name));
+        repl.out.line(&format!("Current thread is {number} ({})", Name(&stop.thread_name)));
         return Ok(Flow::Stay);
     }
     let Ok(number) = arg.parse::<usize>() else {
@@ -329,10 +330,10 @@ pub(crate) fn thread(repl: &mut Repl, arg: &str) -> CmdResult {
     repl.listed_to = None;
     repl.last_presented = Some(ident);
     let stop = repl.selected_stop()?;
-    repl.out.line(&format!("[Thread {number} ({})]", stop.thread_name));
+    repl.out.line(&format!("[Thread {number} ({})]", Name(&stop.thread_name)));
     let frame = repl.current_frame()?;
     let retval = if stop.reason == StopReason::Return { stop.return_value.clone() } else { None };
     let text = repl.entry_text(&location_of(&frame), retval.as_deref(), true);
-    repl.out.line(&text);
+    repl.out.styled_line(&text);
     Ok(Flow::Stay)
 }

@@ -25,10 +25,11 @@ mod interrupt;
 mod output;
 mod source;
 
+use crate::escape::Name;
 use anyhow::Result;
 pub(crate) use console::WebConsole;
 use editor::{Input, LineEditor};
-use output::Out;
+use output::{location, Out, Styled};
 use pymri_session::protocol::messages::{Event, Exited, Location, StopReason, Stopped};
 use pymri_session::protocol::requests::{Pause, Restart, Source, Stack, StackFrame};
 use pymri_session::{Selection, Session, SessionError, SessionEvent};
@@ -241,7 +242,12 @@ impl Repl {
             flow = match flow {
                 Flow::Stay => self.prompt_loop(),
                 Flow::Resume { thread, others_first } => self.wait_for_stop(thread, others_first),
-                Flow::End(outcome) => return Ok(outcome),
+                Flow::End(outcome) => {
+                    return match self.out.failure() {
+                        Some(e) => Err(e),
+                        None => Ok(outcome),
+                    }
+                }
             };
         }
     }
@@ -321,7 +327,7 @@ impl Repl {
                 if o.category == "agent_error" {
                     self.out.error(&format!("pymri agent error (please report it):\n{}", o.text.trim_end()));
                 } else {
-                    self.out.raw(&o.text);
+                    self.out.text(&o.text);
                 }
             }
             SessionEvent::Event(Event::Breakpoint(b)) if b.reason == "removed" => {
@@ -363,9 +369,10 @@ impl Repl {
             return Some(self.quit_program());
         }
         match exited.reason.as_str() {
-            "exception" => self
-                .out
-                .line(&format!("Post mortem debugger finished. The {} will be restarted", self.program)),
+            "exception" => self.out.line(&format!(
+                "Post mortem debugger finished. The {} will be restarted",
+                Name(&self.program)
+            )),
             _ if exited.code != 0 => {
                 self.out.line(&format!("The program exited via sys.exit(). Exit status: {}", exited.code))
             }
@@ -403,7 +410,7 @@ impl Repl {
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.session.next_event(Some(left)) {
                 None | Some(SessionEvent::Closed(_)) | Some(SessionEvent::Event(Event::Detached(_))) => break,
-                Some(SessionEvent::Event(Event::Output(o))) => self.out.raw(&o.text),
+                Some(SessionEvent::Event(Event::Output(o))) => self.out.text(&o.text),
                 Some(_) => {}
             }
         }
@@ -428,7 +435,7 @@ impl Repl {
         };
         self.last_presented = Some(stop.thread);
         if switched {
-            self.out.line(&format!("[Thread {number} ({})]", stop.thread_name));
+            self.out.line(&format!("[Thread {number} ({})]", Name(&stop.thread_name)));
         }
         if stop.post_mortem {
             if self.mode == Mode::Run && stop.thread == main {
@@ -438,7 +445,7 @@ impl Repl {
                 let what = stop.exception.as_ref().map_or("an exception", |e| e.text.as_str());
                 self.out.line(&format!(
                     "Uncaught exception in thread {}: {what}. Entering post mortem debugging",
-                    stop.thread_name
+                    Name(&stop.thread_name)
                 ));
             }
         }
@@ -514,26 +521,20 @@ impl Repl {
         if let Some(frame) = &stop.frame {
             let retval = if stop.reason == StopReason::Return { stop.return_value.as_deref() } else { None };
             let text = self.entry_text(frame, retval, true);
-            self.out.line(&text);
+            self.out.styled_line(&text);
         }
     }
 
     /// pdb's stack entry: `> /path/file.py(LINE)function()[->retval]` and `-> code`.
-    fn entry_text(&mut self, frame: &Location, retval: Option<&str>, current: bool) -> String {
-        let mut text = format!(
-            "{}{}({}){}()",
-            if current { "> " } else { "  " },
-            frame.file,
-            frame.line,
-            frame.function
-        );
+    fn entry_text(&mut self, frame: &Location, retval: Option<&str>, current: bool) -> Styled {
+        let mut text = Styled::new();
+        text.text(if current { "> " } else { "  " });
+        text.text(&location(&frame.file, frame.line, &frame.function));
         if let Some(rv) = retval {
-            text.push_str("->");
-            text.push_str(rv);
+            text.text("->").name(rv);
         }
         if let Some(code) = self.source_line(&frame.file, frame.line) {
-            text.push_str("\n-> ");
-            text.push_str(&self.out.code(code.trim()));
+            text.text("\n-> ").append(&self.out.code(code.trim()));
         }
         text
     }
@@ -609,6 +610,10 @@ impl Repl {
 
     fn prompt_loop(&mut self) -> Flow {
         loop {
+            if self.out.failed() {
+                // Nobody sees the conversation any more: end it as at the end of input.
+                return self.end_of_input();
+            }
             if let Some(flow) = self.drain_events() {
                 return flow;
             }
@@ -624,13 +629,25 @@ impl Repl {
                 Input::Interrupted => continue,
                 Input::Eof => {
                     self.out.line("");
-                    "EOF".to_string()
+                    return self.end_of_input();
                 }
             };
             let flow = self.execute(&line);
             if flow != Flow::Stay {
                 return flow;
             }
+        }
+    }
+
+    /// No more input: `EOF` (like `quit`). If the agent does not let go, asking again would
+    /// loop for ever on an input that stays at its end: the connection is closed instead (the
+    /// agent detaches when it sees it closed).
+    fn end_of_input(&mut self) -> Flow {
+        match self.execute("EOF") {
+            Flow::Stay => Flow::End(ExitOutcome::Lost(
+                "end of input, and the agent did not let go: the connection was closed".into(),
+            )),
+            flow => flow,
         }
     }
 
@@ -643,11 +660,11 @@ impl Repl {
                     let at = stop
                         .frame
                         .as_ref()
-                        .map(|f| format!(" at {}({}){}()", f.file, f.line, f.function))
+                        .map(|f| format!(" at {}", location(&f.file, f.line, &f.function)))
                         .unwrap_or_default();
                     self.out.line(&format!(
                         "Thread {number} ({}) stopped ({}){at}; \"thread {number}\" switches to it",
-                        stop.thread_name,
+                        Name(&stop.thread_name),
                         stop.reason.as_str()
                     ));
                 }

@@ -1,6 +1,8 @@
 //! Source listings: `list`, `longlist`, and the sticky view.
 
+use super::output::location;
 use super::{user_error, CmdError, CmdResult, Flow, Repl};
+use crate::escape;
 use pymri_session::protocol::requests::Source;
 
 /// The lines `list ARG` shows, as pdb computes them; `None` for a bad argument.
@@ -99,11 +101,11 @@ impl Repl {
                 } else {
                     None
                 };
-            let location = super::inspect::location_of(&frame);
-            let mut header = format!("> {}({}){}()", location.file, location.line, location.function);
+            let at = super::inspect::location_of(&frame);
+            let mut header = format!("> {}", location(&at.file, at.line, &at.function));
             if let Some(rv) = retval {
                 header.push_str("->");
-                header.push_str(&rv);
+                header.push_str(&escape::name(&rv));
             }
             self.out.line(&header);
             self.out.line("");
