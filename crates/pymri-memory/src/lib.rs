@@ -173,6 +173,11 @@ impl<M: Memory> PageCache<M> {
         &self.inner
     }
 
+    /// Forgets every page, so that the next reads see the target as it is now.
+    pub fn clear(&self) {
+        self.pages.borrow_mut().clear();
+    }
+
     fn page(&self, page: u64) -> Option<std::cell::Ref<'_, [u8]>> {
         if !self.pages.borrow().contains_key(&page) {
             if self.pages.borrow().len() >= self.max_pages {
