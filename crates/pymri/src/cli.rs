@@ -328,13 +328,17 @@ pub struct DumpArgs {
 
 const RECORD_ABOUT: &str = "Sample a running process's Python stacks over time and write a profile: \
 a flame graph (SVG, the default), a speedscope file or collapsed stacks.\n\n\
+`pymri record PID` records a running process; `pymri record -- COMMAND ARGS` starts COMMAND (a \
+Python program, as this user) and records it from the moment its interpreter is running until \
+it exits.\n\n\
 Threads are read while they run: nothing is stopped. Sampling follows a fixed schedule (--rate \
 times a second); samples that could not be taken in time are counted as missed. Recording ends \
 after --duration, when the process exits, or at Ctrl-C, and the profile is written in every \
 case. On a terminal, a status line shows progress; a summary line follows at the end.\n\n\
-Exit status: 0 when the profile was written (also when the process exited meanwhile); 1 if the \
-output file cannot be written (checked before sampling starts); 2 for a usage error; 3, 4, 5 as \
-for dump.";
+Exit status: 0 when the profile was written (also when the process exited meanwhile); with \
+COMMAND, the program's own (128+N if signal N killed it); 1 if the output file cannot be written \
+(checked before sampling starts, and before COMMAND starts); 2 for a usage error; 3, 4, 5 as for \
+dump.";
 
 /// The highest sampling rate asked for: above it the schedule is the reader's speed anyway.
 const MAX_RATE: u32 = 10_000;
@@ -369,9 +373,13 @@ pub enum RecordMode {
 }
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["pid", "command"])))]
 pub struct RecordArgs {
     /// Process id of a running Python program
-    pub pid: i32,
+    pub pid: Option<i32>,
+    /// After `--`: a program to start and record until it exits (`-- python3 app.py ARGS`)
+    #[arg(value_name = "COMMAND [ARGS]", last = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
     /// Where to write the profile
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,

@@ -55,7 +55,7 @@ fn main() -> ExitCode {
         Command::Ps(args) => {
             commands::ps::run(commands::ps::PsOptions { json: args.json }, &mut printer).map(success)
         }
-        Command::Record(args) => commands::record::run(record_options(args)).map(success),
+        Command::Record(args) => commands::record::run(record_options(args)),
         Command::Dump(args) => commands::dump::run(
             commands::dump::DumpOptions {
                 pid: args.pid,
@@ -89,7 +89,10 @@ fn success((): ()) -> u8 {
 fn record_options(args: cli::RecordArgs) -> commands::record::RecordOptions {
     use commands::record::{Format, Mode, RecordOptions};
     RecordOptions {
-        pid: args.pid,
+        target: match args.pid {
+            Some(pid) => commands::record::Target::Pid(pid),
+            None => commands::record::Target::Command(args.command),
+        },
         output: args.output,
         format: match args.format {
             cli::RecordFormat::Flamegraph => Format::Flamegraph,

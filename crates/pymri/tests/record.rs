@@ -314,3 +314,52 @@ fn record_rate_zero_and_absurd_rates_are_usage_errors() {
     let out = pymri(&["record", "1", "-o", "/dev/null", "-f", "pprof"]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+/// `pymri record -- COMMAND`: the program is started, recorded from its first readable moment
+/// until it exits, and its exit status is pymri's.
+fn command(name: &str) {
+    let interp = interpreter(name).unwrap_or_else(|| panic!("interpreter {name} is not provisioned"));
+    let scratch = common::Scratch::new(&interp);
+    let output = scratch.host.join("command.txt");
+    let code = "import sys, time\n\
+                def spin(until):\n    while time.time() < until: pass\n\
+                spin(time.time() + 1.0)\n\
+                sys.exit(3)\n";
+    let mut args = vec!["record", "-f", "collapsed", "-o", output.to_str().expect("path"), "--"];
+    let root = interp.root.to_str().expect("root").to_string();
+    if interp.in_root() {
+        args.extend(["chroot", &root]);
+    }
+    args.extend([interp.exe.as_str(), "-c", code]);
+    let out = pymri(&args);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "the program's status: {stderr}");
+    assert!(stderr.contains("the process exited"), "{stderr}");
+    let collapsed = std::fs::read_to_string(&output).expect("the profile was written");
+    let stacks = stacks(&collapsed);
+    let spin = count_of(&stacks, "spin");
+    assert!(
+        spin * 2 >= samples_of(&stderr) && spin > 0,
+        "spin is most of the samples:\n{collapsed}\n{stderr}"
+    );
+}
+
+#[test]
+fn record_a_command_until_it_exits_3_11() {
+    command("3.11")
+}
+
+#[test]
+fn record_a_command_until_it_exits_3_14() {
+    command("3.14")
+}
+
+#[test]
+fn record_a_command_that_cannot_start_fails_with_status_3() {
+    let scratch = common::Scratch::new(&interpreter("3.11").expect("3.11"));
+    let output = scratch.host.join("never.txt");
+    let out = pymri(&["record", "-o", output.to_str().expect("path"), "--", "/no/such/program"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.starts_with("error: cannot start /no/such/program"), "{stderr}");
+}

@@ -1,4 +1,5 @@
-//! `pymri record PID`: a process's stacks sampled on a schedule, written as a profile.
+//! `pymri record PID` and `pymri record -- COMMAND`: a process's stacks sampled on a
+//! schedule, written as a profile.
 
 use crate::printer::note;
 use anyhow::{Context, Result};
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub struct RecordOptions {
-    pub pid: i32,
+    pub target: Target,
     pub output: PathBuf,
     pub format: Format,
     /// `None`: until the process exits or Ctrl-C.
@@ -24,6 +25,13 @@ pub struct RecordOptions {
     pub mode: Mode,
     pub split_threads: bool,
     pub lines: bool,
+}
+
+/// What to record.
+pub enum Target {
+    Pid(i32),
+    /// A program to start, then record until it exits.
+    Command(Vec<String>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,12 +116,41 @@ const STATUS_EVERY: Duration = Duration::from_millis(250);
 /// The longest single sleep between samples, so that Ctrl-C is seen promptly at low rates.
 const LONGEST_SLEEP: Duration = Duration::from_millis(50);
 
-pub fn run(opts: RecordOptions) -> Result<()> {
-    let live = Live::open(opts.pid)?;
+/// How long a started program has to get its interpreter running.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often a starting program is looked at.
+const STARTUP_POLL: Duration = Duration::from_millis(2);
+
+/// Records; the exit status: 0, or a started program's own.
+pub fn run(opts: RecordOptions) -> Result<u8> {
+    let create =
+        || File::create(&opts.output).map_err(|source| OutputError { path: opts.output.clone(), source });
+    // Before any sampling (and before a program is started): an output that cannot be written
+    // must not cost a recording.
+    let (live, mut child, file) = match &opts.target {
+        Target::Pid(pid) => {
+            let live = Live::open(*pid)?;
+            (live, None, create()?)
+        }
+        Target::Command(argv) => {
+            let file = create()?;
+            let (program, args) = argv.split_first().context("no command given")?;
+            let mut child = std::process::Command::new(program)
+                .args(args)
+                .spawn()
+                .with_context(|| format!("cannot start {program}"))?;
+            match started(&mut child) {
+                Ok(live) => (live, Some(child), file),
+                Err(e) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return Err(e);
+                }
+            }
+        }
+    };
+    let pid = live.pid;
     let located = live.locate()?;
-    // Before any sampling: an output that cannot be written must not cost a recording.
-    let file =
-        File::create(&opts.output).map_err(|source| OutputError { path: opts.output.clone(), source })?;
 
     let stop = Arc::new(AtomicBool::new(false));
     // A first Ctrl-C ends the recording (the profile is written); a second one ends pymri.
@@ -124,7 +161,7 @@ pub fn run(opts: RecordOptions) -> Result<()> {
 
     let interval = Duration::from_secs_f64(1.0 / f64::from(opts.rate));
     let mut profile = Profile::new(
-        format!("pymri record {} (Python {})", opts.pid, located.version),
+        format!("pymri record {pid} (Python {})", located.version),
         Some(interval),
         Options { lines: opts.lines, split_threads: opts.split_threads },
     );
@@ -134,8 +171,8 @@ pub fn run(opts: RecordOptions) -> Result<()> {
         None => "until it exits or Ctrl-C".to_string(),
     };
     note(&format!(
-        "pymri record: sampling process {} (Python {}) {} times a second {until}",
-        opts.pid, located.version, opts.rate
+        "pymri record: sampling process {pid} (Python {}) {} times a second {until}",
+        located.version, opts.rate
     ));
     let terminal = io::stderr().is_terminal();
     let (end, stats) = sample(&mut sampler, &mut profile, &opts, interval, &stop, terminal)?;
@@ -150,7 +187,40 @@ pub fn run(opts: RecordOptions) -> Result<()> {
         .and_then(|()| out.flush())
         .map_err(|source| OutputError { path: opts.output.clone(), source })?;
     note(&summary(&opts, end, &stats, &opts.output));
-    Ok(())
+    match child.as_mut() {
+        // Ended by --duration or Ctrl-C, the program goes on: pymri waits for it, as a shell
+        // would have.
+        Some(child) => Ok(super::run::exit_code(child.wait().context("waiting for the program")?)),
+        None => Ok(crate::exit::Status::Success as u8),
+    }
+}
+
+/// Waits until the started program runs a Python interpreter that can be read.
+fn started(child: &mut std::process::Child) -> Result<Live> {
+    let pid = i32::try_from(child.id()).context("process id")?;
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().context("waiting for the program")? {
+            anyhow::bail!("the program exited ({status}) before its Python interpreter could be read");
+        }
+        // Until the program has exec'd an interpreter and initialised it, each step fails.
+        let last = match Live::open(pid) {
+            Ok(live) => {
+                match live.locate().and_then(|l| l.snapshot(&live.mem, &Default::default()).map(drop)) {
+                    Ok(()) => return Ok(live),
+                    Err(e) => anyhow::Error::new(e),
+                }
+            }
+            Err(e) => anyhow::Error::new(e),
+        };
+        if Instant::now() >= deadline {
+            return Err(last.context(format!(
+                "the program (process {pid}) runs no Python interpreter pymri can read after {} s",
+                STARTUP_TIMEOUT.as_secs()
+            )));
+        }
+        std::thread::sleep(STARTUP_POLL);
+    }
 }
 
 fn sample(
@@ -202,7 +272,7 @@ fn sample(
                 stats.errors += 1;
                 if stats.samples == 0 && stats.errors >= FAILURES_BEFORE_GIVING_UP {
                     return Err(anyhow::Error::new(e)
-                        .context(format!("cannot sample process {}: every read failed", opts.pid)));
+                        .context(format!("cannot sample process {}: every read failed", sampler.pid())));
                 }
             }
         }
