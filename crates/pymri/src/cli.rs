@@ -341,7 +341,7 @@ COMMAND, the program's own (128+N if signal N killed it); 1 if the output file c
 dump.";
 
 /// The highest sampling rate asked for: above it the schedule is the reader's speed anyway.
-const MAX_RATE: u32 = 10_000;
+const MAX_RATE: u32 = 100_000;
 
 fn rate(text: &str) -> Result<u32, String> {
     let range = || format!("a number of samples a second from 1 to {MAX_RATE}");
@@ -389,7 +389,7 @@ pub struct RecordArgs {
     /// Seconds to record (at most a day) [default: until the process exits or Ctrl-C]
     #[arg(short, long, value_name = "SECONDS", value_parser = seconds, allow_negative_numbers = true)]
     pub duration: Option<Duration>,
-    /// Samples a second (1 to 10000)
+    /// Samples a second (1 to 100000)
     #[arg(short, long, value_name = "HZ", default_value = "100", value_parser = rate, allow_negative_numbers = true)]
     pub rate: u32,
     /// Which threads each sample counts
@@ -411,8 +411,8 @@ mod record_tests {
     fn rates_are_bounded() {
         assert_eq!(rate("100"), Ok(100));
         assert_eq!(rate("1"), Ok(1));
-        assert_eq!(rate("10000"), Ok(MAX_RATE));
-        for bad in ["0", "-1", "10001", "1e9", "", "fast", "4294967296", "1.5"] {
+        assert_eq!(rate("100000"), Ok(MAX_RATE));
+        for bad in ["0", "-1", "100001", "1e9", "", "fast", "4294967296", "1.5"] {
             assert!(rate(bad).is_err(), "{bad}");
         }
     }
