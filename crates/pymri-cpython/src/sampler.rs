@@ -13,8 +13,11 @@
 use crate::cache::Caches;
 use crate::live::{namespace_tid, shares_our_pid_namespace};
 use crate::{Error, LiveProcess, Located, ReprLimits, Result, Snapshot, SnapshotOptions};
-use pymri_memory::{read_proc, thread_futex_wait, thread_ids, thread_run_state, MemoryError};
+use pymri_memory::{parse_futex_wait, parse_run_state, read_proc, thread_ids, MemoryError};
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 
 /// What one sample reads besides stacks.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +44,7 @@ pub struct Sampler<'a> {
     shared_namespace: bool,
     /// The target's thread ids (as its namespace numbers them) to ours, as of the last sample.
     tids: HashMap<i32, i32>,
+    proc_files: ProcFiles,
 }
 
 impl<'a> Sampler<'a> {
@@ -51,6 +55,7 @@ impl<'a> Sampler<'a> {
             caches: Caches::persistent(),
             shared_namespace: shares_our_pid_namespace(live.pid),
             tids: HashMap::new(),
+            proc_files: ProcFiles { pid: live.pid, open: RefCell::default() },
         }
     }
 
@@ -80,11 +85,11 @@ impl<'a> Sampler<'a> {
     }
 
     fn read(&mut self, options: &SampleOptions, known: &[i32]) -> Result<Snapshot> {
-        let pid = self.live.pid;
         let tids = &self.tids;
         let host = |tid: i32| tids.get(&tid).copied().unwrap_or(tid);
-        let run_state = |tid: i32| thread_run_state(pid, host(tid));
-        let futex_wait = |tid: i32| thread_futex_wait(pid, host(tid));
+        let files = &self.proc_files;
+        let run_state = |tid: i32| files.read(host(tid), "stat").as_deref().and_then(parse_run_state);
+        let futex_wait = |tid: i32| files.read(host(tid), "syscall").as_deref().and_then(parse_futex_wait);
         let snapshot_options = SnapshotOptions {
             locals: options.locals,
             limits: options.limits,
@@ -118,6 +123,7 @@ impl<'a> Sampler<'a> {
                 false => namespace_tid(pid, host),
             });
         }
+        self.proc_files.open.borrow_mut().retain(|(tid, _), _| known.contains_key(tid));
         self.tids = known.into_iter().map(|(host, ns)| (ns, host)).collect();
         Ok(())
     }
@@ -132,5 +138,29 @@ fn exited(pid: i32, e: Error) -> Error {
     match e {
         Error::Memory(MemoryError::PermissionDenied { .. }) => e,
         _ => Error::Memory(MemoryError::Exited { pid }),
+    }
+}
+
+/// `/proc/PID/task/TID/stat` and `syscall`, kept open from one sample to the next: a procfs
+/// file read again from offset 0 is made anew, and opening and closing it cost as much as
+/// reading it.
+struct ProcFiles {
+    pid: i32,
+    open: RefCell<HashMap<(i32, &'static str), File>>,
+}
+
+impl ProcFiles {
+    fn read(&self, tid: i32, name: &'static str) -> Option<String> {
+        let mut open = self.open.borrow_mut();
+        let file = match open.entry((tid, name)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(File::open(format!("/proc/{}/task/{tid}/{name}", self.pid)).ok()?)
+            }
+        };
+        // Both files are a line of well under 1 KiB.
+        let mut buf = [0u8; 1024];
+        let n = file.read_at(&mut buf, 0).ok()?;
+        String::from_utf8(buf[..n].to_vec()).ok()
     }
 }

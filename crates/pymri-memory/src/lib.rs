@@ -26,8 +26,8 @@ pub use files::{open_in_root, open_regular, MAX_MAPPED_FILE};
 pub use freeze::Freeze;
 pub use maps::{parse_maps, Mapping};
 pub use process::{
-    diagnose_permission, process_exists, process_root, read_proc, thread_futex_wait, thread_ids,
-    thread_run_state, write_memory, PermissionCause, ProcessMemory, RunState,
+    diagnose_permission, parse_futex_wait, parse_run_state, process_exists, process_root, read_proc,
+    thread_futex_wait, thread_ids, thread_run_state, write_memory, PermissionCause, ProcessMemory, RunState,
 };
 
 use std::cell::RefCell;
