@@ -21,16 +21,19 @@
 //! Non-goals: free-threaded builds (refused with [`Error::FreeThreaded`]), subinterpreters
 //! beyond listing their threads, native (C) frames, and any write to the target.
 
+mod cache;
 mod code;
 pub mod debug_offsets;
 mod live;
 mod locate;
 mod objects;
+mod sampler;
 mod snapshot;
 
 pub use live::{command_line, LiveProcess};
 pub use locate::{locate, Located, TargetFiles};
 pub use objects::{BuiltinTypes, ReprLimits};
+pub use sampler::{SampleOptions, Sampler};
 pub use snapshot::{Frame, Local, Snapshot, SnapshotOptions, ThreadDump, ThreadState};
 
 use pymri_memory::MemoryError;

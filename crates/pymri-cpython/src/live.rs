@@ -122,21 +122,24 @@ pub fn command_line(pid: i32) -> String {
 /// to the id seen here. The two differ for a process in a container with its own PID space.
 fn namespace_tids(pid: i32) -> HashMap<i32, i32> {
     let Ok(tids) = thread_ids(pid) else { return HashMap::new() };
+    let shared = shares_our_pid_namespace(pid);
+    tids.into_iter().map(|tid| (if shared { tid } else { namespace_tid(pid, tid) }, tid)).collect()
+}
+
+/// Whether the process sees the same thread ids as we do.
+pub(crate) fn shares_our_pid_namespace(pid: i32) -> bool {
     let namespace = |p: &str| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
     let theirs = namespace(&format!("/proc/{pid}/ns/pid"));
-    if theirs.is_some() && theirs == namespace("/proc/self/ns/pid") {
-        return tids.into_iter().map(|t| (t, t)).collect();
-    }
-    tids.into_iter()
-        .map(|tid| {
-            let inner = read_proc(&format!("/proc/{pid}/task/{tid}/status"))
-                .ok()
-                .and_then(|s| {
-                    let line = s.lines().find(|l| l.starts_with("NSpid:"))?.to_string();
-                    line.split_whitespace().last()?.parse().ok()
-                })
-                .unwrap_or(tid);
-            (inner, tid)
+    theirs.is_some() && theirs == namespace("/proc/self/ns/pid")
+}
+
+/// A thread's id inside the process's innermost PID namespace (itself if that cannot be read).
+pub(crate) fn namespace_tid(pid: i32, tid: i32) -> i32 {
+    read_proc(&format!("/proc/{pid}/task/{tid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("NSpid:"))?.to_string();
+            line.split_whitespace().last()?.parse().ok()
         })
-        .collect()
+        .unwrap_or(tid)
 }

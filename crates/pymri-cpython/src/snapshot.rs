@@ -1,5 +1,6 @@
 //! Reading every thread's stack: the snapshot behind `pymri dump`.
 
+use crate::cache::Caches;
 use crate::code::{CodeInfo, Position, CO_FAST_CELL, CO_FAST_FREE, CO_FAST_HIDDEN};
 use crate::objects::{Kind, Objects, ReprLimits};
 use crate::{Error, Located, Result};
@@ -63,6 +64,10 @@ pub struct ThreadDump {
     /// Why the stack is incomplete, when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whether the kernel had the thread on a CPU (or ready for one) when it was read; `None`
+    /// where that is unknown (core files).
+    #[serde(skip)]
+    pub on_cpu: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -142,12 +147,22 @@ const CACHE_PAGES: usize = 4096;
 impl Located {
     /// Reads every thread of every interpreter.
     pub fn snapshot<M: Memory>(&self, mem: &M, options: &SnapshotOptions<'_>) -> Result<Snapshot> {
+        self.snapshot_cached(mem, options, &mut Caches::one_shot())
+    }
+
+    /// [`snapshot`](Self::snapshot) keeping what stays valid between reads in `caches`.
+    pub(crate) fn snapshot_cached<M: Memory>(
+        &self,
+        mem: &M,
+        options: &SnapshotOptions<'_>,
+        caches: &mut Caches,
+    ) -> Result<Snapshot> {
         let cache = PageCache::new(mem, CACHE_PAGES);
         let budget = Budget::new(&cache, options.max_read);
         let reader = Reader {
             located: self,
             objects: Objects::new(&budget, &self.layout, &self.types),
-            codes: HashMap::new(),
+            caches,
             options,
             threads_read: 0,
             frames_left: MAX_SNAPSHOT_FRAMES,
@@ -179,7 +194,7 @@ impl Located {
 struct Reader<'a, M: Memory> {
     located: &'a Located,
     objects: Objects<'a, Budget<&'a PageCache<&'a M>>>,
-    codes: HashMap<u64, Rc<CodeInfo>>,
+    caches: &'a mut Caches,
     options: &'a SnapshotOptions<'a>,
     /// Threads read so far, in every interpreter.
     threads_read: usize,
@@ -226,8 +241,15 @@ impl<'a, M: Memory> Reader<'a, M> {
                 (None, Some(g)) => self.read_gil(interp, g).ok(),
                 (None, None) => None,
             };
-            let names = self.thread_names(interp).unwrap_or_default();
-            let mut interp_threads = self.read_threads(interp, gil.as_ref(), &names)?;
+            let mut interp_threads = self.read_threads(interp, gil.as_ref())?;
+            let idents: Vec<u64> = interp_threads.iter().map(|t| t.ident).collect();
+            if self.caches.names.stale(interp, &idents) {
+                let names = self.thread_names(interp).unwrap_or_default();
+                self.caches.names.store(interp, names, &idents);
+            }
+            for t in &mut interp_threads {
+                t.name = self.caches.names.get(interp, t.ident);
+            }
             // CPython prepends new threads; show them oldest (the main thread) first.
             interp_threads.reverse();
             threads.extend(interp_threads);
@@ -248,12 +270,7 @@ impl<'a, M: Memory> Reader<'a, M> {
         })
     }
 
-    fn read_threads(
-        &mut self,
-        interp: u64,
-        gil: Option<&Gil>,
-        names: &HashMap<u64, String>,
-    ) -> Result<Vec<ThreadDump>> {
+    fn read_threads(&mut self, interp: u64, gil: Option<&Gil>) -> Result<Vec<ThreadDump>> {
         let layout = &self.located.layout;
         let mut tstate = self.objects.ptr(field(interp, layout.interpreter.threads_head)?)?;
         let mut out = Vec::new();
@@ -263,18 +280,13 @@ impl<'a, M: Memory> Reader<'a, M> {
                 return Err(Error::Inconsistent("thread list loops".into()));
             }
             self.threads_read += 1;
-            out.push(self.read_thread(tstate, gil, names)?);
+            out.push(self.read_thread(tstate, gil)?);
             tstate = self.objects.ptr(field(tstate, layout.thread.next)?)?;
         }
         Ok(out)
     }
 
-    fn read_thread(
-        &mut self,
-        tstate: u64,
-        gil: Option<&Gil>,
-        names: &HashMap<u64, String>,
-    ) -> Result<ThreadDump> {
+    fn read_thread(&mut self, tstate: u64, gil: Option<&Gil>) -> Result<ThreadDump> {
         let layout = &self.located.layout;
         let mem = self.objects.mem;
         let ident = self.objects.ptr(field(tstate, layout.thread.thread_id)?)?;
@@ -317,8 +329,15 @@ impl<'a, M: Memory> Reader<'a, M> {
             }
         };
 
-        let (frames, error) = self.read_frames(tstate);
-        Ok(ThreadDump { tid, ident, name: names.get(&ident).cloned(), state, holds_gil, frames, error })
+        let (mut frames, mut error) = self.read_frames(tstate);
+        // A running thread's stack can change under the reader: one fresh read from the target
+        // (no cached page) usually finds it whole.
+        if error.is_some() && frames.len() < self.options.max_frames && self.options.run_state.is_some() {
+            self.objects.mem.inner().clear();
+            (frames, error) = self.read_frames(tstate);
+        }
+        let on_cpu = run_state.map(|s| s == RunState::Running);
+        Ok(ThreadDump { tid, ident, name: None, state, holds_gil, frames, error, on_cpu })
     }
 
     fn current_frame(&self, tstate: u64) -> Result<u64> {
@@ -372,12 +391,7 @@ impl<'a, M: Memory> Reader<'a, M> {
     }
 
     fn code_info(&mut self, code: u64) -> Result<Rc<CodeInfo>> {
-        if let Some(info) = self.codes.get(&code) {
-            return Ok(info.clone());
-        }
-        let info = Rc::new(CodeInfo::read(&self.objects, code)?);
-        self.codes.insert(code, info.clone());
-        Ok(info)
+        self.caches.codes.get_or_read(&self.objects, code)
     }
 
     /// One frame: what to show of it (nothing for an interpreter shim) and the next frame out.

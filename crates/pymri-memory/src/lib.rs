@@ -26,8 +26,8 @@ pub use files::{open_in_root, open_regular, MAX_MAPPED_FILE};
 pub use freeze::Freeze;
 pub use maps::{parse_maps, Mapping};
 pub use process::{
-    diagnose_permission, process_exists, process_root, read_proc, thread_futex_wait, thread_ids,
-    thread_run_state, write_memory, PermissionCause, ProcessMemory, RunState,
+    diagnose_permission, parse_futex_wait, parse_run_state, process_exists, process_root, read_proc,
+    thread_futex_wait, thread_ids, thread_run_state, write_memory, PermissionCause, ProcessMemory, RunState,
 };
 
 use std::cell::RefCell;
@@ -176,6 +176,11 @@ impl<M: Memory> PageCache<M> {
         &self.inner
     }
 
+    /// Forgets every page, so that the next reads see the target as it is now.
+    pub fn clear(&self) {
+        self.pages.borrow_mut().clear();
+    }
+
     fn page(&self, page: u64) -> Option<std::cell::Ref<'_, [u8]>> {
         if !self.pages.borrow().contains_key(&page) {
             if self.pages.borrow().len() >= self.max_pages {
@@ -255,6 +260,11 @@ impl<M: Memory> Budget<M> {
 
     pub fn new(inner: M, limit: u64) -> Self {
         Budget { inner, limit, left: std::cell::Cell::new(limit) }
+    }
+
+    /// The memory read through this budget.
+    pub fn inner(&self) -> &M {
+        &self.inner
     }
 }
 

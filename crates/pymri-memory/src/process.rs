@@ -144,7 +144,11 @@ pub enum RunState {
 
 /// Reads the state letter of `/proc/PID/task/TID/stat`.
 pub fn thread_run_state(pid: i32, tid: i32) -> Option<RunState> {
-    let stat = read_proc(&format!("/proc/{pid}/task/{tid}/stat")).ok()?;
+    parse_run_state(&read_proc(&format!("/proc/{pid}/task/{tid}/stat")).ok()?)
+}
+
+/// The run state in the text of a `stat` file.
+pub fn parse_run_state(stat: &str) -> Option<RunState> {
     // The command name may contain spaces and parentheses; the state follows the last ')'.
     let after = &stat[stat.rfind(')')? + 1..];
     match after.trim_start().chars().next()? {
@@ -156,7 +160,11 @@ pub fn thread_run_state(pid: i32, tid: i32) -> Option<RunState> {
 /// The address of the futex a thread sleeps on, from `/proc/PID/task/TID/syscall`: the first
 /// argument of the `futex` system call the thread is blocked in, if it is blocked in one.
 pub fn thread_futex_wait(pid: i32, tid: i32) -> Option<u64> {
-    let text = read_proc(&format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
+    parse_futex_wait(&read_proc(&format!("/proc/{pid}/task/{tid}/syscall")).ok()?)
+}
+
+/// The futex address in the text of a `syscall` file.
+pub fn parse_futex_wait(text: &str) -> Option<u64> {
     let mut fields = text.split_whitespace();
     let number: i64 = fields.next()?.parse().ok()?;
     if number != libc::SYS_futex {

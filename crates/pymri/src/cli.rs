@@ -46,6 +46,9 @@ pub enum Command {
     Ps(PsArgs),
     /// Print every thread's Python stack of a live process or a core file
     Dump(DumpArgs),
+    /// Sample a process's stacks over time into a flame graph, speedscope file or collapsed stacks
+    #[command(long_about = RECORD_ABOUT)]
+    Record(RecordArgs),
     /// Run a Python program under the debugger (like `python -m pdb`)
     #[command(long_about = RUN_ABOUT)]
     Run(RunArgs),
@@ -321,4 +324,96 @@ pub struct DumpArgs {
     /// Stop every thread while reading, for a consistent snapshot; they always resume
     #[arg(long, conflicts_with = "core")]
     pub blocking: bool,
+}
+
+const RECORD_ABOUT: &str = "Sample a running process's Python stacks over time and write a profile: \
+a flame graph (SVG, the default), a speedscope file or collapsed stacks.\n\n\
+`pymri record PID` records a running process; `pymri record -- COMMAND ARGS` starts COMMAND (a \
+Python program, as this user) and records it from the moment its interpreter is running until \
+it exits.\n\n\
+Threads are read while they run: nothing is stopped. Sampling follows a fixed schedule (--rate \
+times a second); samples that could not be taken in time are counted as missed. Recording ends \
+after --duration, when the process exits, or at Ctrl-C, and the profile is written in every \
+case. On a terminal, a status line shows progress; a summary line follows at the end.\n\n\
+Exit status: 0 when the profile was written (also when the process exited meanwhile); with \
+COMMAND, the program's own (128+N if signal N killed it); 1 if the output file cannot be written \
+(checked before sampling starts, and before COMMAND starts); 2 for a usage error; 3, 4, 5 as for \
+dump.";
+
+/// The highest sampling rate asked for: above it the schedule is the reader's speed anyway.
+const MAX_RATE: u32 = 100_000;
+
+fn rate(text: &str) -> Result<u32, String> {
+    let range = || format!("a number of samples a second from 1 to {MAX_RATE}");
+    let value: u32 = text.trim().parse().map_err(|_| format!("expected {}", range()))?;
+    if !(1..=MAX_RATE).contains(&value) {
+        return Err(format!("out of range: expected {}", range()));
+    }
+    Ok(value)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecordFormat {
+    /// An interactive SVG flame graph
+    Flamegraph,
+    /// speedscope's JSON format (one profile per thread), for https://www.speedscope.app
+    Speedscope,
+    /// Collapsed stacks: `frame;frame;frame COUNT` per line, root first
+    Collapsed,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RecordMode {
+    /// Every thread, every sample
+    Wall,
+    /// Only threads on a CPU (or ready for one) when sampled
+    Cpu,
+    /// Only the thread holding the GIL
+    Gil,
+}
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["pid", "command"])))]
+pub struct RecordArgs {
+    /// Process id of a running Python program
+    pub pid: Option<i32>,
+    /// After `--`: a program to start and record until it exits (`-- python3 app.py ARGS`)
+    #[arg(value_name = "COMMAND [ARGS]", last = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// Where to write the profile
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// The file format
+    #[arg(short, long, value_enum, default_value = "flamegraph")]
+    pub format: RecordFormat,
+    /// Seconds to record (at most a day) [default: until the process exits or Ctrl-C]
+    #[arg(short, long, value_name = "SECONDS", value_parser = seconds, allow_negative_numbers = true)]
+    pub duration: Option<Duration>,
+    /// Samples a second (1 to 100000)
+    #[arg(short, long, value_name = "HZ", default_value = "100", value_parser = rate, allow_negative_numbers = true)]
+    pub rate: u32,
+    /// Which threads each sample counts
+    #[arg(long, value_enum, default_value = "wall")]
+    pub mode: RecordMode,
+    /// Split stacks by thread: each starts with a frame `thread NAME (TID)`
+    #[arg(long)]
+    pub threads: bool,
+    /// Leave line numbers out: a function is one frame wherever it is
+    #[arg(long)]
+    pub nolineno: bool,
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+
+    #[test]
+    fn rates_are_bounded() {
+        assert_eq!(rate("100"), Ok(100));
+        assert_eq!(rate("1"), Ok(1));
+        assert_eq!(rate("100000"), Ok(MAX_RATE));
+        for bad in ["0", "-1", "100001", "1e9", "", "fast", "4294967296", "1.5"] {
+            assert!(rate(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -49,6 +49,9 @@ impl From<Status> for ExitCode {
 /// Picks the status for an error from the most specific cause in its chain.
 pub fn status_of(err: &anyhow::Error) -> Status {
     for cause in err.chain() {
+        if cause.is::<crate::commands::record::OutputError>() {
+            return Status::TargetFailure;
+        }
         if let Some(e) = cause.downcast_ref::<TransportError>() {
             if let Some(status) = transport_status(e) {
                 return status;

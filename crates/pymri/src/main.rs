@@ -55,6 +55,7 @@ fn main() -> ExitCode {
         Command::Ps(args) => {
             commands::ps::run(commands::ps::PsOptions { json: args.json }, &mut printer).map(success)
         }
+        Command::Record(args) => commands::record::run(record_options(args)),
         Command::Dump(args) => commands::dump::run(
             commands::dump::DumpOptions {
                 pid: args.pid,
@@ -83,6 +84,31 @@ fn main() -> ExitCode {
 /// The status of a command that returns nothing when it succeeds.
 fn success((): ()) -> u8 {
     Status::Success as u8
+}
+
+fn record_options(args: cli::RecordArgs) -> commands::record::RecordOptions {
+    use commands::record::{Format, Mode, RecordOptions};
+    RecordOptions {
+        target: match args.pid {
+            Some(pid) => commands::record::Target::Pid(pid),
+            None => commands::record::Target::Command(args.command),
+        },
+        output: args.output,
+        format: match args.format {
+            cli::RecordFormat::Flamegraph => Format::Flamegraph,
+            cli::RecordFormat::Speedscope => Format::Speedscope,
+            cli::RecordFormat::Collapsed => Format::Collapsed,
+        },
+        duration: args.duration,
+        rate: args.rate,
+        mode: match args.mode {
+            cli::RecordMode::Wall => Mode::Wall,
+            cli::RecordMode::Cpu => Mode::Cpu,
+            cli::RecordMode::Gil => Mode::Gil,
+        },
+        split_threads: args.threads,
+        lines: !args.nolineno,
+    }
 }
 
 fn run_options(args: cli::RunArgs) -> commands::run::RunOptions {

@@ -5,8 +5,8 @@ use crate::render::{dump_text, Header};
 use crate::target::Core;
 use anyhow::{anyhow, Result};
 use pymri_cpython::LiveProcess as Live;
-use pymri_cpython::{Snapshot, SnapshotOptions, ThreadDump};
-use pymri_memory::{thread_futex_wait, thread_run_state, Freeze};
+use pymri_cpython::{SampleOptions, Sampler, SnapshotOptions, ThreadDump};
+use pymri_memory::Freeze;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -69,23 +69,13 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
         (None, Some(pid)) => {
             let live = Live::open(pid)?;
             let located = live.locate()?;
-            let tids = live.known_tids();
-            let run_state = |tid: i32| thread_run_state(pid, live.host_tid(tid));
-            let futex_wait = |tid: i32| thread_futex_wait(pid, live.host_tid(tid));
-            let options = SnapshotOptions {
-                locals,
-                known_tids: &tids,
-                run_state: Some(&run_state),
-                futex_wait: Some(&futex_wait),
-                ..SnapshotOptions::default()
-            };
+            let mut sampler = Sampler::new(&live, &located);
             // The freeze lives exactly as long as the read; dropping it resumes every thread,
             // and if pymri dies instead the kernel resumes them (see pymri_memory::Freeze).
             let snapshot = {
                 let _freeze = if opts.blocking { Some(Freeze::new(pid)?) } else { None };
-                located.snapshot(&live.mem, &options)?
+                sampler.sample(&SampleOptions { locals, ..SampleOptions::default() })?
             };
-            let snapshot = to_host_tids(snapshot, &live);
             let root = live.root.as_ref().map(|p| p.display().to_string());
             (pid, live.command.clone(), root, "live", located, snapshot)
         }
@@ -145,11 +135,4 @@ fn truncation_message(path: &std::path::Path, t: Truncated) -> String {
         t.expected_bytes,
         t.expected_bytes - t.present_bytes
     )
-}
-
-fn to_host_tids(mut snapshot: Snapshot, live: &Live) -> Snapshot {
-    for t in &mut snapshot.threads {
-        t.tid = t.tid.map(|tid| live.host_tid(tid));
-    }
-    snapshot
 }

@@ -6,6 +6,7 @@ pub mod dap;
 pub mod dump;
 pub mod listen;
 pub mod ps;
+pub mod record;
 pub mod remote;
 pub mod run;
 pub mod secret;

@@ -1,0 +1,195 @@
+//! What a sampler keeps from one read of a process to the next: decoded code objects and
+//! thread names, each checked against the target before it is trusted again.
+
+use crate::code::CodeInfo;
+use crate::objects::Objects;
+use crate::Result;
+use pymri_layouts::LocalNames;
+use pymri_memory::{field, Memory, MemoryExt};
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Code objects decoded at most this many at once; a target that makes code objects without
+/// end (`exec` in a loop) empties the cache rather than growing it.
+const MAX_CODES: usize = 16384;
+/// Thread names are re-read at least this often: a thread may be renamed at any time.
+const NAMES_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The caches of one reader: fresh for a one-shot snapshot, kept by a sampler.
+pub(crate) struct Caches {
+    pub codes: CodeCache,
+    pub names: NameCache,
+}
+
+impl Caches {
+    pub fn one_shot() -> Caches {
+        Caches { codes: CodeCache::new(false), names: NameCache::default() }
+    }
+
+    pub fn persistent() -> Caches {
+        Caches { codes: CodeCache::new(true), names: NameCache::default() }
+    }
+}
+
+/// The fields of a code object that a [`CodeInfo`] is made from: a code object freed and
+/// another allocated at its address has other name, file, line-table or local-name objects
+/// (the old ones were owned by the freed one), or another first line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity([u64; 7]);
+
+pub(crate) struct CodeCache {
+    entries: HashMap<u64, (Identity, Rc<CodeInfo>)>,
+    /// Whether entries may outlive one snapshot, and so must be checked before each use.
+    check: bool,
+}
+
+impl CodeCache {
+    fn new(check: bool) -> CodeCache {
+        CodeCache { entries: HashMap::new(), check }
+    }
+
+    pub fn get_or_read<M: Memory>(&mut self, objects: &Objects<'_, M>, code: u64) -> Result<Rc<CodeInfo>> {
+        let identity = if self.check { Some(identity(objects, code)?) } else { None };
+        if let Some((known, info)) = self.entries.get(&code) {
+            if identity.is_none_or(|id| id == *known) {
+                return Ok(info.clone());
+            }
+        }
+        let info = Rc::new(CodeInfo::read(objects, code)?);
+        if self.entries.len() >= MAX_CODES {
+            self.entries.clear();
+        }
+        self.entries.insert(code, (identity.unwrap_or(Identity([0; 7])), info.clone()));
+        Ok(info)
+    }
+}
+
+fn identity<M: Memory>(objects: &Objects<'_, M>, code: u64) -> Result<Identity> {
+    let c = &objects.layout.code;
+    let (names, kinds) = match c.names {
+        LocalNames::Combined { names, kinds } => (names, kinds),
+        LocalNames::Split { varnames, cellvars, .. } => (varnames, cellvars),
+    };
+    let word = |off: u64| -> Result<u64> { Ok(objects.mem.read_u64(field(code, off)?)?) };
+    let qualname = c.qualname.map(word).transpose()?.unwrap_or(0);
+    let firstline = u64::from(objects.mem.read_u32(field(code, c.firstlineno)?)?);
+    Ok(Identity([
+        word(c.name)?,
+        qualname,
+        word(c.filename)?,
+        word(c.linetable)?,
+        word(names)?,
+        word(kinds)?,
+        firstline,
+    ]))
+}
+
+/// `threading` names per interpreter, re-read when a thread appears that was never seen or
+/// when they are older than [`NAMES_MAX_AGE`].
+#[derive(Default)]
+pub(crate) struct NameCache {
+    by_interp: HashMap<u64, Names>,
+}
+
+struct Names {
+    read_at: Instant,
+    names: HashMap<u64, String>,
+    /// Idents seen when the names were read (also those `threading` does not know).
+    seen: HashSet<u64>,
+}
+
+impl NameCache {
+    pub fn stale(&self, interp: u64, idents: &[u64]) -> bool {
+        match self.by_interp.get(&interp) {
+            None => true,
+            Some(n) => n.read_at.elapsed() >= NAMES_MAX_AGE || idents.iter().any(|i| !n.seen.contains(i)),
+        }
+    }
+
+    pub fn store(&mut self, interp: u64, names: HashMap<u64, String>, idents: &[u64]) {
+        let seen = idents.iter().copied().collect();
+        self.by_interp.insert(interp, Names { read_at: Instant::now(), names, seen });
+    }
+
+    pub fn get(&self, interp: u64, ident: u64) -> Option<String> {
+        self.by_interp.get(&interp)?.names.get(&ident).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_reread_for_a_new_thread_and_when_old() {
+        let mut cache = NameCache::default();
+        assert!(cache.stale(1, &[10]));
+        cache.store(1, HashMap::from([(10, "main".to_string())]), &[10, 11]);
+        assert!(!cache.stale(1, &[10, 11]), "11 is not in threading but was seen");
+        assert!(cache.stale(1, &[10, 12]), "a thread never seen");
+        assert!(cache.stale(2, &[10]), "another interpreter");
+        assert_eq!(cache.get(1, 10).as_deref(), Some("main"));
+        cache.by_interp.get_mut(&1).expect("entry").read_at -= NAMES_MAX_AGE;
+        assert!(cache.stale(1, &[10]));
+    }
+
+    /// A code object at 0x10000 named by the str at `name`, with empty line table and locals.
+    fn code_memory(layout: &pymri_layouts::Layout, bytes: &mut [u8], name: u64) {
+        const BASE: u64 = 0x10000;
+        fn write(bytes: &mut [u8], addr: u64, value: u64) {
+            let at = (addr - BASE) as usize;
+            bytes[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        }
+        let mut put = |addr: u64, value: u64| write(bytes, addr, value);
+        let c = &layout.code;
+        put(BASE + layout.object.ob_type, CODE_TYPE);
+        for (off, value) in [(c.name, name), (c.filename, 0x11200), (c.linetable, 0x11300), (c.argcount, 0)] {
+            put(BASE + off, value);
+        }
+        if let Some(q) = c.qualname {
+            put(BASE + q, name);
+        }
+        put(BASE + c.firstlineno, 7);
+        if let LocalNames::Combined { names, kinds } = c.names {
+            put(BASE + names, 0x11500);
+            put(BASE + kinds, 0x11300);
+        }
+        for (at, text) in [(0x11000, "f"), (0x11100, "g"), (0x11200, "a.py")] {
+            write(bytes, at + layout.unicode.length, text.len() as u64);
+            write(bytes, at + layout.unicode.state, (1 << 2) | (1 << 5) | (1 << 6));
+            let data = (at + layout.unicode.ascii_data - BASE) as usize;
+            bytes[data..data + text.len()].copy_from_slice(text.as_bytes());
+        }
+        write(bytes, 0x11300 + layout.bytes.size, 0);
+        write(bytes, 0x11500 + layout.tuple.size, 0);
+    }
+
+    const CODE_TYPE: u64 = 0x12000;
+
+    /// A code object freed and another made at its address is read again, not taken from the
+    /// cache; an unchanged one is served from it.
+    #[test]
+    fn a_code_object_at_a_reused_address_is_read_again() {
+        let layout = pymri_layouts::v3_12();
+        let types = crate::BuiltinTypes::from_symbols(|s| (s == "PyCode_Type").then_some(CODE_TYPE));
+        let mut bytes = vec![0u8; 0x3000];
+        code_memory(&layout, &mut bytes, 0x11000);
+        let mut cache = CodeCache::new(true);
+        let first = {
+            let mem = pymri_memory::SliceMemory { base: 0x10000, bytes: &bytes };
+            let objects = Objects::new(&mem, &layout, &types);
+            let first = cache.get_or_read(&objects, 0x10000).expect("read");
+            let again = cache.get_or_read(&objects, 0x10000).expect("cached");
+            assert!(Rc::ptr_eq(&first, &again), "an unchanged code object comes from the cache");
+            first
+        };
+        assert_eq!(first.function(), "f");
+        code_memory(&layout, &mut bytes, 0x11100);
+        let mem = pymri_memory::SliceMemory { base: 0x10000, bytes: &bytes };
+        let objects = Objects::new(&mem, &layout, &types);
+        let second = cache.get_or_read(&objects, 0x10000).expect("read");
+        assert_eq!(second.function(), "g", "another code object at the same address");
+        assert_eq!(second.firstlineno, 7);
+    }
+}

@@ -1,0 +1,167 @@
+//! A live process read again and again (the shape of py-spy's `PythonSpy` and rbspy's
+//! `RubySpy`): opened and located once, then sampled as often as asked.
+//!
+//! Between samples it keeps decoded code objects (checked against the object's fields before
+//! each reuse, since a freed code object's address is soon another's) and thread names
+//! (re-read for a thread never seen and at least every second). Each sample lists the
+//! process's threads again, so threads started after the sampler was made have their kernel
+//! id and run state. A thread whose stack changed while it was read is read once more from
+//! the target; if it is still torn, its stack is kept as far as it could be read, with the
+//! reason in [`ThreadDump::error`], and the other threads are unaffected. A sample whose
+//! thread list itself was torn is read once more before it counts as failed.
+
+use crate::cache::Caches;
+use crate::live::{namespace_tid, shares_our_pid_namespace};
+use crate::{Error, LiveProcess, Located, ReprLimits, Result, Snapshot, SnapshotOptions};
+use pymri_memory::{parse_futex_wait, parse_run_state, read_proc, thread_ids, MemoryError};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+/// What one sample reads besides stacks.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleOptions {
+    pub locals: bool,
+    pub limits: ReprLimits,
+    /// Frames read per thread before the stack is reported as cut.
+    pub max_frames: usize,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        let d = SnapshotOptions::default();
+        SampleOptions { locals: d.locals, limits: d.limits, max_frames: d.max_frames }
+    }
+}
+
+/// A sampler of one live process.
+pub struct Sampler<'a> {
+    live: &'a LiveProcess,
+    located: &'a Located,
+    caches: Caches,
+    /// Whether the target numbers threads as we do (no PID namespace of its own).
+    shared_namespace: bool,
+    /// The target's thread ids (as its namespace numbers them) to ours, as of the last sample.
+    tids: HashMap<i32, i32>,
+    proc_files: ProcFiles,
+}
+
+impl<'a> Sampler<'a> {
+    pub fn new(live: &'a LiveProcess, located: &'a Located) -> Sampler<'a> {
+        Sampler {
+            live,
+            located,
+            caches: Caches::persistent(),
+            shared_namespace: shares_our_pid_namespace(live.pid),
+            tids: HashMap::new(),
+            proc_files: ProcFiles { pid: live.pid, open: RefCell::default() },
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.live.pid
+    }
+
+    /// Every thread's stack now, with kernel thread ids as this machine numbers them. Fails
+    /// with [`MemoryError::Exited`] once the process is gone.
+    pub fn sample(&mut self, options: &SampleOptions) -> Result<Snapshot> {
+        self.refresh_threads()?;
+        let mut known: Vec<i32> = self.tids.keys().copied().collect();
+        known.sort_unstable();
+        let mut snapshot = match self.read(options, &known) {
+            Ok(s) => s,
+            Err(e) if self.gone() => return Err(exited(self.live.pid, e)),
+            // The thread list may have changed under the reader (a thread ending): once more.
+            Err(_) => self.read(options, &known).map_err(|e| match self.gone() {
+                true => exited(self.live.pid, e),
+                false => e,
+            })?,
+        };
+        for t in &mut snapshot.threads {
+            t.tid = t.tid.map(|tid| self.host_tid(tid));
+        }
+        Ok(snapshot)
+    }
+
+    fn read(&mut self, options: &SampleOptions, known: &[i32]) -> Result<Snapshot> {
+        let tids = &self.tids;
+        let host = |tid: i32| tids.get(&tid).copied().unwrap_or(tid);
+        let files = &self.proc_files;
+        let run_state = |tid: i32| files.read(host(tid), "stat").as_deref().and_then(parse_run_state);
+        let futex_wait = |tid: i32| files.read(host(tid), "syscall").as_deref().and_then(parse_futex_wait);
+        let snapshot_options = SnapshotOptions {
+            locals: options.locals,
+            limits: options.limits,
+            max_frames: options.max_frames,
+            run_state: Some(&run_state),
+            known_tids: known,
+            futex_wait: Some(&futex_wait),
+            max_read: SnapshotOptions::default().max_read,
+        };
+        self.located.snapshot_cached(&self.live.mem, &snapshot_options, &mut self.caches)
+    }
+
+    fn host_tid(&self, ns_tid: i32) -> i32 {
+        self.tids.get(&ns_tid).copied().unwrap_or(ns_tid)
+    }
+
+    /// Lists the threads again: new ones are mapped to our numbering, ended ones forgotten.
+    fn refresh_threads(&mut self) -> Result<()> {
+        let pid = self.live.pid;
+        let now = thread_ids(pid).map_err(|e| match e {
+            MemoryError::NoSuchProcess { .. } => MemoryError::Exited { pid },
+            e => e,
+        })?;
+        if now.is_empty() {
+            return Err(MemoryError::Exited { pid }.into());
+        }
+        let mut known: HashMap<i32, i32> = self.tids.iter().map(|(&ns, &host)| (host, ns)).collect();
+        known.retain(|host, _| now.binary_search(host).is_ok());
+        for host in now {
+            known.entry(host).or_insert_with(|| match self.shared_namespace {
+                true => host,
+                false => namespace_tid(pid, host),
+            });
+        }
+        self.proc_files.open.borrow_mut().retain(|(tid, _), _| known.contains_key(tid));
+        self.tids = known.into_iter().map(|(host, ns)| (ns, host)).collect();
+        Ok(())
+    }
+
+    /// Whether the process has ended (a zombie has no memory left to read).
+    fn gone(&self) -> bool {
+        read_proc(&format!("/proc/{}/maps", self.live.pid)).map_or(true, |maps| maps.is_empty())
+    }
+}
+
+fn exited(pid: i32, e: Error) -> Error {
+    match e {
+        Error::Memory(MemoryError::PermissionDenied { .. }) => e,
+        _ => Error::Memory(MemoryError::Exited { pid }),
+    }
+}
+
+/// `/proc/PID/task/TID/stat` and `syscall`, kept open from one sample to the next: a procfs
+/// file read again from offset 0 is made anew, and opening and closing it cost as much as
+/// reading it.
+struct ProcFiles {
+    pid: i32,
+    open: RefCell<HashMap<(i32, &'static str), File>>,
+}
+
+impl ProcFiles {
+    fn read(&self, tid: i32, name: &'static str) -> Option<String> {
+        let mut open = self.open.borrow_mut();
+        let file = match open.entry((tid, name)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(File::open(format!("/proc/{}/task/{tid}/{name}", self.pid)).ok()?)
+            }
+        };
+        // Both files are a line of well under 1 KiB.
+        let mut buf = [0u8; 1024];
+        let n = file.read_at(&mut buf, 0).ok()?;
+        String::from_utf8(buf[..n].to_vec()).ok()
+    }
+}

@@ -1,0 +1,273 @@
+//! Stacks sampled over time, counted and written in the formats profilers read.
+//!
+//! A [`Profile`] is fed one thread's stack at a time ([`Profile::add`], innermost frame
+//! first, as a sampler reads them). Identical stacks of a thread are counted once, so memory
+//! grows with the number of distinct stacks, not with the length of the recording. A
+//! [`Writer`] turns the counts into a file: [`Collapsed`] (Brendan Gregg's folded stacks),
+//! [`Flamegraph`] (an SVG drawn by `inferno`) or [`Speedscope`] (speedscope's JSON file
+//! format, one sampled profile per thread).
+//!
+//! This crate knows nothing of Python or of pymri's readers: a frame is a function name, a
+//! file and a line.
+
+mod collapsed;
+mod flamegraph;
+mod speedscope;
+
+pub use collapsed::Collapsed;
+pub use flamegraph::Flamegraph;
+pub use speedscope::Speedscope;
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::time::Duration;
+
+/// One frame of a stack.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Frame {
+    pub function: String,
+    pub file: String,
+    /// The line, or `None` when lines are left out (`--nolineno`) or unknown.
+    pub line: Option<i32>,
+}
+
+/// The thread a stack was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadId {
+    /// The kernel thread id, when known.
+    pub tid: Option<i32>,
+    /// The interpreter's id of the thread (`threading.get_ident()`), which tells threads apart
+    /// when the kernel id is unknown.
+    pub ident: u64,
+    /// The thread's name, when it has one.
+    pub name: Option<String>,
+}
+
+impl ThreadId {
+    /// `thread NAME (TID)`, the root frame of a thread's stacks when they are split by thread.
+    pub fn label(&self) -> String {
+        let name = self.name.as_deref().unwrap_or("?");
+        match self.tid {
+            Some(tid) => format!("thread {name} ({tid})"),
+            None => format!("thread {name} (ident {:#x})", self.ident),
+        }
+    }
+}
+
+/// How stacks are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// Keep line numbers: a function seen at two lines makes two frames.
+    pub lines: bool,
+    /// Start every stack with a frame naming its thread ([`ThreadId::label`]) in the formats
+    /// that merge threads (collapsed stacks, flame graphs).
+    pub split_threads: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { lines: true, split_threads: false }
+    }
+}
+
+/// Counted stacks of every thread seen.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// What was profiled, for titles.
+    pub name: String,
+    /// Time between two samples, when sampling was on a schedule.
+    pub interval: Option<Duration>,
+    pub options: Options,
+    frames: Vec<Frame>,
+    frame_index: HashMap<Frame, u32>,
+    threads: Vec<ThreadStacks>,
+}
+
+/// The stacks of one thread, as indices into [`Profile::frames`], root first.
+#[derive(Debug, Clone)]
+pub struct ThreadStacks {
+    pub thread: ThreadId,
+    counts: HashMap<Vec<u32>, u64>,
+    /// Stacks in the order they were first seen, so that output is deterministic.
+    order: Vec<Vec<u32>>,
+}
+
+impl ThreadStacks {
+    /// Each distinct stack (frame indices, root first) with how many times it was seen, in
+    /// the order first seen.
+    pub fn stacks(&self) -> impl Iterator<Item = (&[u32], u64)> + '_ {
+        self.order.iter().map(|s| (s.as_slice(), self.counts[s]))
+    }
+
+    pub fn samples(&self) -> u64 {
+        self.counts.values().sum()
+    }
+}
+
+impl Profile {
+    pub fn new(name: impl Into<String>, interval: Option<Duration>, options: Options) -> Profile {
+        Profile {
+            name: name.into(),
+            interval,
+            options,
+            frames: Vec::new(),
+            frame_index: HashMap::new(),
+            threads: Vec::new(),
+        }
+    }
+
+    /// Counts one stack of `thread`, given innermost frame first. A thread is known by its
+    /// kernel id and ident; its name is the latest seen.
+    pub fn add<'f>(
+        &mut self,
+        thread: &ThreadId,
+        innermost_first: impl DoubleEndedIterator<Item = &'f Frame>,
+    ) {
+        let lines = self.options.lines;
+        let mut stack = Vec::new();
+        for frame in innermost_first.rev() {
+            let frame = Frame { line: frame.line.filter(|_| lines), ..frame.clone() };
+            let next = self.frames.len() as u32;
+            let index = *self.frame_index.entry(frame).or_insert_with_key(|f| {
+                self.frames.push(f.clone());
+                next
+            });
+            stack.push(index);
+        }
+        let at = match self
+            .threads
+            .iter()
+            .position(|t| t.thread.tid == thread.tid && t.thread.ident == thread.ident)
+        {
+            Some(at) => at,
+            None => {
+                self.threads.push(ThreadStacks {
+                    thread: thread.clone(),
+                    counts: HashMap::new(),
+                    order: Vec::new(),
+                });
+                self.threads.len() - 1
+            }
+        };
+        let t = &mut self.threads[at];
+        if thread.name.is_some() {
+            t.thread.name.clone_from(&thread.name);
+        }
+        match t.counts.get_mut(&stack) {
+            Some(n) => *n += 1,
+            None => {
+                t.counts.insert(stack.clone(), 1);
+                t.order.push(stack);
+            }
+        }
+    }
+
+    pub fn frames(&self) -> &[Frame] {
+        &self.frames
+    }
+
+    pub fn threads(&self) -> &[ThreadStacks] {
+        &self.threads
+    }
+
+    /// Stacks counted, all threads together.
+    pub fn samples(&self) -> u64 {
+        self.threads.iter().map(ThreadStacks::samples).sum()
+    }
+
+    /// Every stack as frame names (`function (file:line)`), root first, with its count:
+    /// threads merged, or each under a frame naming it if [`Options::split_threads`].
+    /// Stacks equal once threads are merged are counted together.
+    pub fn folded(&self) -> Vec<(Vec<String>, u64)> {
+        let names: Vec<String> = self.frames.iter().map(frame_name).collect();
+        let mut out: Vec<(Vec<String>, u64)> = Vec::new();
+        let mut index: HashMap<Vec<String>, usize> = HashMap::new();
+        for t in &self.threads {
+            let label = self.options.split_threads.then(|| t.thread.label());
+            for (stack, count) in t.stacks() {
+                let key: Vec<String> =
+                    label.iter().cloned().chain(stack.iter().map(|&i| names[i as usize].clone())).collect();
+                match index.get(&key) {
+                    Some(&at) => out[at].1 += count,
+                    None => {
+                        index.insert(key.clone(), out.len());
+                        out.push((key, count));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+/// `function (file:line)`, or `function (file)` without a line.
+pub fn frame_name(frame: &Frame) -> String {
+    match frame.line {
+        Some(line) => format!("{} ({}:{line})", frame.function, frame.file),
+        None => format!("{} ({})", frame.function, frame.file),
+    }
+}
+
+/// A file format for a [`Profile`].
+pub trait Writer {
+    /// The usual file name extension of the format, without the dot.
+    fn extension(&self) -> &'static str;
+    fn write(&self, profile: &Profile, out: &mut dyn Write) -> io::Result<()>;
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn frame(function: &str, line: i32) -> Frame {
+        Frame { function: function.into(), file: "app.py".into(), line: Some(line) }
+    }
+
+    pub fn thread(tid: i32, name: &str) -> ThreadId {
+        ThreadId { tid: Some(tid), ident: tid as u64 * 16, name: Some(name.into()) }
+    }
+
+    /// Two threads: `worker` spends 3 samples in hot and 1 in cold, `main` 2 in wait.
+    pub fn sample_profile(options: Options) -> Profile {
+        let mut p = Profile::new("test", Some(Duration::from_millis(10)), options);
+        let worker = thread(11, "worker");
+        let main = thread(10, "MainThread");
+        for _ in 0..3 {
+            p.add(&worker, [frame("hot", 5), frame("run", 20), frame("<module>", 30)].iter());
+        }
+        p.add(&worker, [frame("cold", 9), frame("run", 21), frame("<module>", 30)].iter());
+        p.add(&main, [frame("wait", 40), frame("<module>", 30)].iter());
+        p.add(&main, [frame("wait", 41), frame("<module>", 30)].iter());
+        p
+    }
+
+    #[test]
+    fn identical_stacks_are_counted_once() {
+        let p = sample_profile(Options::default());
+        assert_eq!(p.samples(), 6);
+        let worker = &p.threads()[0];
+        assert_eq!(worker.thread.name.as_deref(), Some("worker"));
+        let counts: Vec<u64> = worker.stacks().map(|(_, n)| n).collect();
+        assert_eq!(counts, [3, 1]);
+        let (first, _) = worker.stacks().next().expect("a stack");
+        let names: Vec<&str> = first.iter().map(|&i| p.frames()[i as usize].function.as_str()).collect();
+        assert_eq!(names, ["<module>", "run", "hot"], "root first");
+    }
+
+    #[test]
+    fn without_lines_a_function_is_one_frame() {
+        let p = sample_profile(Options { lines: false, split_threads: false });
+        let main = &p.threads()[1];
+        assert_eq!(main.stacks().count(), 1, "wait at lines 40 and 41 is one stack");
+        assert_eq!(main.samples(), 2);
+    }
+
+    #[test]
+    fn a_thread_keeps_its_latest_name() {
+        let mut p = Profile::new("test", None, Options::default());
+        p.add(&ThreadId { name: None, ..thread(5, "") }, [frame("f", 1)].iter());
+        p.add(&thread(5, "renamed"), [frame("f", 1)].iter());
+        assert_eq!(p.threads().len(), 1);
+        assert_eq!(p.threads()[0].thread.label(), "thread renamed (5)");
+    }
+}

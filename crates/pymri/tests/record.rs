@@ -1,0 +1,365 @@
+//! `pymri record` against real interpreters: what it counts, in which format, and how a
+//! recording ends.
+
+mod common;
+
+use common::{interpreter, pymri, text, Target};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const FIXTURE: &str = "record_target.py";
+/// Generous: the machine running the tests is shared and loaded; the benchmark holds the
+/// 5-point bar.
+const TOLERANCE: f64 = 0.15;
+
+fn start(name: &str) -> Target {
+    let interp = interpreter(name).unwrap_or_else(|| panic!("interpreter {name} is not provisioned"));
+    Target::start(&interp, FIXTURE, &["{ready}", "{control}"])
+}
+
+/// Kernel thread ids by name, as the fixture reported them.
+fn tids(target: &Target) -> HashMap<String, i64> {
+    let v: Value = serde_json::from_str(&target.ready_line).expect("ready line is JSON");
+    v["threads"]
+        .as_object()
+        .expect("threads")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_i64().expect("tid")))
+        .collect()
+}
+
+/// Seconds `busy` spent in hot and in cold so far.
+fn truth(target: &mut Target) -> (f64, f64) {
+    let v: Value = serde_json::from_str(&target.ask("truth")).expect("truth is JSON");
+    (v["hot"].as_f64().expect("hot"), v["cold"].as_f64().expect("cold"))
+}
+
+/// Runs `pymri record PID ARGS -o FILE` to its end; the file's text and pymri's stderr.
+fn record(target: &Target, args: &[&str], file: &str) -> (String, String) {
+    let output = target.scratch.host.join(file);
+    let pid = target.pid().to_string();
+    let mut all = vec!["record", &pid, "-o", output.to_str().expect("path")];
+    all.extend(args);
+    let out = pymri(&all);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "pymri {all:?}: {stderr}");
+    (std::fs::read_to_string(&output).expect("the output file"), stderr)
+}
+
+/// Collapsed lines as (frames root first, count).
+fn stacks(collapsed: &str) -> Vec<(Vec<String>, u64)> {
+    collapsed
+        .lines()
+        .map(|line| {
+            let (stack, count) = line.rsplit_once(' ').unwrap_or_else(|| panic!("no count: {line}"));
+            (
+                stack.split(';').map(str::to_string).collect(),
+                count.parse().unwrap_or_else(|_| panic!("{line}")),
+            )
+        })
+        .collect()
+}
+
+/// Samples whose stack has a frame of `function` (`function (...`).
+fn count_of(stacks: &[(Vec<String>, u64)], function: &str) -> u64 {
+    let prefix = format!("{function} (");
+    stacks.iter().filter(|(s, _)| s.iter().any(|f| f.starts_with(&prefix))).map(|(_, n)| n).sum()
+}
+
+/// The sample count of the summary line.
+fn samples_of(stderr: &str) -> u64 {
+    let line =
+        stderr.lines().find(|l| l.contains(" samples in ")).unwrap_or_else(|| panic!("no summary: {stderr}"));
+    let before = line.split(" samples in ").next().expect("summary");
+    before.rsplit(' ').next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{line}"))
+}
+
+/// Wall mode, split by thread: every thread under its own root frame, and the shares of `hot`
+/// and `cold` in `busy`'s samples close to the time `busy` measured in each.
+fn shares(name: &str) {
+    let mut target = start(name);
+    let tids = tids(&target);
+    let (hot0, cold0) = truth(&mut target);
+    let (collapsed, stderr) = record(&target, &["-d", "3", "-f", "collapsed", "--threads"], "wall.txt");
+    let (hot1, cold1) = truth(&mut target);
+    let stacks = stacks(&collapsed);
+    let samples = samples_of(&stderr);
+    assert!(samples >= 100, "{samples} samples in 3 s at 100 Hz: {stderr}");
+
+    for thread in ["busy", "sleeper", "MainThread"] {
+        let label = format!("thread {thread} ({})", tids[thread]);
+        let n: u64 = stacks.iter().filter(|(s, _)| s[0] == label).map(|(_, n)| n).sum();
+        assert_eq!(n, samples, "{label}: one stack per sample in wall mode\n{collapsed}");
+    }
+    assert!(stacks.iter().all(|(s, _)| s[0].starts_with("thread ")), "{collapsed}");
+    assert_eq!(count_of(&stacks, "nap"), samples, "{collapsed}");
+
+    let hot = count_of(&stacks, "hot") as f64;
+    let cold = count_of(&stacks, "cold") as f64;
+    let measured = hot / (hot + cold);
+    let (dh, dc) = (hot1 - hot0, cold1 - cold0);
+    let truth = dh / (dh + dc);
+    assert!(
+        (measured - truth).abs() <= TOLERANCE,
+        "{name}: hot is {:.1}% of the samples, {:.1}% of the time ({hot} hot, {cold} cold)\n{collapsed}",
+        measured * 100.0,
+        truth * 100.0
+    );
+    // With lines, hot's frame names its file and line.
+    let hot_line = common::mark(FIXTURE, "hot");
+    let script = target.script_path(FIXTURE);
+    assert!(collapsed.contains(&format!("hot ({script}:{hot_line})")), "{collapsed}");
+}
+
+/// CPU mode leaves out the threads that sleep; GIL mode counts only the GIL's holder.
+fn modes(name: &str) {
+    let target = start(name);
+    let tids = tids(&target);
+    let (cpu, _) = record(&target, &["-d", "1", "-f", "collapsed", "--mode", "cpu", "--threads"], "cpu.txt");
+    let cpu = stacks(&cpu);
+    assert_eq!(count_of(&cpu, "nap"), 0, "the sleeper is off CPU: {cpu:?}");
+    assert_eq!(count_of(&cpu, "main"), 0, "the main thread waits for a command: {cpu:?}");
+    assert!(count_of(&cpu, "busy") > 0, "{cpu:?}");
+
+    let (gil, stderr) =
+        record(&target, &["-d", "1", "-f", "collapsed", "--mode", "gil", "--threads"], "gil.txt");
+    let gil = stacks(&gil);
+    let busy = format!("thread busy ({})", tids["busy"]);
+    assert!(gil.iter().all(|(s, _)| s[0] == busy), "only busy ever holds the GIL: {gil:?}");
+    let counted: u64 = gil.iter().map(|(_, n)| n).sum();
+    let samples = samples_of(&stderr);
+    assert!(counted <= samples, "at most one holder a sample: {counted} stacks, {samples} samples");
+    assert!(counted * 2 >= samples, "busy holds the GIL most of the time: {counted} of {samples}");
+}
+
+macro_rules! per_interpreter {
+    ($($version:literal => $shares:ident, $modes:ident;)*) => {
+        $(
+            #[test]
+            fn $shares() { shares($version) }
+            #[test]
+            fn $modes() { modes($version) }
+        )*
+    };
+}
+
+per_interpreter! {
+    "3.9" => record_shares_3_9, record_modes_3_9;
+    "3.11" => record_shares_3_11, record_modes_3_11;
+    "3.13" => record_shares_3_13, record_modes_3_13;
+    "3.14" => record_shares_3_14, record_modes_3_14;
+    "3.15" => record_shares_3_15, record_modes_3_15;
+}
+
+#[test]
+fn record_speedscope_is_json_with_one_profile_per_thread() {
+    let target = start("3.14");
+    let (json, _) = record(&target, &["-d", "0.5", "-f", "speedscope"], "profile.json");
+    let v: Value = serde_json::from_str(&json).expect("speedscope JSON");
+    assert_eq!(v["$schema"], "https://www.speedscope.app/file-format-schema.json");
+    let frames: Vec<&str> =
+        v["shared"]["frames"].as_array().expect("frames").iter().filter_map(|f| f["name"].as_str()).collect();
+    for function in ["hot", "nap", "main"] {
+        assert!(frames.iter().any(|f| f.starts_with(&format!("{function} ("))), "{function}: {frames:?}");
+    }
+    let profiles = v["profiles"].as_array().expect("profiles");
+    let mut names: Vec<&str> = profiles.iter().filter_map(|p| p["name"].as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("thread busy (")), "{names:?}");
+    for p in profiles {
+        assert_eq!(p["type"], "sampled");
+        assert_eq!(p["samples"].as_array().map(Vec::len), p["weights"].as_array().map(Vec::len));
+    }
+}
+
+#[test]
+fn record_flamegraph_is_an_svg_naming_the_functions() {
+    let target = start("3.11");
+    let (svg, stderr) = record(&target, &["-d", "0.5"], "profile.svg");
+    assert!(svg.starts_with("<?xml") && svg.contains("<svg"), "{svg}");
+    for function in ["hot (", "nap (", "busy ("] {
+        assert!(svg.contains(function), "{function} missing");
+    }
+    assert!(stderr.contains("flame graph written to"), "{stderr}");
+}
+
+/// A `pymri record` running in the background, its stderr read line by line.
+struct Recording {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: String,
+}
+
+impl Recording {
+    fn start(args: &[&str]) -> Recording {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pymri"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn pymri");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Recording { child, lines, stderr: String::new() }
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    fn wait_for(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while let Ok(line) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            self.stderr.push_str(&line);
+            self.stderr.push('\n');
+            if line.contains(needle) {
+                return;
+            }
+        }
+        panic!("no line with {needle:?} from pymri: {}", self.stderr);
+    }
+
+    /// Waits (bounded) for pymri to end; its status and whole stderr.
+    fn finish(mut self) -> (ExitStatus, String) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+                    self.stderr.push_str(&line);
+                    self.stderr.push('\n');
+                }
+                return (status, self.stderr);
+            }
+            if let Ok(line) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                self.stderr.push_str(&line);
+                self.stderr.push('\n');
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("pymri record did not end: {}", self.stderr);
+            }
+        }
+    }
+}
+
+fn until_the_end(target: &Target, output: &std::path::Path) -> Recording {
+    let pid = target.pid().to_string();
+    let mut recording =
+        Recording::start(&["record", &pid, "-f", "collapsed", "-o", output.to_str().expect("path")]);
+    recording.wait_for("sampling process");
+    recording
+}
+
+#[test]
+fn record_ends_and_writes_when_the_target_exits() {
+    let mut target = start("3.13");
+    let output = target.scratch.host.join("exit.txt");
+    let recording = until_the_end(&target, &output);
+    assert_eq!(target.ask("exit"), "bye");
+    let (status, stderr) = recording.finish();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("the process exited"), "{stderr}");
+    assert!(stderr.contains(&format!("written to {}", output.display())), "{stderr}");
+    let collapsed = std::fs::read_to_string(&output).expect("the profile was written");
+    assert_eq!(count_of(&stacks(&collapsed), "nap"), samples_of(&stderr), "{collapsed}");
+}
+
+#[test]
+fn record_writes_what_it_has_at_sigint() {
+    let target = start("3.11");
+    let output = target.scratch.host.join("sigint.txt");
+    let recording = until_the_end(&target, &output);
+    // SAFETY: signalling a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(recording.child.id() as i32, libc::SIGINT) }, 0);
+    let (status, stderr) = recording.finish();
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let collapsed = std::fs::read_to_string(&output).expect("the profile was written");
+    assert_eq!(count_of(&stacks(&collapsed), "nap"), samples_of(&stderr), "{collapsed}");
+}
+
+#[test]
+fn record_to_an_unwritable_output_fails_before_sampling() {
+    let target = start("3.11");
+    let pid = target.pid().to_string();
+    let missing = target.scratch.host.join("no-such-dir/out.svg");
+    let started = Instant::now();
+    let out = pymri(&["record", &pid, "-o", missing.to_str().expect("path")]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with(&format!("error: cannot write {}", missing.display())), "{stderr}");
+    assert!(!stderr.contains("sampling process"), "no sampling started: {stderr}");
+    // Without -d, a recording that had started would last until the target ends.
+    assert!(started.elapsed() < Duration::from_secs(20));
+}
+
+#[test]
+fn record_rate_zero_and_absurd_rates_are_usage_errors() {
+    for rate in ["0", "-5", "1000000", "1e9", "fast"] {
+        let out = pymri(&["record", "1", "-o", "/dev/null", "-r", rate]);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{rate}: {stderr}");
+        assert!(stderr.starts_with(&format!("error: invalid value '{rate}' for '--rate <HZ>'")), "{stderr}");
+    }
+    let out = pymri(&["record", "1", "-o", "/dev/null", "-f", "pprof"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
+/// `pymri record -- COMMAND`: the program is started, recorded from its first readable moment
+/// until it exits, and its exit status is pymri's.
+fn command(name: &str) {
+    let interp = interpreter(name).unwrap_or_else(|| panic!("interpreter {name} is not provisioned"));
+    let scratch = common::Scratch::new(&interp);
+    let output = scratch.host.join("command.txt");
+    let code = "import sys, time\n\
+                def spin(until):\n    while time.time() < until: pass\n\
+                spin(time.time() + 1.0)\n\
+                sys.exit(3)\n";
+    let mut args = vec!["record", "-f", "collapsed", "-o", output.to_str().expect("path"), "--"];
+    let root = interp.root.to_str().expect("root").to_string();
+    if interp.in_root() {
+        args.extend(["chroot", &root]);
+    }
+    args.extend([interp.exe.as_str(), "-c", code]);
+    let out = pymri(&args);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "the program's status: {stderr}");
+    assert!(stderr.contains("the process exited"), "{stderr}");
+    let collapsed = std::fs::read_to_string(&output).expect("the profile was written");
+    let stacks = stacks(&collapsed);
+    let spin = count_of(&stacks, "spin");
+    assert!(
+        spin * 2 >= samples_of(&stderr) && spin > 0,
+        "spin is most of the samples:\n{collapsed}\n{stderr}"
+    );
+}
+
+#[test]
+fn record_a_command_until_it_exits_3_11() {
+    command("3.11")
+}
+
+#[test]
+fn record_a_command_until_it_exits_3_14() {
+    command("3.14")
+}
+
+#[test]
+fn record_a_command_that_cannot_start_fails_with_status_3() {
+    let scratch = common::Scratch::new(&interpreter("3.11").expect("3.11"));
+    let output = scratch.host.join("never.txt");
+    let out = pymri(&["record", "-o", output.to_str().expect("path"), "--", "/no/such/program"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.starts_with("error: cannot start /no/such/program"), "{stderr}");
+}
