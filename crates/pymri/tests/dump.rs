@@ -194,6 +194,16 @@ fn gcore(name: &str) {
 fn gil_states(name: &str) {
     let interp = interpreter(name).unwrap_or_else(|| panic!("interpreter {name} is not provisioned"));
     let target = Target::start(&interp, "gil_states.py", &["{ready}"]);
+    // The holder says it is ready just before it calls pause(), still holding the GIL: wait
+    // until the kernel shows it in pause (x86_64 syscall 34) so that its line is pause()'s.
+    let first = dump_json(&["dump", "--json", &target.pid().to_string()]);
+    let tid = thread(&first, "holder")["tid"].as_i64().expect("the holder's tid");
+    let syscall = format!("/proc/{}/task/{tid}/syscall", target.pid());
+    let deadline = std::time::Instant::now() + common::READY_TIMEOUT;
+    while std::fs::read_to_string(&syscall).expect("syscall").split_whitespace().next() != Some("34") {
+        assert!(std::time::Instant::now() < deadline, "the holder never reached pause()");
+        std::thread::yield_now();
+    }
     let dump = dump_json(&["dump", "--json", &target.pid().to_string()]);
     let holder = thread(&dump, "holder");
     assert_eq!(holder["state"], "holding_gil", "{holder:#}");
