@@ -25,14 +25,15 @@ except ImportError:
 from . import inspection, req_breakpoints, req_evaluate, req_inspect, req_session, req_stepping, req_threads
 from ._codeswap import CodeSwapper
 from ._handlers import AFTER, READER, RESUME, RequestError, compose
-from .breakpoints import BreakpointError, hit_condition_true, render_log_message
+from ._hits import JUMP, BreakpointHits
+from ._stepping import Stepping
+from .breakpoints import BreakpointError
 from .inspection import AGENT_DIR, MISSING, safe_getcwd, safe_repr
 from .protocol import (AGENT_VERSION, PROTOCOL_VERSION, ConnectionClosed, IntegrityError,
                        ProtocolError)
 
 _get_ident = threading.get_ident
 _PSEUDO_FILES = ("<pymri-condition>", "<pymri-log>")
-_JUMP = "jump"  # stop() result: a jump was requested at a stop inside an instrumented line's hook
 
 # name -> (kind, handler): every request the agent answers.
 REQUESTS = compose(req_session.REQUESTS, req_breakpoints.REQUESTS, req_stepping.REQUESTS,
@@ -49,17 +50,6 @@ class QuitProgram(ControlFlow):
 
 class RestartProgram(ControlFlow):
     pass
-
-
-class StepState(object):
-    __slots__ = ("mode", "frame", "line", "stop_at_return", "entry_code")
-
-    def __init__(self, mode, frame, line=None, stop_at_return=True, entry_code=None):
-        self.mode = mode  # step, next, return, until, entry
-        self.frame = frame
-        self.line = line  # until: stop at a line >= this in `frame`
-        self.stop_at_return = stop_at_return
-        self.entry_code = entry_code
 
 
 class Stop(object):
@@ -100,7 +90,10 @@ def _thread_name(ident):
     return t.name if t is not None else "thread-%d" % ident
 
 
-class Agent(object):
+class Agent(BreakpointHits, Stepping):
+    """The agent's state (set up here, shared with the mixins `BreakpointHits` and `Stepping`),
+    its life, the reader thread's dispatch and the stops."""
+
     ignored_exceptions = (StopIteration, StopAsyncIteration, GeneratorExit)
     control_exceptions = (ControlFlow,)
 
@@ -383,12 +376,18 @@ class Agent(object):
                 return
             stop = self.target_stop(args)
             stop.queue.put((rid, kind == RESUME, handler, args))
-        except RequestError as exc:
-            self._respond(rid, error=(exc.code, exc.message))
-        except BreakpointError as exc:
-            self._respond(rid, error=("invalid_breakpoint", str(exc)))
-        except Exception:
-            self._respond(rid, error=("internal", inspection.format_exc()))
+        except Exception as exc:
+            self._respond_failure(rid, exc)
+
+    def _respond_failure(self, rid, exc):
+        """Answers a request whose handler raised `exc` (called in its `except` block)."""
+        if isinstance(exc, RequestError):
+            error = (exc.code, exc.message)
+        elif isinstance(exc, BreakpointError):
+            error = ("invalid_breakpoint", str(exc))
+        else:
+            error = ("internal", inspection.format_exc())
+        self._respond(rid, error=error)
 
     def target_stop(self, args):
         """The stop a request names by `thread`, `frame_id` or `ref` (or the only one)."""
@@ -472,268 +471,11 @@ class Agent(object):
             self.internal_error()
             return code
 
-    def line_hit(self, frame, bps, line, entry, hook=False, jump_ok=True):
-        """Breakpoints at this location were reached. Returns True if the thread stopped.
-
-        `hook`: called from an instrumented line (not a trace callback), which holds the thread
-        busy (tracers and hooks ignore it) while agent code runs as ordinary code."""
-        if self.detached:
-            return False
-        stop_ids = []
-        cond_error = None
-        logs = []
-        for bp in bps:
-            if not bp.enabled:
-                continue
-            if bp.kind == "function" and not entry:
-                continue
-            bp.hits += 1
-            if bp.cond_code is not None:
-                try:
-                    if not eval(bp.cond_code, frame.f_globals, frame.f_locals):
-                        continue
-                except Exception as exc:
-                    cond_error = "%s: %s" % (type(exc).__name__, exc)
-                    stop_ids.append(bp)
-                    continue
-            if bp.ignore_count > 0:
-                bp.ignore_count -= 1
-                continue
-            if bp.hit_op is not None:
-                bp.cond_hits += 1
-                if not hit_condition_true(bp.hit_op[0], bp.hit_op[1], bp.cond_hits):
-                    continue
-            if bp.log_parts is not None:
-                logs.append(bp)
-                continue
-            stop_ids.append(bp)
-        for bp in logs:
-            self._send_log(bp, frame, line)
-        if not stop_ids:
-            return False
-        return self.stop_at_breakpoints(frame, stop_ids, cond_error,
-                                        hook_line=line if hook else None, jump_ok=jump_ok)
-
-    def _send_log(self, bp, frame, line):
-        self.send_event("output", {"category": "log", "breakpoint": bp.id,
-                                   "text": render_log_message(bp.log_parts, frame) + "\n",
-                                   "file": frame.f_code.co_filename, "line": line})
-
-    def stop_at_breakpoints(self, frame, stop_ids, cond_error, hook_line=None, jump_ok=True):
-        """Stop for these breakpoints. Returns True, or _JUMP from a hook that must jump."""
-        if self.detached:
-            return False
-        ident = _get_ident()
-        if (ident in self.busy and hook_line is None) or ident in self.agent_threads:
-            return False
-        temporaries = [bp for bp in stop_ids if bp.temporary and cond_error is None]
-        if temporaries:
-            with self.lock:
-                for bp in temporaries:
-                    req_breakpoints.remove_breakpoint(self, bp)
-                self.bps_changed()
-            for bp in temporaries:
-                self.send_event("breakpoint", {"reason": "removed", "breakpoint": bp.to_dict()})
-        extra = {"condition_error": cond_error} if cond_error else None
-        ids = [bp.id for bp in stop_ids]
-        if hook_line is None:
-            self.stop(frame, "breakpoint", "line", bp_ids=ids, extra=extra)
-            return True
-        if self._hook_stop(frame, hook_line, "breakpoint", ids, extra, jump_ok) is _JUMP:
-            return _JUMP
-        return True
-
-    # ------------------------------------------------------------------------------------------
-    # instrumented lines (see _codeswap.py): these run in the program's thread, as ordinary code
-
-    def _hook_guard(self, frame, line):
-        """The thread calling a hook, now busy; None if the hook must do nothing."""
-        if self.detached:
-            return None
-        ident = _get_ident()
-        if ident in self.stops or ident in self.busy or ident in self.agent_threads:
-            return None
-        if self.skip_hook:
-            skip = self.skip_hook.pop(ident, None)
-            if skip is not None and skip[0] is frame and skip[1] == line:
-                return None  # a jump just landed here: like a trace, do not report this line
-        # Unlike a trace callback, a hook runs with tracing (a step) and monitoring live: the
-        # agent's own work, and the stdlib code it calls, must not be traced or stepped into.
-        self.busy.add(ident)
-        return ident
-
-    def _hook_stop(self, frame, line, reason, bp_ids=(), extra=None, jump_ok=True):
-        frames = self.visible_frames(frame)
-        if frames and frames[0][0] is frame:
-            frames[0] = (frame, line)  # the line being executed is the hook's, i.e. this one
-        return self.stop(frame, reason, "line", bp_ids=bp_ids, frames=frames, in_callback=False,
-                         extra=extra, hook="jump" if jump_ok else "nojump")
-
-    def hook_hit(self, hook, frame, jump_ok=True):
-        """An instrumented line: every breakpoint there, evaluated like a tracer would.
-        Returns True when the hook's statement must complete a jump."""
-        line = hook.line
-        ident = self._hook_guard(frame, line)
-        if ident is None:
-            return None
-        try:
-            return self._hook_hit(hook, frame, jump_ok, ident, line)
-        finally:
-            self.busy.discard(ident)
-
-    def _hook_hit(self, hook, frame, jump_ok, ident, line):
-        deferred = None
-        if self.deferred:
-            deferred = self.deferred.pop(ident, None)
-            if deferred is not None and (deferred[0] is not frame or deferred[1] != line):
-                deferred = None
-        try:
-            lines = self.file_bps.get(hook.file)
-            bps = lines.get(line) if lines else None
-            if bps:
-                res = self.line_hit(frame, bps, line, False, hook=True, jump_ok=jump_ok)
-                if res:
-                    return True if res is _JUMP else None
-            if deferred is not None:
-                reason = self.line_stop_reason(ident, frame, line)
-                if reason is not None \
-                        and self._hook_stop(frame, line, reason, jump_ok=jump_ok) is _JUMP:
-                    return True
-        except self.control_exceptions:
-            raise
-        except Exception:
-            self.internal_error()
-        return None
-
-    def _current_hook_bp(self, hook):
-        bp = hook.bp
-        if hook.retired or bp is None or self.bps.get(bp.id) is not bp or not bp.enabled:
-            return None
-        return bp
-
-    def hook_true(self, hook, frame):
-        """An inline condition was true (its hit was counted): the rest of pdb's sequence."""
-        ident = self._hook_guard(frame, hook.line)
-        if ident is None:
-            return None
-        try:
-            return self._hook_true(hook, frame)
-        finally:
-            self.busy.discard(ident)
-
-    def _hook_true(self, hook, frame):
-        bp = self._current_hook_bp(hook)
-        if bp is None:
-            return None
-        try:
-            if bp.ignore_count > 0:
-                bp.ignore_count -= 1
-                return None
-            if bp.hit_op is not None:
-                bp.cond_hits += 1
-                if not hit_condition_true(bp.hit_op[0], bp.hit_op[1], bp.cond_hits):
-                    return None
-            if bp.log_parts is not None:
-                self._send_log(bp, frame, hook.line)
-                return None
-            if self.stop_at_breakpoints(frame, [bp], None, hook_line=hook.line) is _JUMP:
-                return True
-        except self.control_exceptions:
-            raise
-        except Exception:
-            self.internal_error()
-        return None
-
-    def hook_error(self, hook, frame, exc):
-        """An inline condition raised: like pdb, stop and report the error."""
-        ident = self._hook_guard(frame, hook.line)
-        if ident is None:
-            return
-        bp = self._current_hook_bp(hook)
-        try:
-            if bp is None:
-                return
-            # in an `except` block: no jump from here (the statement cannot complete one)
-            self.stop_at_breakpoints(frame, [bp], "%s: %s" % (type(exc).__name__, exc),
-                                     hook_line=hook.line, jump_ok=False)
-        except self.control_exceptions:
-            raise
-        except Exception:
-            self.internal_error()
-        finally:
-            self.busy.discard(ident)
-
-    def line_stop_reason(self, ident, frame, line):
-        """The reason a step or pause of thread `ident` stops at this line, or None."""
-        st = self.steps.get(ident)
-        if st is not None and self.step_stops_at_line(st, frame, line):
-            return "entry" if st.mode == "entry" else "step"
-        if ident in self.pauses and not self.is_hidden_code(frame.f_code):
-            return self.pauses.get(ident) or "pause"
-        return None
-
-    def line_at_hook(self, ident, frame, line):
-        """A backend's slow-path line event (after complete_transfer): drops stale hook state;
-        True if `line` is instrumented. Its hook then runs next and evaluates the breakpoints
-        there; a step or pause stop here is left to it (`deferred`), so that it happens once,
-        after the breakpoints."""
-        if self.deferred:
-            self.deferred.pop(ident, None)
-        if self.skip_hook:
-            self.skip_hook.pop(ident, None)
-        hooked = self.swapper.hooked_lines(frame.f_code)
-        if not hooked or line not in hooked:
-            return False
-        if self.line_stop_reason(ident, frame, line) is not None:
-            self.deferred[ident] = (frame, line)
-        return True
-
-    def step_stops_at_line(self, st, frame, line):
-        mode = st.mode
-        if mode in ("step", "entry"):
-            return not self.is_hidden_code(frame.f_code)
-        if frame is not st.frame:
-            return False
-        if mode == "next":
-            return True
-        if mode == "until":
-            return line >= st.line
-        return False
-
-    def step_frame_returning(self, st, frame, retval):
-        if st.mode == "return" or (st.stop_at_return and st.mode in ("step", "next", "until")):
-            self.stop(frame, "return", "return", retval=retval)
-            return
-        self._retarget_to_caller(st, frame)
-
-    def step_frame_unwinding(self, st, frame):
-        self._retarget_to_caller(st, frame)
-
-    def _retarget_to_caller(self, st, frame):
-        caller = frame.f_back
-        while caller is not None and self.is_hidden_code(caller.f_code):
-            if caller.f_code.co_filename.startswith(AGENT_DIR):
-                caller = None
-                break
-            caller = caller.f_back
-        ident = _get_ident()
-        if caller is None:
-            with self.lock:
-                self.steps.pop(ident, None)
-                self.backend.end_step(ident)
-                self.update_slow()
-            return
-        st.frame = caller
-        if st.mode in ("return", "until"):
-            st.mode = "next"
-        with self.lock:
-            self.backend.retarget(ident, st)
-
     def stop(self, frame, reason, event, bp_ids=(), retval=MISSING, exc=None, frames=None,
              post_mortem=False, in_callback=True, extra=None, hook=False):
         """Stop the calling thread and serve requests for it until it is resumed.
 
-        Returns the resuming action, or _JUMP when a hook stop must complete a jump (the stop
+        Returns the resuming action, or JUMP when a hook stop must complete a jump (the stop
         then goes on in a trace callback, see complete_transfer)."""
         if self.detached:
             return None
@@ -785,7 +527,7 @@ class Agent(object):
                     break
                 if self._begin_transfer(stop, action):
                     transfer = True
-                    return _JUMP
+                    return JUMP
         except Exception:
             self.internal_error()
             action = ("continue",)
@@ -889,29 +631,6 @@ class Agent(object):
         except Exception:
             self.internal_error()
 
-    def _step_for(self, stop, action):
-        kind = action[0]
-        if kind == "continue" or stop.post_mortem or not stop.frames:
-            return None
-        frame = stop.frames[0][0]
-        mode = {"step": "step", "next": "next", "step_out": "return", "until": "until"}[kind]
-        line = None
-        if mode == "until":
-            target = action[1]
-            line = stop.line_of(0) + 1 if target is None else target
-        st = StepState(mode, frame, line, stop_at_return=action[2] if kind in ("step", "next") else True)
-        if stop.event == "return":
-            # The frame is already returning: the step continues in its caller.
-            caller = frame.f_back
-            while caller is not None and self.is_hidden_code(caller.f_code):
-                caller = caller.f_back if not caller.f_code.co_filename.startswith(AGENT_DIR) else None
-            if caller is None:
-                return None
-            st.frame = caller
-            if mode in ("until",):
-                st.mode = "next"
-        return st
-
     def _stopped_body(self, stop):
         body = {"thread": stop.ident, "thread_name": _thread_name(stop.ident), "reason": stop.reason}
         if stop.frames:
@@ -944,12 +663,8 @@ class Agent(object):
                 if isinstance(body, tuple) and body[0] == "transfer":
                     return ("transfer", body[1], rid)
                 self._respond(rid, body)
-            except RequestError as exc:
-                self._respond(rid, error=(exc.code, exc.message))
-            except BreakpointError as exc:
-                self._respond(rid, error=("invalid_breakpoint", str(exc)))
-            except Exception:
-                self._respond(rid, error=("internal", inspection.format_exc()))
+            except Exception as exc:
+                self._respond_failure(rid, exc)
 
     def thread_events(self):
         """Announces the threads that started or exited since the last call."""
@@ -988,21 +703,6 @@ class Agent(object):
         frame = frames[0][0] if frames else None
         return self.stop(frame, "exception", "post_mortem", exc=exc, frames=frames,
                          post_mortem=True, in_callback=False)
-
-    def request_entry_stop(self, code):
-        ident = _get_ident()
-        st = StepState("entry", None, entry_code=code)
-        with self.lock:
-            self.steps[ident] = st
-            self.backend.begin_step(ident, st)
-            self.update_slow()
-
-    def cancel_entry_stop(self):
-        ident = _get_ident()
-        with self.lock:
-            if self.steps.pop(ident, None) is not None:
-                self.backend.end_step(ident)
-            self.update_slow()
 
     def pause_thread(self, ident, reason="pause"):
         with self.lock:
