@@ -1,9 +1,9 @@
-"""The debugger engine: the agent's state, stops, stepping, and the request dispatcher.
+"""The debugger engine: the agent's state, its stops, and the request dispatcher.
 
-The requests themselves live in the `req_*` modules, one per concern; `REQUESTS`, their union,
-is the dispatch table (see `_handlers`). What stays here is what the backends' callbacks call
-(breakpoint hits, instrumented lines, step events) and what every request shares: a thread's
-`Stop`, its command loop, resuming, detaching.
+The requests live in the `req_*` modules, one per concern; `REQUESTS`, their union, is the
+dispatch table (see `_handlers`). What the backends' callbacks call is in the mixins `_hits`
+(breakpoint hits, instrumented lines) and `_stepping` (where a step ends). What stays here is
+what all of them share: the state, a thread's `Stop` and its command loop, resuming, detaching.
 
 Threads:
 - the reader thread ("pymri-agent", daemon) receives frames and dispatches requests; requests
