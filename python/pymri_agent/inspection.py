@@ -53,6 +53,28 @@ def frame_line(frame):
     return line
 
 
+def frame_dict(frame, line):
+    """A frame as the protocol shows it (`stopped`, `threads`, `stack`)."""
+    code = frame.f_code
+    return {"file": code.co_filename, "line": line, "function": code.co_name,
+            "module": frame.f_globals.get("__name__")}
+
+
+def safe_items(mapping):
+    """A namespace's items, or none if the mapping (a program's object) fails."""
+    try:
+        return list(mapping.items())
+    except Exception:
+        return []
+
+
+def safe_getcwd():
+    try:
+        return os.getcwd()
+    except OSError:
+        return ""
+
+
 def locals_to_fast(frame):
     """Make writes to frame.f_locals visible to the running code (CPython < 3.13)."""
     # Never read frame.f_locals here: before 3.13 that re-copies the fast locals over the dict.

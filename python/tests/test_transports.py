@@ -180,13 +180,16 @@ class Target(object):
         return line
 
     def drain_err(self):
+        """What the ended target wrote to stderr: up to the end of the stream, which the pump
+        thread may reach after the process is reaped."""
         lines = []
         while True:
             try:
-                line = self.err.get_nowait()
+                line = self.err.get(timeout=TIMEOUT)
             except queue.Empty:
                 return lines
             if line is None:
+                self.err.put(None)  # a later call ends here too
                 return lines
             lines.append(line)
 
