@@ -388,37 +388,24 @@ fn remove_contents(dir: BorrowedFd, depth: usize, budget: &mut usize) {
 }
 
 /// Opens `path` (relative, no `..`) beneath `dir`, following no symbolic link at all and, if
-/// `same_mount`, crossing no mount point: `openat2` where the kernel has it (Linux 5.6), else
-/// one component at a time with `O_NOFOLLOW`, comparing mount ids.
+/// `same_mount`, crossing no mount point: `openat2` where the kernel (Linux 5.6) and the
+/// container's seccomp profile allow it, else one component at a time with `O_NOFOLLOW`,
+/// comparing mount ids.
 fn open_beneath(dir: BorrowedFd, path: &str, flags: libc::c_int, same_mount: bool) -> io::Result<OwnedFd> {
     for component in path.split('/') {
         check_name(component)?;
     }
     let c = c_path(path.as_bytes())?;
-    // SAFETY: open_how is plain data; all-zero is its documented empty value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_NOFOLLOW | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_BENEATH
+    let resolve = libc::RESOLVE_BENEATH
         | libc::RESOLVE_NO_SYMLINKS
         | libc::RESOLVE_NO_MAGICLINKS
         | if same_mount { libc::RESOLVE_NO_XDEV } else { 0 };
-    // SAFETY: a valid NUL-terminated path, a directory descriptor we own, and an open_how of
-    // the size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dir.as_raw_fd(),
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
+    let err = match pymri_memory::openat2(dir, &c, flags | libc::O_NOFOLLOW, resolve) {
+        Ok(fd) => return Ok(fd),
+        Err(err) => err,
     };
-    if fd >= 0 {
-        return owned(fd as RawFd);
-    }
-    let err = io::Error::last_os_error();
     match err.raw_os_error() {
-        Some(libc::ENOSYS) => walk_beneath(dir, path, flags, same_mount),
+        _ if pymri_memory::openat2_missing(&err) => walk_beneath(dir, path, flags, same_mount),
         Some(libc::ENOTDIR) => {
             let parent = match path.rsplit_once('/') {
                 Some((parent, _)) => {

@@ -10,10 +10,10 @@
 //! Paths inside another root are resolved with `openat2(RESOLVE_IN_ROOT)`: `..` and absolute
 //! symlinks stay inside that root, as they did for the process.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
@@ -48,42 +48,64 @@ pub fn open_in_root(root: &Path, path: &Path, max_len: u64) -> io::Result<File> 
     let dir = unsafe { OwnedFd::from_raw_fd(dir) };
     let relative = path.strip_prefix("/").unwrap_or(path);
     let c_path = cstring(if relative.as_os_str().is_empty() { Path::new(".") } else { relative })?;
+    let opened =
+        openat2(dir.as_fd(), &c_path, libc::O_PATH, libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS);
+    let shown = root.join(relative);
+    let fd = match opened {
+        Ok(fd) => fd,
+        // Without openat2, at least the file itself must not be a symlink.
+        Err(err) if openat2_missing(&err) => {
+            // SAFETY: a valid directory descriptor and NUL-terminated path.
+            let fd = unsafe {
+                libc::openat(
+                    dir.as_raw_fd(),
+                    c_path.as_ptr(),
+                    libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: `fd` was just opened and is owned by nobody else.
+            unsafe { OwnedFd::from_raw_fd(fd) }
+        }
+        Err(err) => return Err(err),
+    };
+    reopen_regular(&shown, fd, max_len)
+}
+
+/// `openat2(2)`: `path` opened from `dir` with `flags` (and `O_CLOEXEC`), resolved under the
+/// `resolve` restrictions (`RESOLVE_IN_ROOT`, `RESOLVE_BENEATH`, `RESOLVE_NO_SYMLINKS`, ...).
+/// Where the kernel has no openat2, [`openat2_missing`] says so and the caller falls back.
+pub fn openat2(dir: BorrowedFd, path: &CStr, flags: libc::c_int, resolve: u64) -> io::Result<OwnedFd> {
     // SAFETY: `open_how` is plain integers, for which zero is valid.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    how.flags =
+        u64::try_from(flags | libc::O_CLOEXEC).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    how.resolve = resolve;
     // SAFETY: openat2 with a valid directory descriptor, path and `open_how` of the size given.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_openat2,
             dir.as_raw_fd(),
-            c_path.as_ptr(),
+            path.as_ptr(),
             &how as *const libc::open_how,
             std::mem::size_of::<libc::open_how>(),
         )
     };
-    let shown = root.join(relative);
-    let fd = if fd < 0 {
-        let err = io::Error::last_os_error();
-        // Kernels before 5.6 lack openat2, and older container seccomp profiles refuse it with
-        // EPERM (path resolution itself never fails so): then at least the file itself must
-        // not be a symlink.
-        if !matches!(err.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) {
-            return Err(err);
-        }
-        // SAFETY: as above, with openat.
-        let fd = unsafe {
-            libc::openat(dir.as_raw_fd(), c_path.as_ptr(), libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        fd
-    } else {
-        i32::try_from(fd).map_err(|_| io::Error::other("openat2 returned an invalid descriptor"))?
-    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(|_| io::Error::other("openat2 returned an invalid descriptor"))?;
     // SAFETY: `fd` was just opened and is owned by nobody else.
-    reopen_regular(&shown, unsafe { OwnedFd::from_raw_fd(fd) }, max_len)
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether an [`openat2`] error means the call itself is unavailable: kernels before 5.6
+/// (`ENOSYS`), and older container seccomp profiles, which refuse it with `EPERM` (resolution
+/// itself never fails so).
+pub fn openat2_missing(err: &io::Error) -> bool {
+    matches!(err.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM))
 }
 
 /// Checks what an `O_PATH` descriptor names, then opens that same inode for reading. Errors of

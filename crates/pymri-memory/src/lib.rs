@@ -22,7 +22,7 @@ mod freeze;
 mod maps;
 mod process;
 
-pub use files::{open_in_root, open_regular, MAX_MAPPED_FILE};
+pub use files::{open_in_root, open_regular, openat2, openat2_missing, MAX_MAPPED_FILE};
 pub use freeze::Freeze;
 pub use maps::{parse_maps, Mapping};
 pub use process::{
