@@ -8,9 +8,10 @@
 //! takes no request in time, the request is withdrawn and the error says where the thread is
 //! stuck.
 
-use crate::stage::{owner, persistent_agent, random_hex, Root, Stage};
+use crate::stage::{owner, persistent_agent, Root, Stage};
 use crate::{check_allowed, method, pending, pep768, InjectError, Method};
 use pymri_cpython::{LiveProcess, Located, SnapshotOptions};
+use pymri_protocol::handshake::random_hex;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::time::{Duration, Instant};

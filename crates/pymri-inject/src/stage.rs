@@ -16,6 +16,7 @@
 //! pymri only removes entries by name from its descriptor (`unlinkat`, which never follows a
 //! link). It is removed when the [`Stage`] is dropped.
 
+use pymri_protocol::handshake::random_hex;
 use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -533,13 +534,6 @@ fn digest(files: &[(&str, &str)]) -> String {
         }
     }
     format!("{h:016x}")
-}
-
-/// `n` random bytes from the kernel, as hex.
-pub fn random_hex(n: usize) -> io::Result<String> {
-    let mut bytes = vec![0u8; n];
-    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]

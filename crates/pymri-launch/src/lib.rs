@@ -28,7 +28,8 @@
 //! program (the caller owns its [`Child`]).
 
 use pymri_agent_files::{FILES, PACKAGE};
-use pymri_inject::stage::{random_hex, Root, Stage};
+use pymri_inject::stage::{Root, Stage};
+use pymri_session::protocol::handshake::random_hex;
 use pymri_session::protocol::requests::{Start, ThreadOffsets};
 use pymri_session::{Session, SessionError};
 use std::ffi::{CString, OsString};

@@ -18,7 +18,8 @@
 //! Non-goals: 32-bit targets, free-threaded builds (`Py_GIL_DISABLED`), and builds with
 //! `Py_TRACE_REFS`, whose object header is larger. Callers detect and refuse those.
 //!
-//! This crate contains data only: no I/O, no unsafe, no dependencies.
+//! This crate holds the tables and the lookups that choose among them: no I/O, no unsafe, no
+//! dependencies.
 
 pub mod inject;
 mod tables;

@@ -122,7 +122,7 @@ impl ControllerHandshake {
         secret: Secret,
         attach_nonce: &str,
     ) -> Result<(ControllerHandshake, Vec<u8>), HandshakeError> {
-        let nonce = random_hex(NONCE_BYTES)?;
+        let nonce = random_hex(NONCE_BYTES).map_err(|e| HandshakeError::Random(e.to_string()))?;
         Self::with_nonce(secret, attach_nonce, nonce)
     }
 
@@ -339,10 +339,11 @@ fn is_nonce(text: &str) -> bool {
     text.len() == 2 * NONCE_BYTES && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-/// `n` random bytes from the operating system, as lowercase hex.
-pub fn random_hex(n: usize) -> Result<String, HandshakeError> {
+/// `n` random bytes from the operating system, as lowercase hex: pymri's one source of nonces,
+/// secrets, tokens and unguessable names.
+pub fn random_hex(n: usize) -> std::io::Result<String> {
     let mut bytes = vec![0u8; n];
-    getrandom::fill(&mut bytes).map_err(|e| HandshakeError::Random(e.to_string()))?;
+    getrandom::fill(&mut bytes).map_err(|e| std::io::Error::other(e.to_string()))?;
     Ok(to_hex(&bytes))
 }
 

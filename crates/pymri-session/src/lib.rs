@@ -1,5 +1,5 @@
 //! A debugger session with the pymri agent: the engine shared by every pymri front end (the
-//! pdb-style REPL today; a web page and a DAP server later).
+//! pdb-style REPL, the web page and the DAP server).
 //!
 //! [`Session::connect`] takes a connected byte stream (a Unix or TCP socket, or anything that
 //! implements [`Stream`]), runs the authenticated handshake of the protocol and starts one

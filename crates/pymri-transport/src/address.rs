@@ -13,7 +13,7 @@
 //! says what is wrong, never a panic (`fuzz/` checks it).
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 
 /// Longest host name DNS allows.
@@ -37,6 +37,15 @@ impl Host {
         match self {
             Host::Ip(ip) => ip.to_canonical().is_loopback(),
             Host::Name(name) => name.eq_ignore_ascii_case("localhost"),
+        }
+    }
+
+    /// The socket addresses of this host at `port`, in the resolver's order: an IP as it is, a
+    /// name through the system's resolver (the one place pymri resolves names).
+    pub fn socket_addrs(&self, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+        match self {
+            Host::Ip(ip) => Ok(vec![SocketAddr::new(*ip, port)]),
+            Host::Name(name) => Ok((name.as_str(), port).to_socket_addrs()?.collect()),
         }
     }
 }

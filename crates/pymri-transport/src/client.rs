@@ -9,7 +9,7 @@ use crate::secret::SharedSecret;
 use crate::tls::{self, TlsIdentity};
 use pymri_session::{Handshake, Session, Stream};
 use std::io;
-use std::net::{IpAddr, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -92,13 +92,9 @@ fn tcp_connect(shown: &str, host: &Host, port: u16, timeout: Duration) -> Result
     if port == 0 {
         return Err(unreachable("port 0 is not a port one connects to".into(), "give the agent's port"));
     }
-    let addrs: Vec<SocketAddr> = match host {
-        Host::Ip(ip) => vec![SocketAddr::new(*ip, port)],
-        Host::Name(name) => (name.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|e| unreachable(format!("cannot resolve {name}: {e}"), "check the host name"))?
-            .collect(),
-    };
+    let addrs = host
+        .socket_addrs(port)
+        .map_err(|e| unreachable(format!("cannot resolve {host}: {e}"), "check the host name"))?;
     let deadline = Instant::now() + timeout;
     let mut last: Option<io::Error> = None;
     for addr in addrs {

@@ -29,7 +29,7 @@ use crate::tls::{self, TlsIdentity};
 use pymri_session::{Session, SessionError};
 use std::io::{self, Read, Write};
 use std::net::Ipv4Addr;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
@@ -87,10 +87,7 @@ impl Listener {
             }
         };
         let listen_err = |source| TransportError::Listen { address: shown.clone(), source };
-        let addrs: Vec<SocketAddr> = match host {
-            Host::Ip(ip) => vec![SocketAddr::new(*ip, port)],
-            Host::Name(name) => (name.as_str(), port).to_socket_addrs().map_err(listen_err)?.collect(),
-        };
+        let addrs = host.socket_addrs(port).map_err(listen_err)?;
         let mut last = io::Error::new(io::ErrorKind::AddrNotAvailable, "the name has no address");
         for addr in addrs {
             match TcpListener::bind(addr) {

@@ -21,7 +21,13 @@ use std::net::TcpStream;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// How long a TLS agent may take to send its ClientHello. A TLS client speaks first, at once,
+/// while a plain agent waits in silence for the controller's challenge: without this limit,
+/// `tls:` meeting a plain agent (or `listen --tls` a plain one connecting out) waits out the
+/// whole handshake deadline with neither side sending anything.
+pub const FIRST_RECORD_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -32,6 +38,13 @@ pub enum TlsError {
     Timeout,
     #[error("the peer closed the connection during the TLS handshake")]
     Closed,
+    /// Nothing arrived within [`FIRST_RECORD_TIMEOUT`]: the peer waits for a plain challenge.
+    #[error(
+        "the peer sent nothing in {} s, where an agent that speaks TLS starts the handshake at once: \
+         it speaks plain TCP",
+        FIRST_RECORD_TIMEOUT.as_secs()
+    )]
+    Silent,
     #[error("TLS handshake: {0}")]
     Protocol(#[from] rustls::Error),
     #[error("TLS handshake: {0}")]
@@ -92,6 +105,7 @@ pub fn fingerprint(der: &[u8]) -> String {
 /// session's end of the decrypted stream.
 pub fn accept(mut tcp: TcpStream, identity: &TlsIdentity, deadline: Instant) -> Result<UnixStream, TlsError> {
     let mut conn = ServerConnection::new(Arc::clone(&identity.config))?;
+    wait_first_record(&tcp, deadline)?;
     while conn.is_handshaking() {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -122,6 +136,28 @@ pub fn accept(mut tcp: TcpStream, identity: &TlsIdentity, deadline: Instant) -> 
     // rustls buffers is bounded by one read.
     conn.set_buffer_limit(None);
     Ok(pump::spawn(Tls { conn, tcp, eof: false, finished: false }, "pymri-tls")?)
+}
+
+/// Waits until the peer has sent something (left unread, for rustls), within
+/// [`FIRST_RECORD_TIMEOUT`] and `deadline`.
+fn wait_first_record(tcp: &TcpStream, deadline: Instant) -> Result<(), TlsError> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(TlsError::Timeout);
+        }
+        let silent = left > FIRST_RECORD_TIMEOUT;
+        tcp.set_read_timeout(Some(left.min(FIRST_RECORD_TIMEOUT)))?;
+        return match tcp.peek(&mut [0u8; 1]) {
+            Ok(0) => Err(TlsError::Closed),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => match timeout(e) {
+                TlsError::Timeout if silent => Err(TlsError::Silent),
+                other => Err(other),
+            },
+        };
+    }
 }
 
 fn timeout(e: io::Error) -> TlsError {

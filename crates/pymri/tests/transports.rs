@@ -10,7 +10,7 @@ use common::{interpreter, mark, pymri, pymri_with, text, AgentProgram, Interpret
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Output;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Exit status, stdout and stderr, with the run-specific parts replaced, for snapshots.
 fn outcome(out: &Output, replace: &[(&str, &str)]) -> String {
@@ -366,6 +366,24 @@ fn tls_on_one_side_only_says_so() {
     let plain = address.replacen("tls:", "tcp:", 1);
     let out = pymri(&["connect", &plain, "--secret-file", &setup.secret_host]);
     insta::assert_snapshot!(outcome(&out, &[(&plain, "tcp:127.0.0.1:[PORT]")]));
+    let mut repl =
+        Repl::pymri(&setup.interp, &["connect", &address, "--secret-file", &setup.secret_host], &[]);
+    debug_the_discount(&mut repl, &mut agent, &setup.script);
+}
+
+/// TLS on the other side only: `tls:` meets an agent that listens on plain TCP. Neither speaks
+/// first (a plain agent waits for the challenge, a TLS server for the ClientHello), so this
+/// used to wait out the whole 10 s handshake; the silence is recognised in 2 s.
+#[test]
+fn tls_to_a_plain_agent_fails_fast() {
+    let setup = Setup::new("3.14");
+    let (mut agent, address) = setup.listening_agent("tcp:127.0.0.1:0");
+    let tls = address.replacen("tcp:", "tls:", 1);
+    let started = Instant::now();
+    let out = pymri(&["connect", &tls, "--secret-file", &setup.secret_host]);
+    let took = started.elapsed();
+    insta::assert_snapshot!(outcome(&out, &[(&tls, "tls:127.0.0.1:[PORT]")]));
+    assert!(took < Duration::from_secs(4), "took {took:?}");
     let mut repl =
         Repl::pymri(&setup.interp, &["connect", &address, "--secret-file", &setup.secret_host], &[]);
     debug_the_discount(&mut repl, &mut agent, &setup.script);

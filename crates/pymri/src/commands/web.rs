@@ -254,8 +254,7 @@ mod tempdir {
                 .map(PathBuf::from)
                 .filter(|d| d.is_dir())
                 .unwrap_or_else(std::env::temp_dir);
-            let name = pymri_session::protocol::handshake::random_hex(8)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let name = pymri_session::protocol::handshake::random_hex(8)?;
             let dir = base.join(format!("pymri-web-{name}"));
             std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
             let file = dir.join("open.html");
