@@ -22,8 +22,8 @@
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
-die() { echo "bench: error: $*" >&2; exit 1; }
-say() { echo "bench: $*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 RUNS=20
 while (($#)); do
@@ -44,19 +44,6 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${PYMRI_BENCH_VENV:-/var/cache/pymri/bench-venv}
 RESULTS=${PYMRI_BENCH_RESULTS:-$REPO/bench/results}
 
-PIDS=()
-CLEAN_DIRS=()
-cleanup() {
-    local pid dir
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    for dir in "${CLEAN_DIRS[@]}"; do rm -rf -- "$dir"; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 apt_install() {
     say "installing $* from Debian"

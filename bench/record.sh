@@ -21,8 +21,8 @@
 set -euo pipefail
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
-die() { echo "bench: error: $*" >&2; exit 1; }
-say() { echo "bench: $*" >&2; }
+# shellcheck source=bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SECONDS_EACH=5
 while (($#)); do
@@ -40,19 +40,6 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 ROOTS=${PYMRI_ROOTS:-/var/cache/pymri/roots}
 VENV=${PYMRI_RECORD_VENV:-/var/cache/pymri/record-venv}
 
-PIDS=()
-CLEAN_DIRS=()
-cleanup() {
-    local pid dir
-    for pid in "${PIDS[@]}"; do
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    for dir in "${CLEAN_DIRS[@]}"; do rm -rf -- "$dir"; done
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 if [[ -n ${PYMRI_BIN:-} ]]; then
     PYMRI=$PYMRI_BIN

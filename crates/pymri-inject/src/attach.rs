@@ -234,18 +234,12 @@ fn where_stuck(live: &LiveProcess, located: &Located, thread: Option<u64>) -> St
     match chosen.and_then(|t| t.frames.first()) {
         Some(frame) => format!(
             "it is blocked in a call at {}:{} in {}() that has not returned to Python (such as time.sleep, a lock or a socket read)",
-            one_line(&frame.file),
+            pymri_text::Name(&frame.file),
             frame.line,
-            one_line(&frame.function)
+            pymri_text::Name(&frame.function)
         ),
         None => "it is not running Python code".into(),
     }
-}
-
-/// A name the target chose, kept on one line: the CLI escapes control characters in messages
-/// but keeps their line breaks, and a line break here would let the target write a `hint:`.
-fn one_line(name: &str) -> String {
-    name.replace('\n', "\\n").replace('\r', "\\r")
 }
 
 /// The script the target runs: put the agent on `sys.path`, import it, hand it the config.
@@ -279,14 +273,4 @@ fn bootstrap_source(
         dir = package_dir,
         stage_dir = stage.inside(),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::one_line;
-
-    #[test]
-    fn a_target_name_with_a_line_break_cannot_add_a_hint() {
-        assert_eq!(one_line("f\nhint: run rm -rf /\r"), "f\\nhint: run rm -rf /\\r");
-    }
 }

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{interpreter, mark, pymri, run_with_deadline, text, Interpreter, Target};
+use common::{interpreter, mark, pymri, reported_tids, run_with_deadline, text, Interpreter, Target};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::process::Command;
@@ -12,17 +12,6 @@ const FIXTURE: &str = "named_threads.py";
 
 fn start(interp: &Interpreter) -> Target {
     Target::start(interp, FIXTURE, &["{ready}"])
-}
-
-/// Kernel thread ids the fixture reported for its named threads.
-fn reported_tids(target: &Target) -> HashMap<String, i64> {
-    let v: Value = serde_json::from_str(&target.ready_line).expect("ready line is JSON");
-    v["threads"]
-        .as_object()
-        .expect("threads")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_i64().expect("tid")))
-        .collect()
 }
 
 fn thread<'a>(dump: &'a Value, name: &str) -> &'a Value {

@@ -3,9 +3,8 @@
 
 mod common;
 
-use common::{interpreter, pymri, text, Target};
+use common::{interpreter, pymri, reported_tids, text, Target};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
@@ -19,17 +18,6 @@ const TOLERANCE: f64 = 0.15;
 fn start(name: &str) -> Target {
     let interp = interpreter(name).unwrap_or_else(|| panic!("interpreter {name} is not provisioned"));
     Target::start(&interp, FIXTURE, &["{ready}", "{control}"])
-}
-
-/// Kernel thread ids by name, as the fixture reported them.
-fn tids(target: &Target) -> HashMap<String, i64> {
-    let v: Value = serde_json::from_str(&target.ready_line).expect("ready line is JSON");
-    v["threads"]
-        .as_object()
-        .expect("threads")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_i64().expect("tid")))
-        .collect()
 }
 
 /// Seconds `busy` spent in hot and in cold so far.
@@ -82,7 +70,7 @@ fn samples_of(stderr: &str) -> u64 {
 /// and `cold` in `busy`'s samples close to the time `busy` measured in each.
 fn shares(name: &str) {
     let mut target = start(name);
-    let tids = tids(&target);
+    let tids = reported_tids(&target);
     let (hot0, cold0) = truth(&mut target);
     let (collapsed, stderr) = record(&target, &["-d", "3", "-f", "collapsed", "--threads"], "wall.txt");
     let (hot1, cold1) = truth(&mut target);
@@ -118,7 +106,7 @@ fn shares(name: &str) {
 /// CPU mode leaves out the threads that sleep; GIL mode counts only the GIL's holder.
 fn modes(name: &str) {
     let target = start(name);
-    let tids = tids(&target);
+    let tids = reported_tids(&target);
     let (cpu, _) = record(&target, &["-d", "1", "-f", "collapsed", "--mode", "cpu", "--threads"], "cpu.txt");
     let cpu = stacks(&cpu);
     assert_eq!(count_of(&cpu, "nap"), 0, "the sleeper is off CPU: {cpu:?}");

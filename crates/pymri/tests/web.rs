@@ -328,17 +328,20 @@ fn launch_through_the_api() {
 /// `pymri web --connect`: a program whose agent listens, holding it before its first line,
 /// is started from the page, stops at a breakpoint set in the console, and runs to its end;
 /// pymri then lets its process exit with the program's status.
-#[test]
-fn connect_through_the_api() {
-    let interp = interpreter("3.14").expect("3.14");
+/// `pdb/discount.py` under an agent that listens at `address(scratch)` and waits, and
+/// `pymri web --connect` to it (a secret made for both).
+fn web_on_a_listening_agent(
+    version: &str,
+    address: impl FnOnce(&common::Scratch) -> String,
+) -> (common::Scratch, common::AgentProgram, Web) {
+    let interp = interpreter(version).unwrap_or_else(|| panic!("interpreter {version} is not provisioned"));
     let scratch = common::Scratch::new(&interp);
     let name = "discount.py";
     scratch.copy_fixture(&format!("pdb/{name}"));
     let secret = scratch.host.join("app.secret").display().to_string();
     let made = common::pymri(&["secret", &secret]);
     assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let address = format!("tcp:127.0.0.1:{port}");
+    let address = address(&scratch);
     let script = format!("{}/{name}", scratch.inside);
     let secret_inside = format!("{}/app.secret", scratch.inside);
     let mut agent = common::AgentProgram::start(
@@ -347,7 +350,15 @@ fn connect_through_the_api() {
         &["--listen", &address, "--secret-file", &secret_inside, "--wait", &script],
     );
     agent.expect_line("listening", Duration::from_secs(20));
-    let mut web = Web::start(&["--connect", &address, "--secret-file", &secret], None);
+    let web = Web::start(&["--connect", &address, "--secret-file", &secret], None);
+    (scratch, agent, web)
+}
+
+#[test]
+fn connect_through_the_api() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let (_scratch, mut agent, mut web) =
+        web_on_a_listening_agent("3.14", |_| format!("tcp:127.0.0.1:{port}"));
     let state = wait_for(&web, |s| s["stopped"].as_array().is_some_and(|a| !a.is_empty()));
     assert_eq!(state["mode"], "attach", "ending the page's session detaches: {state}");
     let b = web.api(r#"{"op":"console","line":"b calculate_discount"}"#);
@@ -372,23 +383,8 @@ fn connect_through_the_api() {
 /// page, so `pymri web --connect` says so and exits with status 1, as `pymri attach` does.
 #[test]
 fn a_lost_session_fails_the_page() {
-    let interp = interpreter("3.11").expect("3.11");
-    let scratch = common::Scratch::new(&interp);
-    let name = "discount.py";
-    scratch.copy_fixture(&format!("pdb/{name}"));
-    let secret = scratch.host.join("app.secret").display().to_string();
-    let made = common::pymri(&["secret", &secret]);
-    assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
-    let address = format!("unix:{}/app.sock", scratch.inside);
-    let script = format!("{}/{name}", scratch.inside);
-    let secret_inside = format!("{}/app.secret", scratch.inside);
-    let mut agent = common::AgentProgram::start(
-        &interp,
-        &scratch,
-        &["--listen", &address, "--secret-file", &secret_inside, "--wait", &script],
-    );
-    agent.expect_line("listening", Duration::from_secs(20));
-    let mut web = Web::start(&["--connect", &address, "--secret-file", &secret], None);
+    let (_scratch, mut agent, mut web) =
+        web_on_a_listening_agent("3.11", |scratch| format!("unix:{}/app.sock", scratch.inside));
     wait_for(&web, |s| s["stopped"].as_array().is_some_and(|a| !a.is_empty()));
     agent.child.kill().expect("SIGKILL the program");
     agent.child.wait().expect("reap the program");

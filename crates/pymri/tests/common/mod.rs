@@ -18,3 +18,15 @@ pub fn pymri_with(args: &[&str], configure: impl FnOnce(&mut Command)) -> Output
     configure(&mut cmd);
     run_with_deadline(cmd, Duration::from_secs(60))
 }
+
+/// Kernel thread ids by thread name, as a fixture reported them in its JSON ready line
+/// (`{"threads": {"name": tid, ...}}`).
+pub fn reported_tids(target: &Target) -> std::collections::HashMap<String, i64> {
+    let v: serde_json::Value = serde_json::from_str(&target.ready_line).expect("ready line is JSON");
+    v["threads"]
+        .as_object()
+        .expect("threads")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_i64().expect("tid")))
+        .collect()
+}
