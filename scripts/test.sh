@@ -28,9 +28,12 @@ apt_install debootstrap gdb python3.11 python3.11-venv python3-pip util-linux
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
     apt_install nodejs npm
 fi
-# The browser tests of `pymri web` drive Debian's Chromium with playwright-core, installed by
-# the tests themselves with the machine's Node.js and npm.
+# The browser tests of `pymri web` and of `pymri record`'s speedscope files drive Debian's
+# Chromium with playwright-core, installed by the tests themselves with the machine's Node.js
+# and npm.
 apt_install chromium
+# `pymri record -f pprof`'s files are read by `go tool pprof` in the tests.
+apt_install golang-go
 for tool in node npm; do
     if ! command -v "$tool" >/dev/null; then
         echo "error: $tool is not installed; the browser tests of pymri web need Node.js 20+ and npm" >&2

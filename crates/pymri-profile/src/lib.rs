@@ -2,25 +2,31 @@
 //!
 //! A [`Profile`] is fed one thread's stack at a time ([`Profile::add`], innermost frame
 //! first, as a sampler reads them). Identical stacks of a thread are counted once, so memory
-//! grows with the number of distinct stacks, not with the length of the recording. A
-//! [`Writer`] turns the counts into a file: [`Collapsed`] (Brendan Gregg's folded stacks),
-//! [`Flamegraph`] (an SVG drawn by `inferno`) or [`Speedscope`] (speedscope's JSON file
-//! format, one sampled profile per thread).
+//! grows with the number of distinct stacks, not with the length of the recording: a distinct
+//! stack keeps its count and the time it was first seen, nothing per sample. A [`Writer`]
+//! turns the counts into a file: [`Collapsed`] (Brendan Gregg's folded stacks), [`Flamegraph`]
+//! (an SVG drawn by `inferno`), [`Speedscope`] (speedscope's JSON file format, one sampled
+//! profile per thread), [`Gecko`] (the Firefox Profiler's processed format, one thread per
+//! thread) or [`Pprof`] (gzipped `profile.proto`, for `go tool pprof` and Pyroscope).
 //!
 //! This crate knows nothing of Python or of pymri's readers: a frame is a function name, a
 //! file and a line.
 
 mod collapsed;
 mod flamegraph;
+mod gecko;
+mod pprof;
 mod speedscope;
 
 pub use collapsed::Collapsed;
 pub use flamegraph::Flamegraph;
+pub use gecko::Gecko;
+pub use pprof::Pprof;
 pub use speedscope::Speedscope;
 
 use std::collections::HashMap;
 use std::io::{self, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 /// One frame of a stack.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -78,29 +84,52 @@ pub struct Profile {
     /// Time between two samples, when sampling was on a schedule.
     pub interval: Option<Duration>,
     pub options: Options,
+    /// The profiled process, when there is one.
+    pub pid: Option<u32>,
+    /// When the profile was made: times are counted from here.
+    started: Instant,
+    started_at: SystemTime,
+    /// The time of the latest stack added, from `started`.
+    last: Duration,
     frames: Vec<Frame>,
     frame_index: HashMap<Frame, u32>,
     threads: Vec<ThreadStacks>,
 }
 
-/// The stacks of one thread, as indices into [`Profile::frames`], root first.
+/// The stacks of one thread.
 #[derive(Debug, Clone)]
 pub struct ThreadStacks {
     pub thread: ThreadId,
-    counts: HashMap<Vec<u32>, u64>,
+    /// Where each stack is in `entries`.
+    index: HashMap<Vec<u32>, usize>,
     /// Stacks in the order they were first seen, so that output is deterministic.
-    order: Vec<Vec<u32>>,
+    entries: Vec<StackCount>,
+}
+
+/// A distinct stack of a thread and how often it was seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackCount {
+    /// Indices into [`Profile::frames`], root first.
+    pub frames: Vec<u32>,
+    pub count: u64,
+    /// When it was first seen, from the profile's start.
+    pub first_seen: Duration,
 }
 
 impl ThreadStacks {
     /// Each distinct stack (frame indices, root first) with how many times it was seen, in
     /// the order first seen.
     pub fn stacks(&self) -> impl Iterator<Item = (&[u32], u64)> + '_ {
-        self.order.iter().map(|s| (s.as_slice(), self.counts[s]))
+        self.entries.iter().map(|e| (e.frames.as_slice(), e.count))
+    }
+
+    /// The distinct stacks with their counts and times, in the order first seen.
+    pub fn entries(&self) -> &[StackCount] {
+        &self.entries
     }
 
     pub fn samples(&self) -> u64 {
-        self.counts.values().sum()
+        self.entries.iter().map(|e| e.count).sum()
     }
 }
 
@@ -110,6 +139,10 @@ impl Profile {
             name: name.into(),
             interval,
             options,
+            pid: None,
+            started: Instant::now(),
+            started_at: SystemTime::now(),
+            last: Duration::ZERO,
             frames: Vec::new(),
             frame_index: HashMap::new(),
             threads: Vec::new(),
@@ -143,23 +176,34 @@ impl Profile {
             None => {
                 self.threads.push(ThreadStacks {
                     thread: thread.clone(),
-                    counts: HashMap::new(),
-                    order: Vec::new(),
+                    index: HashMap::new(),
+                    entries: Vec::new(),
                 });
                 self.threads.len() - 1
             }
         };
+        self.last = self.started.elapsed();
         let t = &mut self.threads[at];
         if thread.name.is_some() {
             t.thread.name.clone_from(&thread.name);
         }
-        match t.counts.get_mut(&stack) {
-            Some(n) => *n += 1,
+        match t.index.get(&stack) {
+            Some(&i) => t.entries[i].count += 1,
             None => {
-                t.counts.insert(stack.clone(), 1);
-                t.order.push(stack);
+                t.index.insert(stack.clone(), t.entries.len());
+                t.entries.push(StackCount { frames: stack, count: 1, first_seen: self.last });
             }
         }
+    }
+
+    /// The wall-clock time the profile was made.
+    pub fn started_at(&self) -> SystemTime {
+        self.started_at
+    }
+
+    /// From the profile's start to the latest stack added.
+    pub fn duration(&self) -> Duration {
+        self.last
     }
 
     pub fn frames(&self) -> &[Frame] {

@@ -46,7 +46,7 @@ pub enum Command {
     Ps(PsArgs),
     /// Print every thread's Python stack of a live process or a core file
     Dump(DumpArgs),
-    /// Sample a process's stacks over time into a flame graph, speedscope file or collapsed stacks
+    /// Sample a process's stacks over time into a flame graph, speedscope, collapsed, gecko or pprof file
     #[command(long_about = RECORD_ABOUT)]
     Record(RecordArgs),
     /// Run a Python program under the debugger (like `python -m pdb`)
@@ -327,7 +327,8 @@ pub struct DumpArgs {
 }
 
 const RECORD_ABOUT: &str = "Sample a running process's Python stacks over time and write a profile: \
-a flame graph (SVG, the default), a speedscope file or collapsed stacks.\n\n\
+a flame graph (SVG, the default), a speedscope file, collapsed stacks, a Firefox Profiler \
+profile (gecko) or a pprof file.\n\n\
 `pymri record PID` records a running process; `pymri record -- COMMAND ARGS` starts COMMAND (a \
 Python program, as this user) and records it from the moment its interpreter is running until \
 it exits.\n\n\
@@ -360,6 +361,10 @@ pub enum RecordFormat {
     Speedscope,
     /// Collapsed stacks: `frame;frame;frame COUNT` per line, root first
     Collapsed,
+    /// The Firefox Profiler's processed format (JSON, one thread per thread), for https://profiler.firefox.com
+    Gecko,
+    /// pprof (gzipped protobuf), for `go tool pprof`, Grafana Pyroscope and other pprof readers
+    Pprof,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

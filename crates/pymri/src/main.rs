@@ -98,6 +98,8 @@ fn record_options(args: cli::RecordArgs) -> commands::record::RecordOptions {
             cli::RecordFormat::Flamegraph => Format::Flamegraph,
             cli::RecordFormat::Speedscope => Format::Speedscope,
             cli::RecordFormat::Collapsed => Format::Collapsed,
+            cli::RecordFormat::Gecko => Format::Gecko,
+            cli::RecordFormat::Pprof => Format::Pprof,
         },
         duration: args.duration,
         rate: args.rate,

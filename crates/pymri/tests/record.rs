@@ -176,6 +176,185 @@ fn record_flamegraph_is_an_svg_naming_the_functions() {
     assert!(stderr.contains("flame graph written to"), "{stderr}");
 }
 
+/// Runs `pymri record PID ARGS -o FILE` to its end; the file's path and pymri's stderr.
+fn record_binary(target: &Target, args: &[&str], file: &str) -> (std::path::PathBuf, String) {
+    let output = target.scratch.host.join(file);
+    let pid = target.pid().to_string();
+    let mut all = vec!["record", &pid, "-o", output.to_str().expect("path")];
+    all.extend(args);
+    let out = pymri(&all);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "pymri {all:?}: {stderr}");
+    (output, stderr)
+}
+
+/// The speedscope file in the real speedscope app (npm's `speedscope`, headless Chromium): the
+/// thread `busy` weighs every sample's interval, and its functions are listed with their file
+/// and line.
+#[test]
+fn record_speedscope_opens_in_the_speedscope_app() {
+    let target = start("3.13");
+    let tids = reported_tids(&target);
+    let (profile, stderr) = record_binary(&target, &["-d", "0.5", "-f", "speedscope"], "profile.json");
+    let samples = samples_of(&stderr);
+    let script = target.script_path(FIXTURE);
+    let hot = format!("hot ({script}:{})", common::mark(FIXTURE, "hot"));
+    let expect = serde_json::to_string(&[hot.as_str(), "busy ("]).expect("JSON");
+    let (dir, chromium) = common::browser::browser_kit();
+    let screenshot = common::browser::artifacts().join("record-speedscope.png");
+    let mut node = Command::new("node");
+    node.arg("speedscope.mjs")
+        .current_dir(&dir)
+        .env("PYMRI_PROFILE", &profile)
+        .env("PYMRI_EXPECT", &expect)
+        .env("PYMRI_THREAD", format!("thread busy ({})", tids["busy"]))
+        // Wall mode at 100 Hz: busy is in every sample, 10 ms each.
+        .env("PYMRI_TOTAL", format!("{:.2}ms", samples as f64 * 10.0))
+        .env("PYMRI_SCREENSHOT", &screenshot)
+        .env("PYMRI_CHROMIUM", &chromium);
+    let out = common::run_with_deadline(node, Duration::from_secs(180));
+    assert!(
+        out.status.success(),
+        "speedscope did not show the profile:\n{}\n{}\npymri: {stderr}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// `go tool pprof` (Debian's golang-go), which must be installed: the test fails without it.
+fn go_pprof(args: &[&str]) -> String {
+    let mut go = Command::new("go");
+    go.args(["tool", "pprof"]).args(args);
+    let out = common::run_with_deadline(go, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "go tool pprof {args:?} failed:\n{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// The flat and cumulative sample counts `go tool pprof -top` gives `function`.
+fn top_counts(top: &str, function: &str) -> (u64, u64) {
+    let line = top
+        .lines()
+        .find(|l| l.split_whitespace().last() == Some(function))
+        .unwrap_or_else(|| panic!("{function} is not in go tool pprof's top:\n{top}"));
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    let number = |i: usize| columns[i].parse().unwrap_or_else(|_| panic!("{line}"));
+    (number(0), number(3))
+}
+
+/// The pprof file read by `go tool pprof`: every thread in every sample (wall mode), the busy
+/// functions by name, and, split by thread, a `thread` label per sample.
+#[test]
+fn record_pprof_is_read_by_go_tool_pprof() {
+    assert!(
+        Command::new("go")
+            .arg("version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success()),
+        "go is required: install Debian's golang-go (scripts/test.sh does)"
+    );
+    let target = start("3.14");
+    let tids = reported_tids(&target);
+    let (profile, stderr) = record_binary(&target, &["-d", "0.5", "-f", "pprof"], "profile.pb.gz");
+    assert!(stderr.contains("pprof profile written to"), "{stderr}");
+    let samples = samples_of(&stderr);
+    let path = profile.to_str().expect("path");
+    let top = go_pprof(&["-top", "-sample_index=samples", path]);
+    let total = 3 * samples;
+    assert!(
+        top.contains(&format!("Showing nodes accounting for {total}, 100% of {total} total")),
+        "three threads in each of {samples} samples:\n{top}"
+    );
+    assert_eq!(top_counts(&top, "nap"), (samples, samples), "{top}");
+    assert_eq!(top_counts(&top, "main"), (samples, samples), "{top}");
+    assert_eq!(top_counts(&top, "busy").1, samples, "{top}");
+    let (hot, cold) = (top_counts(&top, "hot").0, top_counts(&top, "cold").0);
+    assert!(hot > cold && hot + cold > samples * 9 / 10, "hot takes about 3/4 of busy's time:\n{top}");
+    // The wall time: ten milliseconds a sample.
+    let wall = go_pprof(&["-top", "-sample_index=wall", "-unit=ms", path]);
+    assert!(wall.contains(&format!("{}ms total", total * 10)), "{wall}");
+
+    let (split, _) = record_binary(&target, &["-d", "0.2", "-f", "pprof", "--threads"], "threads.pb.gz");
+    let tags = go_pprof(&["-tags", split.to_str().expect("path")]);
+    for thread in ["busy", "sleeper", "MainThread"] {
+        let label = format!("thread {thread} ({})", tids[thread]);
+        assert!(tags.contains(&label), "{label}:\n{tags}");
+    }
+}
+
+/// Every sample of a thread of the Firefox Profiler's processed format, as (frame names root
+/// first, weight), read through the thread's tables.
+fn gecko_samples(thread: &Value) -> Vec<(Vec<String>, i64)> {
+    let strings = thread["stringArray"].as_array().expect("stringArray");
+    let (funcs, frames, stacks, table) =
+        (&thread["funcTable"], &thread["frameTable"], &thread["stackTable"], &thread["samples"]);
+    let n = table["length"].as_u64().expect("samples.length") as usize;
+    assert_eq!(table["stack"].as_array().map(Vec::len), Some(n));
+    assert_eq!(
+        table["time"].as_array().map(Vec::len).or(table["timeDeltas"].as_array().map(Vec::len)),
+        Some(n)
+    );
+    (0..n)
+        .map(|s| {
+            let mut names = Vec::new();
+            let mut stack = table["stack"][s].as_u64();
+            while let Some(i) = stack {
+                let frame = stacks["frame"][i as usize].as_u64().expect("stack frame") as usize;
+                let func = frames["func"][frame].as_u64().expect("frame func") as usize;
+                let name = funcs["name"][func].as_u64().expect("func name") as usize;
+                names.push(strings[name].as_str().expect("a string").to_string());
+                stack = stacks["prefix"][i as usize].as_u64();
+            }
+            names.reverse();
+            (names, table["weight"][s].as_i64().expect("weight"))
+        })
+        .collect()
+}
+
+/// The gecko file follows the Firefox Profiler's processed format: one thread per thread, named
+/// as in speedscope, whose samples weigh as many samples as were taken, with the busy function
+/// at its file and line.
+#[test]
+fn record_gecko_follows_the_firefox_profilers_processed_format() {
+    let target = start("3.15");
+    let tids = reported_tids(&target);
+    let (json, stderr) = record(&target, &["-d", "0.5", "-f", "gecko"], "profile.gecko.json");
+    assert!(stderr.contains("Firefox Profiler profile written to"), "{stderr}");
+    let samples = samples_of(&stderr);
+    let v: Value = serde_json::from_str(&json).expect("gecko JSON");
+    let meta = &v["meta"];
+    assert!(
+        meta["version"].as_u64().is_some() && meta["preprocessedProfileVersion"].as_u64().is_some(),
+        "{meta}"
+    );
+    assert_eq!(meta["interval"], 10.0, "milliseconds: {meta}");
+    assert_eq!(meta["product"].as_str().map(|p| p.starts_with("pymri record ")), Some(true), "{meta}");
+    let threads = v["threads"].as_array().expect("threads");
+    assert_eq!(threads.len(), 3);
+    let script = target.script_path(FIXTURE);
+    let hot = format!("hot ({script}:{})", common::mark(FIXTURE, "hot"));
+    for name in ["busy", "sleeper", "MainThread"] {
+        let label = format!("thread {name} ({})", tids[name]);
+        let thread =
+            threads.iter().find(|t| t["name"] == label.as_str()).unwrap_or_else(|| panic!("{label}"));
+        assert_eq!(thread["tid"], tids[name].to_string());
+        assert_eq!(thread["pid"], target.pid().to_string());
+        let stacks = gecko_samples(thread);
+        let weight: i64 = stacks.iter().map(|(_, w)| w).sum();
+        assert_eq!(weight as u64, samples, "{label}: in every sample");
+        if name == "busy" {
+            let in_hot: i64 = stacks.iter().filter(|(s, _)| s.last() == Some(&hot)).map(|(_, w)| w).sum();
+            assert!(in_hot * 2 > weight, "{hot} is most of busy's samples: {stacks:?}");
+        }
+    }
+}
+
 /// A `pymri record` running in the background, its stderr read line by line.
 struct Recording {
     child: Child,
@@ -299,8 +478,10 @@ fn record_rate_zero_and_absurd_rates_are_usage_errors() {
         assert_eq!(out.status.code(), Some(2), "{rate}: {stderr}");
         assert!(stderr.starts_with(&format!("error: invalid value '{rate}' for '--rate <HZ>'")), "{stderr}");
     }
-    let out = pymri(&["record", "1", "-o", "/dev/null", "-f", "pprof"]);
-    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let out = pymri(&["record", "1", "-o", "/dev/null", "-f", "pdf"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.starts_with("error: invalid value 'pdf' for '--format <FORMAT>'"), "{stderr}");
 }
 
 /// `pymri record -- COMMAND`: the program is started, recorded from its first readable moment

@@ -5,7 +5,7 @@ use crate::printer::note;
 use anyhow::{Context, Result};
 use pymri_cpython::{Error as PyError, LiveProcess as Live, SampleOptions, Sampler, ThreadDump};
 use pymri_memory::MemoryError;
-use pymri_profile::{Collapsed, Flamegraph, Options, Profile, Speedscope, ThreadId, Writer};
+use pymri_profile::{Collapsed, Flamegraph, Gecko, Options, Pprof, Profile, Speedscope, ThreadId, Writer};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
@@ -39,6 +39,8 @@ pub enum Format {
     Flamegraph,
     Speedscope,
     Collapsed,
+    Gecko,
+    Pprof,
 }
 
 /// Which threads a sample counts.
@@ -55,6 +57,8 @@ impl Format {
             Format::Flamegraph => &Flamegraph,
             Format::Speedscope => &Speedscope,
             Format::Collapsed => &Collapsed,
+            Format::Gecko => &Gecko,
+            Format::Pprof => &Pprof,
         }
     }
 
@@ -63,6 +67,8 @@ impl Format {
             Format::Flamegraph => "flame graph",
             Format::Speedscope => "speedscope profile",
             Format::Collapsed => "collapsed stacks",
+            Format::Gecko => "Firefox Profiler profile",
+            Format::Pprof => "pprof profile",
         }
     }
 }
@@ -165,6 +171,7 @@ pub fn run(opts: RecordOptions) -> Result<u8> {
         Some(interval),
         Options { lines: opts.lines, split_threads: opts.split_threads },
     );
+    profile.pid = u32::try_from(pid).ok();
     let mut sampler = Sampler::new(&live, &located);
     let until = match opts.duration {
         Some(d) => format!("for {} s", d.as_secs_f64()),

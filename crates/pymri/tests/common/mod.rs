@@ -1,6 +1,7 @@
 //! Running the `pymri` binary under test; everything else comes from `pymri-testkit`.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod pty;
 
 pub use pymri_testkit::*;
