@@ -58,18 +58,21 @@ impl Writer for Gecko {
                     .collect();
                 let stack = gecko.intern_stack_frames(thread, frames.into_iter());
                 let at = timestamp(entry.first_seen);
-                // The format's weights are i32: a larger count is several samples.
-                let mut left = entry.count;
-                while left > 0 {
-                    let weight = i32::try_from(left).unwrap_or(i32::MAX);
+                for weight in weights(entry.count) {
                     gecko.add_sample(thread, at, stack, CpuDelta::ZERO, weight);
-                    left -= weight as u64;
                 }
             }
         }
         serde_json::to_writer(&mut *out, &gecko).map_err(io::Error::other)?;
         writeln!(out)
     }
+}
+
+/// The format's weights are i32: a larger count is written as several samples.
+fn weights(count: u64) -> impl Iterator<Item = i32> {
+    let full = count / i32::MAX as u64;
+    let rest = (count % i32::MAX as u64) as i32;
+    std::iter::repeat_n(i32::MAX, full as usize).chain((rest > 0).then_some(rest))
 }
 
 fn timestamp(since_start: Duration) -> Timestamp {
@@ -175,6 +178,15 @@ mod tests {
         let t = &v["threads"][0];
         assert_eq!(t["name"], "thread a\"b (1)");
         assert_eq!(samples(t), [(vec!["<script>\"x\"\n (app.py:1)".to_string()], 1)]);
+    }
+
+    #[test]
+    fn counts_beyond_i32_are_split() {
+        assert_eq!(weights(1).collect::<Vec<_>>(), [1]);
+        assert_eq!(weights(i32::MAX as u64).collect::<Vec<_>>(), [i32::MAX]);
+        let big = 2 * i32::MAX as u64 + 5;
+        assert_eq!(weights(big).collect::<Vec<_>>(), [i32::MAX, i32::MAX, 5]);
+        assert_eq!(weights(big).map(|w| w as u64).sum::<u64>(), big);
     }
 
     #[test]

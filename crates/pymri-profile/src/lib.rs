@@ -307,6 +307,21 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_stack_keeps_the_time_it_was_first_seen() {
+        let mut p = Profile::new("test", None, Options::default());
+        let t = thread(1, "a");
+        p.add(&t, [frame("f", 1)].iter());
+        let first = p.threads()[0].entries()[0].first_seen;
+        p.add(&t, [frame("f", 1)].iter());
+        p.add(&t, [frame("g", 1)].iter());
+        let entries = p.threads()[0].entries();
+        assert_eq!(entries.len(), 2, "one entry per distinct stack, not per sample");
+        assert_eq!((entries[0].count, entries[0].first_seen), (2, first), "seeing it again keeps its time");
+        assert!(entries[1].first_seen >= first, "{entries:?}");
+        assert_eq!(p.duration(), entries[1].first_seen);
+    }
+
+    #[test]
     fn a_thread_keeps_its_latest_name() {
         let mut p = Profile::new("test", None, Options::default());
         p.add(&ThreadId { name: None, ..thread(5, "") }, [frame("f", 1)].iter());
