@@ -86,6 +86,9 @@ pub struct Profile {
     pub options: Options,
     /// The profiled process, when there is one.
     pub pid: Option<u32>,
+    /// What a sample's interval measures, for the formats that name it (pprof's second sample
+    /// type): `wall` unless told otherwise, `cpu` when only threads on a CPU were counted.
+    pub clock: String,
     /// When the profile was made: times are counted from here.
     started: Instant,
     started_at: SystemTime,
@@ -140,6 +143,7 @@ impl Profile {
             interval,
             options,
             pid: None,
+            clock: "wall".into(),
             started: Instant::now(),
             started_at: SystemTime::now(),
             last: Duration::ZERO,

@@ -2,7 +2,8 @@
 //! `go tool pprof`, Grafana Pyroscope and other continuous profilers read.
 //!
 //! Each sample has two values: how many times its stack was seen (`samples`/`count`) and, when
-//! sampling was on a schedule, that many intervals of wall time (`wall`/`nanoseconds`). A
+//! sampling was on a schedule, that many intervals of time (`wall`/`nanoseconds`, or the
+//! profile's other [`clock`](crate::Profile::clock)). A
 //! location is one frame (function, file, line); a function is a name in a file. With
 //! [`Options::split_threads`](crate::Options) each thread's stacks are separate samples with a
 //! `thread` label; without, threads are merged.
@@ -132,9 +133,9 @@ fn message(profile: &Profile) -> ProfileMessage {
     let mut strings = Strings::new();
     let mut sample_type = vec![ValueType { r#type: strings.get("samples"), unit: strings.get("count") }];
     let interval = profile.interval.map(|i| saturating_i64(i.as_nanos()));
-    let wall = ValueType { r#type: strings.get("wall"), unit: strings.get("nanoseconds") };
+    let time = ValueType { r#type: strings.get(&profile.clock), unit: strings.get("nanoseconds") };
     if interval.is_some() {
-        sample_type.push(wall.clone());
+        sample_type.push(time.clone());
     }
 
     let mut function = Vec::new();
@@ -218,7 +219,7 @@ fn message(profile: &Profile) -> ProfileMessage {
         string_table: strings.table,
         time_nanos,
         duration_nanos: saturating_i64(profile.duration().as_nanos()),
-        period_type: interval.map(|_| wall),
+        period_type: interval.map(|_| time),
         period: interval.unwrap_or(0),
     }
 }
@@ -325,6 +326,16 @@ mod tests {
             )
         );
         assert!(samples.iter().all(|(_, _, l)| l.len() == 1), "{samples:?}");
+    }
+
+    #[test]
+    fn the_time_is_named_after_the_clock() {
+        let mut profile = sample_profile(Options::default());
+        profile.clock = "cpu".into();
+        let p = read_back(&profile);
+        let name = |t: &ValueType| p.string_table[t.r#type as usize].as_str();
+        assert_eq!(name(&p.sample_type[1]), "cpu");
+        assert_eq!(p.period_type.as_ref().map(name), Some("cpu"));
     }
 
     #[test]

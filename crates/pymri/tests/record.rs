@@ -280,6 +280,12 @@ fn record_pprof_is_read_by_go_tool_pprof() {
     let wall = go_pprof(&["-top", "-sample_index=wall", "-unit=ms", path]);
     assert!(wall.contains(&format!("{}ms total", total * 10)), "{wall}");
 
+    // CPU mode: the time is CPU time, and the threads that sleep are not in it.
+    let (cpu, _) = record_binary(&target, &["-d", "0.2", "-f", "pprof", "--mode", "cpu"], "cpu.pb.gz");
+    let cpu = go_pprof(&["-top", "-sample_index=cpu", cpu.to_str().expect("path")]);
+    assert!(cpu.contains("Type: cpu") && cpu.contains(" hot\n"), "{cpu}");
+    assert!(!cpu.contains(" nap\n") && !cpu.contains(" main\n"), "{cpu}");
+
     let (split, _) = record_binary(&target, &["-d", "0.2", "-f", "pprof", "--threads"], "threads.pb.gz");
     let tags = go_pprof(&["-tags", split.to_str().expect("path")]);
     for thread in ["busy", "sleeper", "MainThread"] {

@@ -172,6 +172,12 @@ pub fn run(opts: RecordOptions) -> Result<u8> {
         Options { lines: opts.lines, split_threads: opts.split_threads },
     );
     profile.pid = u32::try_from(pid).ok();
+    profile.clock = match opts.mode {
+        Mode::Wall => "wall",
+        Mode::Cpu => "cpu",
+        Mode::Gil => "gil",
+    }
+    .into();
     let mut sampler = Sampler::new(&live, &located);
     let until = match opts.duration {
         Some(d) => format!("for {} s", d.as_secs_f64()),
