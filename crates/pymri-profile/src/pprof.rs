@@ -350,6 +350,18 @@ mod tests {
     }
 
     #[test]
+    fn names_are_kept_exactly() {
+        let mut profile = Profile::new("t", None, Options { lines: true, split_threads: true });
+        let hostile = "f\0\n\u{202e}\"\x1b]0;x\x07";
+        profile.add(&thread(1, "a\nb"), [frame(hostile, 1)].iter());
+        let p = read_back(&profile);
+        assert_eq!(
+            samples(&p),
+            [(vec![format!("{hostile} (app.py:1)")], vec![1], vec!["thread=thread a\nb (1)".to_string()])]
+        );
+    }
+
+    #[test]
     fn an_empty_profile_is_a_valid_file() {
         let p = read_back(&Profile::new("t", None, Options::default()));
         assert!(p.sample.is_empty() && p.location.is_empty());
