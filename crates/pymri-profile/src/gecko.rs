@@ -40,7 +40,8 @@ impl Writer for Gecko {
         gecko.set_process_end_time(process, timestamp(profile.duration()));
         let names: Vec<String> = profile.frames().iter().map(frame_name).collect();
         for t in profile.threads() {
-            // A thread without a kernel id gets the library's next free one.
+            // A thread without a kernel id is written as tid 0; the library makes a repeated id
+            // unique (`0.1`, `0.2`).
             let tid = t.thread.tid.and_then(|tid| u32::try_from(tid).ok()).unwrap_or(0);
             // Not marked main: the library would name a main thread after its process, and every
             // thread is to be named as in the other formats.
