@@ -191,6 +191,21 @@ mod tests {
     }
 
     #[test]
+    fn threads_without_a_kernel_id_stay_apart() {
+        let mut p = Profile::new("t", None, Options::default());
+        for ident in [1, 2] {
+            let t = crate::ThreadId { tid: None, ident, name: Some("w".into()) };
+            p.add(&t, [frame("f", 1)].iter());
+        }
+        let v = json(&p);
+        let threads = v["threads"].as_array().expect("threads");
+        let tids: Vec<&str> = threads.iter().filter_map(|t| t["tid"].as_str()).collect();
+        assert_eq!(tids, ["0", "0.1"]);
+        let names: Vec<&str> = threads.iter().filter_map(|t| t["name"].as_str()).collect();
+        assert_eq!(names, ["thread w (ident 0x1)", "thread w (ident 0x2)"]);
+    }
+
+    #[test]
     fn an_empty_profile_has_no_threads() {
         let v = json(&Profile::new("t", None, Options::default()));
         assert_eq!(v["threads"].as_array().map(Vec::len), Some(0));
