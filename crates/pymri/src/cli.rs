@@ -198,8 +198,8 @@ pub struct AttachArgs {
 const EXEC_ABOUT: &str = "Run Python code in a running process (CPython 3.9 to 3.15) and show what \
 it prints, without stopping or restarting the process.\n\n\
 The code runs at the next safe point of the main thread (or --thread), in the `__main__` module's \
-globals, through the same injection as `pymri attach`; that thread waits only while the code \
-runs, the others never. What the code writes to sys.stdout and sys.stderr comes back to pymri's \
+globals, through the same injection as `pymri attach`; that thread is held only while the agent \
+starts, the code runs and the agent leaves, the others go on. What the code writes to sys.stdout and sys.stderr comes back to pymri's \
 stdout and stderr (the program's own output from other threads stays where it goes); the value \
 of a final bare expression is printed as the Python prompt shows it. Then every hook is removed.\n\n\
 Exit status: 0 when the code ran, 1 when it raised (its traceback on stderr) or did not compile, \

@@ -4,7 +4,7 @@
 //! The agent is injected as for `attach` and stops the chosen thread where the injection ran;
 //! one `exec` request runs the code there (its output arrives as `output` events while it runs)
 //! and a `detach` removes every hook and lets the thread go on. Nobody is prompted in between:
-//! the thread waits only for the code and two messages on a local socket.
+//! besides the code, the thread waits for the agent's start and a few messages on a local socket.
 
 use super::attach::{connect_quietly, Attached};
 use crate::escape;
