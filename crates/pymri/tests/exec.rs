@@ -241,3 +241,21 @@ fn output_is_bounded() {
         "pymri: 2097152 more characters of output were not sent (the limit is 8 MiB per run)\n"
     );
 }
+
+/// A chosen thread blocked in C never runs the code: pymri gives up after --timeout with exit
+/// status 7, on both injection paths (a pause armed by the agent before 3.14, PEP 768's request
+/// in that thread from 3.14), and the program is left unhooked with the code not run.
+#[test]
+fn a_chosen_thread_blocked_in_c_times_out() {
+    for version in ["3.11", "3.14"] {
+        let interp = common::interpreter(version).expect("interpreter");
+        let mut target = start(&interp);
+        let printer = reported_tids(&target)["printer"].to_string();
+        let out = exec(&target, &["--thread", &printer, "--timeout", "1", "-c", "answer = 1"]);
+        assert_eq!(out.status.code(), Some(7), "{version}: {}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("did not reach a safe point within 1s"), "{version}: {stderr}");
+        assert_eq!(target.ask("global answer"), "<unset>", "{version}: the code did not run");
+        assert_untouched(version, &state(&mut target));
+    }
+}
