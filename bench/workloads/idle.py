@@ -1,6 +1,7 @@
-"""A target idling in 50 ms sleeps, for the attach-latency benchmark.
+"""A target idling in 50 ms sleeps, for the attach-latency and exec benchmarks.
 
-Usage: idle.py FD   (writes "ready" to the inherited file descriptor FD)
+Usage: idle.py FD [SECONDS]   (writes "ready" to the inherited file descriptor FD; sleeps of
+SECONDS, 0.05 by default)
 """
 
 import os
@@ -8,11 +9,11 @@ import sys
 import time
 
 
-def idle():
+def idle(seconds):
     while True:
-        time.sleep(0.05)
+        time.sleep(seconds)
 
 
 os.write(int(sys.argv[1]), b"ready\n")
 os.close(int(sys.argv[1]))
-idle()
+idle(float(sys.argv[2]) if len(sys.argv) > 2 else 0.05)

@@ -49,11 +49,23 @@ def _forget_modules():
 def _remove_stage(path):
     """Removes the session's private directory (bootstrap, socket), also if pymri itself died.
     The package directory, shared by later attaches for its bytecode cache, stays."""
-    import shutil
-
     name = os.path.basename(str(path or ""))
     if name.startswith("pymri-") and not name.startswith("pymri-agent-"):
-        shutil.rmtree(path, ignore_errors=True)
+        _remove_tree(path)
+
+
+def _remove_tree(path):
+    # Not shutil.rmtree: importing shutil loads a dozen compression modules into the program.
+    try:
+        with os.scandir(path) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    _remove_tree(entry.path)
+                else:
+                    os.unlink(entry.path)
+        os.rmdir(path)
+    except OSError:
+        pass
 
 
 def start(config):

@@ -22,7 +22,8 @@ try:
 except ImportError:
     from queue import Queue as SimpleQueue
 
-from . import inspection, req_breakpoints, req_evaluate, req_inspect, req_session, req_stepping, req_threads
+from . import (inspection, req_breakpoints, req_evaluate, req_exec, req_inspect, req_session, req_stepping,
+               req_threads)
 from ._codeswap import CodeSwapper
 from ._handlers import AFTER, READER, RESUME, RequestError, compose
 from ._hits import JUMP, BreakpointHits
@@ -37,7 +38,8 @@ _PSEUDO_FILES = ("<pymri-condition>", "<pymri-log>")
 
 # name -> (kind, handler): every request the agent answers.
 REQUESTS = compose(req_session.REQUESTS, req_breakpoints.REQUESTS, req_stepping.REQUESTS,
-                   req_threads.REQUESTS, req_inspect.REQUESTS, req_evaluate.REQUESTS)
+                   req_threads.REQUESTS, req_inspect.REQUESTS, req_evaluate.REQUESTS,
+                   req_exec.REQUESTS)
 
 
 class ControlFlow(BaseException):

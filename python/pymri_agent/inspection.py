@@ -93,19 +93,28 @@ def locals_to_fast(frame):
 
 
 class _StreamRouter(object):
-    def __init__(self, target, captures):
+    def __init__(self, target, captures, name):
         object.__setattr__(self, "_pymri_target", target)
         object.__setattr__(self, "_pymri_captures", captures)
+        object.__setattr__(self, "_pymri_name", name)
+
+    def _pymri_sink(self):
+        """The capturing thread's buffer for this stream, or None: a list shared by both
+        streams, or a dict of one sink per stream name (`pymri exec` keeps them apart)."""
+        buf = self._pymri_captures.get(_get_ident())
+        if type(buf) is dict:
+            return buf.get(self._pymri_name)
+        return buf
 
     def write(self, s):
-        buf = self._pymri_captures.get(_get_ident())
+        buf = self._pymri_sink()
         if buf is not None:
             buf.append(str(s))
             return len(s)
         return self._pymri_target.write(s)
 
     def writelines(self, lines):
-        buf = self._pymri_captures.get(_get_ident())
+        buf = self._pymri_sink()
         if buf is not None:
             for s in lines:
                 buf.append(str(s))
@@ -140,14 +149,16 @@ class OutputCapture(object):
                 continue  # no stream (e.g. a daemon): print() is a no-op, leave it so
             if isinstance(current, _StreamRouter) and current._pymri_captures is self.captures:
                 continue
-            router = _StreamRouter(current, self.captures)
+            router = _StreamRouter(current, self.captures, name)
             self._routers[name] = router
             setattr(sys, name, router)
 
-    def start(self):
+    def start(self, sinks=None):
+        """Captures the calling thread's writes: into a new list (returned), or into `sinks`,
+        {"stdout": sink, "stderr": sink}, objects with an `append(text)`."""
         with self._lock:
             self._ensure()
-            buf = []
+            buf = [] if sinks is None else sinks
             self.captures[_get_ident()] = buf
             return buf
 

@@ -21,6 +21,9 @@ pub struct Options {
     pub thread: Option<u64>,
     /// How long the target may take to reach a safe point and connect.
     pub timeout: Duration,
+    /// Whether the agent stops that thread once connected; `false` leaves the program running
+    /// (the agent serves requests from its own thread).
+    pub stop: bool,
 }
 
 /// An agent that has connected back, not yet authenticated.
@@ -110,6 +113,7 @@ pub fn start(live: &LiveProcess, located: &Located, options: &Options) -> Result
         &nonce,
         stop_thread,
         skip_frames,
+        options.stop,
     );
     let script = stage.write(BOOTSTRAP, bootstrap.as_bytes()).map_err(InjectError::Stage)?;
     stage.hand_over().map_err(InjectError::Stage)?;
@@ -253,6 +257,7 @@ fn bootstrap_source(
     nonce: &str,
     stop_thread: Option<u64>,
     skip_frames: u32,
+    stop: bool,
 ) -> String {
     let (major, minor) = (located.version.major, located.version.minor);
     let offsets = match pymri_layouts::tracing::trace_offsets(major, minor) {
@@ -263,13 +268,14 @@ fn bootstrap_source(
         None => "None".into(),
     };
     let stop_thread = stop_thread.map_or("None".to_string(), |t| t.to_string());
+    let stop = if stop { "True" } else { "False" };
     format!(
         "import sys\n\
          sys.path.insert(0, {dir:?})\n\
          import pymri_agent.attach\n\
          pymri_agent.attach.start({{'connect': 'unix:' + {socket:?}, 'secret': {secret:?}, 'nonce': {nonce:?}, \
          'thread_offsets': {offsets}, 'stop_thread': {stop_thread}, 'skip_frames': {skip_frames}, \
-         'stage': {stage_dir:?}}})\n",
+         'stop': {stop}, 'stage': {stage_dir:?}}})\n",
         dir = package_dir,
         stage_dir = stage.inside(),
     )

@@ -597,6 +597,31 @@ pub struct InteractBody {
 }
 request!(Interact, "interact", InteractBody);
 
+// ---------------------------------------------------------------------------------------------
+// Running code (`pymri exec`)
+
+/// Runs `source` in stopped thread `thread`, in the `__main__` module's globals. What the code
+/// writes to stdout and stderr arrives before the answer as `output` events of categories
+/// `stdout` and `stderr`; a final bare expression's repr (unless None) is part of its stdout.
+#[derive(Debug, Clone, Serialize)]
+pub struct Exec {
+    pub thread: u64,
+    pub source: String,
+    /// The name tracebacks give the code.
+    pub filename: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Executed {
+    /// The exception that escaped the code (a SyntaxError too).
+    #[serde(default)]
+    pub exception: Option<ExceptionInfo>,
+    /// Characters of output the agent did not send, past its limit.
+    #[serde(default)]
+    pub dropped: u64,
+}
+request!(Exec, "exec", Executed);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,6 +55,9 @@ pub enum Command {
     /// Attach the debugger to a running Python process, without restarting it
     #[command(long_about = ATTACH_ABOUT)]
     Attach(AttachArgs),
+    /// Run Python code in a running process and show what it prints, without stopping it
+    #[command(long_about = EXEC_ABOUT)]
+    Exec(ExecArgs),
     /// The debugger in a browser page: attach to a process or launch a program
     #[command(long_about = WEB_ABOUT)]
     Web(WebArgs),
@@ -190,6 +193,35 @@ pub struct AttachArgs {
     /// A debugger command to run at the first stop, as if typed (repeatable)
     #[arg(short = 'c', value_name = "COMMAND")]
     pub commands: Vec<String>,
+}
+
+const EXEC_ABOUT: &str = "Run Python code in a running process (CPython 3.9 to 3.15) and show what \
+it prints, without stopping or restarting the process.\n\n\
+The code runs at the next safe point of the main thread (or --thread), in the `__main__` module's \
+globals, through the same injection as `pymri attach`; that thread is held only while the agent \
+starts, the code runs and the agent leaves, the others go on. What the code writes to sys.stdout and sys.stderr comes back to pymri's \
+stdout and stderr (the program's own output from other threads stays where it goes); the value \
+of a final bare expression is printed as the Python prompt shows it. Then every hook is removed.\n\n\
+Exit status: 0 when the code ran, 1 when it raised (its traceback on stderr) or did not compile, \
+otherwise as for `pymri attach` (6 refused, 7 no safe point within --timeout).";
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("code").required(true).args(["command", "file"])))]
+pub struct ExecArgs {
+    /// Process id of a running Python program
+    pub pid: i32,
+    /// The code to run
+    #[arg(short = 'c', value_name = "CODE")]
+    pub command: Option<String>,
+    /// A file of code to run (at most 1 MiB of UTF-8); `-` reads the code from stdin
+    #[arg(value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Run it in this thread (its kernel id, as `pymri dump` shows it) instead of the main one
+    #[arg(long, value_name = "TID")]
+    pub thread: Option<i32>,
+    /// Seconds to wait for the target to reach a safe point (at most a day)
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds, allow_negative_numbers = true)]
+    pub timeout: Duration,
 }
 
 const RUN_ABOUT: &str = "Run a Python program under the debugger, like `python -m pdb`.\n\n\

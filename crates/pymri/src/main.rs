@@ -52,6 +52,17 @@ fn main() -> ExitCode {
             commands: args.commands,
         })
         .map(success),
+        Command::Exec(args) => commands::exec::run(commands::exec::ExecOptions {
+            pid: args.pid,
+            thread: args.thread,
+            timeout: args.timeout,
+            // clap lets exactly one of -c and FILE through.
+            code: match args.file {
+                Some(path) if path.as_os_str() == "-" => commands::exec::Code::Stdin,
+                Some(path) => commands::exec::Code::File(path),
+                None => commands::exec::Code::Inline(args.command.unwrap_or_default()),
+            },
+        }),
         Command::Ps(args) => {
             commands::ps::run(commands::ps::PsOptions { json: args.json }, &mut printer).map(success)
         }

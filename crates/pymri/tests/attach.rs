@@ -4,7 +4,7 @@
 mod common;
 
 use common::pty::Repl;
-use common::{interpreter, mark, pymri, text, Interpreter, Target};
+use common::{interpreter, mark, pymri, staging_dirs, text, Interpreter, Target};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -134,22 +134,6 @@ per_interpreter! {
     "3.13", 61013 => server_3_13, killed_cli_3_13;
     "3.14", 61014 => server_3_14, killed_cli_3_14;
     "3.15", 61015 => server_3_15, killed_cli_3_15;
-}
-
-/// Staging directories pymri made for targets running as `uid`. Each test runs its targets as
-/// a user of its own, so tests running in parallel cannot see each other's.
-fn staging_dirs(interp: &Interpreter, uid: u32) -> Vec<String> {
-    use std::os::unix::fs::MetadataExt;
-    let tmp = interp.host_path("/tmp");
-    std::fs::read_dir(tmp)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
-                .filter_map(|e| e.file_name().into_string().ok())
-                .filter(|n| n.starts_with("pymri-") && !n.starts_with("pymri-test-"))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[test]

@@ -76,7 +76,8 @@ fn inject(pid: i32, timeout: Duration, paths: &mut PathMap) -> Result<(Session, 
     let user = |e: &(dyn std::error::Error + 'static)| DapError::User(with_causes(e));
     let live = LiveProcess::open(pid).map_err(|e| user(&e))?;
     let located = live.locate().map_err(|e| user(&e))?;
-    let pending = attach::start(&live, &located, &Options { thread: None, timeout }).map_err(|e| user(&e))?;
+    let pending = attach::start(&live, &located, &Options { thread: None, timeout, stop: true })
+        .map_err(|e| user(&e))?;
     let stream = pending
         .stream
         .try_clone()

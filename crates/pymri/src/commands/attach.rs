@@ -18,7 +18,7 @@ pub struct AttachOptions {
 }
 
 pub fn run(opts: AttachOptions) -> Result<()> {
-    let Attached { live, pending, session } = connect(opts.pid, opts.thread, opts.timeout)?;
+    let Attached { live, pending, session } = connect(opts.pid, opts.thread, opts.timeout, true)?;
     let outcome = repl::run_session(
         session,
         ReplOptions { mode: Mode::Attach, commands: opts.commands, program: live.command.clone() },
@@ -40,14 +40,32 @@ pub(crate) struct Attached {
     pub session: Session,
 }
 
-/// Injects the agent into process `pid`, stopping thread `thread` (a kernel id; the main
-/// thread without one), and authenticates the agent that connects back.
-pub(crate) fn connect(pid: i32, thread: Option<i32>, timeout: Duration) -> Result<Attached> {
+/// Injects the agent into process `pid` at the next safe point of thread `thread` (a kernel
+/// id; the main thread without one), stopping it there if `stop`, and authenticates the agent
+/// that connects back.
+pub(crate) fn connect(pid: i32, thread: Option<i32>, timeout: Duration, stop: bool) -> Result<Attached> {
+    inject(pid, thread, timeout, stop, true)
+}
+
+/// [`connect`] without the "Attaching..." note: for commands whose stderr is the code's own
+/// (`exec`).
+pub(crate) fn connect_quietly(
+    pid: i32,
+    thread: Option<i32>,
+    timeout: Duration,
+    stop: bool,
+) -> Result<Attached> {
+    inject(pid, thread, timeout, stop, false)
+}
+
+fn inject(pid: i32, thread: Option<i32>, timeout: Duration, stop: bool, announce: bool) -> Result<Attached> {
     let live = LiveProcess::open(pid)?;
     let located = live.locate()?;
     let ident = thread_ident(&live, &located, thread)?;
-    note(&format!("Attaching to process {pid} (Python {})...", located.version));
-    let pending = attach::start(&live, &located, &Options { thread: ident, timeout })?;
+    if announce {
+        note(&format!("Attaching to process {pid} (Python {})...", located.version));
+    }
+    let pending = attach::start(&live, &located, &Options { thread: ident, timeout, stop })?;
     let stream = pending.stream.try_clone().context("duplicating the agent's socket")?;
     let session = Session::connect(stream, &pending.secret, &pending.nonce)
         .context("the agent that connected did not prove it was started by this attach")?;

@@ -50,7 +50,7 @@ pub fn run(opts: WebOptions) -> Result<u8> {
     match opts.target {
         WebTarget::Attach { pid, thread, timeout } => {
             let super::attach::Attached { live, pending, session } =
-                super::attach::connect(pid, thread, timeout)?;
+                super::attach::connect(pid, thread, timeout, true)?;
             let page = Page { server, open: opts.open, mode: Mode::Attach, program: live.command.clone() };
             let (outcome, _) = page.serve(session, None)?;
             // The staging directory goes after the session: the agent may import more of itself.

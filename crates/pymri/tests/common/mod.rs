@@ -31,3 +31,19 @@ pub fn reported_tids(target: &Target) -> std::collections::HashMap<String, i64> 
         .map(|(k, v)| (k.clone(), v.as_i64().expect("tid")))
         .collect()
 }
+
+/// Staging directories pymri made for targets running as `uid`. Each test runs its targets as
+/// a user of its own, so tests running in parallel cannot see each other's.
+pub fn staging_dirs(interp: &Interpreter, uid: u32) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = interp.host_path("/tmp");
+    std::fs::read_dir(tmp)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.metadata().is_ok_and(|m| m.uid() == uid))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with("pymri-") && !n.starts_with("pymri-test-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
