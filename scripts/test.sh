@@ -52,17 +52,30 @@ if [[ $(cat /proc/sys/kernel/core_pattern) == \|* ]]; then
     echo core >/proc/sys/kernel/core_pattern
 fi
 
+# Each phase's wall time goes to stderr, and a table of them at the end: docs/testing.md says
+# where the suite's time goes, from these lines.
+phases=()
+phase() {
+    local name=$1 start=$SECONDS
+    shift
+    "$@"
+    phases+=("$(printf '%-12s %4ds' "$name" $((SECONDS - start)))")
+    echo "test: $name took $((SECONDS - start))s" >&2
+}
+trap 'printf "test: %s\n" "${phases[@]}" >&2' EXIT
+
+provision() { PYMRI_INTERPRETERS=$(bash scripts/provision-interpreters.sh); }
 # The interpreters every test run needs; the tests fail if any is missing.
-PYMRI_INTERPRETERS=$(bash scripts/provision-interpreters.sh)
+phase provision provision
 export PYMRI_INTERPRETERS
 
-cargo fmt --all --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo build --workspace --locked
-cargo nextest run --workspace --locked --no-fail-fast "$@"
+phase fmt cargo fmt --all --check
+phase clippy cargo clippy --workspace --all-targets --locked -- -D warnings
+phase build cargo build --workspace --locked
+phase nextest cargo nextest run --workspace --locked --no-fail-fast "$@"
 # The in-target agent's own suite, on every interpreter.
-bash python/tests/run_all.sh
+phase agent bash python/tests/run_all.sh
 # The agent as a pip-installed library.
-bash scripts/pip-check.sh
+phase pip-check bash scripts/pip-check.sh
 # Every parser of untrusted bytes, fuzzed for a bounded time.
-bash scripts/fuzz.sh
+phase fuzz bash scripts/fuzz.sh
