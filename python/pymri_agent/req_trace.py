@@ -61,14 +61,17 @@ def req_trace_start(agent, args):
             _remove(agent, placed)
             raise
         agent.tracer = tracer
+        # The logpoints first: on 3.9-3.11 their tracers (frames already running) are the ones
+        # the trace's own hooks leave in place, and restore when they go.
+        if placed:
+            agent.bps_changed()
         try:
             tracer.start()
         except Exception as exc:
             agent.tracer = None
             _remove(agent, placed)
-            raise RequestError("internal", "cannot install the trace hooks: %s" % exc)
-        if placed:
             agent.bps_changed()
+            raise RequestError("internal", "cannot install the trace hooks: %s" % exc)
     agent.detach_callbacks.append(lambda: _end(agent, tracer))
     atexit.register(_at_exit, agent, tracer)
     body = tracer.info()
@@ -88,6 +91,9 @@ def _end(agent, tracer):
         atexit.unregister(_at_exit)
     except Exception:
         pass
+    # The hooks first: they give back the tracers they replaced, which the logpoints' removal
+    # then takes away.
+    summary = tracer.stop()
     with agent.lock:
         if getattr(agent, "tracer", None) is tracer:
             agent.tracer = None
@@ -95,7 +101,7 @@ def _end(agent, tracer):
         _remove(agent, mine)
         if mine and not agent.detached:
             agent.bps_changed()
-    return tracer.stop()
+    return summary
 
 
 def _at_exit(agent, tracer):

@@ -652,6 +652,8 @@ class _TraceHooks(object):
             for ident, frame in list(sys._current_frames().items()):
                 if ident in agent.agent_threads:
                     continue
+                # A frame traced by the debugger's backend (a logpoint in a frame that was
+                # already running) keeps that tracer: its line events matter more.
                 f = frame
                 while f is not None:
                     if f.f_trace is None and not f.f_code.co_filename.startswith(AGENT_DIR):
@@ -664,10 +666,16 @@ class _TraceHooks(object):
             sys.settrace(self.gtrace)
 
     def uninstall(self):
+        # The tracers this one replaced may be the debugger backend's (logpoints in running
+        # frames); if the backend has let go of them meanwhile (it detached), they go too.
+        backend = self.tracer.agent.backend
+        stale = () if getattr(backend, "installed", False) else (getattr(backend, "gtrace", None), getattr)
         if getattr(threading, "_trace_hook", None) is self.gtrace:
-            threading.settrace(self.prev_hook)
+            threading.settrace(None if self.prev_hook in stale else self.prev_hook)
         if self.alltrace is not None and self.alltrace.ok:
             self.alltrace.restore(self.gtrace)
+            if stale:
+                self.alltrace.restore(stale[0], also=stale[1:])
         if sys.gettrace() is self.gtrace:
             sys.settrace(None)
         for frame in list(sys._current_frames().values()):

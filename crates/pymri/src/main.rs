@@ -114,7 +114,8 @@ fn record_options(args: cli::RecordArgs) -> commands::record::RecordOptions {
 
 fn trace_options(args: cli::TraceArgs) -> commands::trace::TraceOptions {
     use commands::trace::{Target, TraceOptions};
-    let logpoints = args.log.chunks(2).map(|p| (p[0].clone(), p.get(1).cloned().unwrap_or_default())).collect();
+    let logpoints =
+        args.log.chunks(2).map(|p| (p[0].clone(), p.get(1).cloned().unwrap_or_default())).collect();
     TraceOptions {
         target: match args.pid {
             Some(pid) => Target::Pid(pid),

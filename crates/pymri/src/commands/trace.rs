@@ -27,7 +27,10 @@ use std::time::{Duration, Instant};
 pub enum Target {
     Pid(i32),
     /// `-- COMMAND ARGS`: `python3 script.py ARGS`, `python3 -m module ARGS`, or `script.py ARGS`.
-    Command { words: Vec<String>, root: Option<PathBuf> },
+    Command {
+        words: Vec<String>,
+        root: Option<PathBuf>,
+    },
 }
 
 pub struct TraceOptions {
@@ -87,7 +90,9 @@ pub fn run(opts: TraceOptions, printer: &mut Printer) -> Result<u8> {
 
 fn start_request(opts: &TraceOptions) -> Result<TraceStart> {
     if !opts.exceptions && opts.logpoints.is_empty() && opts.calls.is_empty() {
-        bail!(Usage("nothing to trace\nhint: add --exceptions, --log FILE:LINE FORMAT or --calls FUNC".into()));
+        bail!(Usage(
+            "nothing to trace\nhint: add --exceptions, --log FILE:LINE FORMAT or --calls FUNC".into()
+        ));
     }
     if !opts.types.is_empty() && !opts.exceptions {
         bail!(Usage("--type needs --exceptions".into()));
@@ -109,7 +114,8 @@ fn start_request(opts: &TraceOptions) -> Result<TraceStart> {
         let valid = |s: &str| {
             !s.is_empty()
                 && s.split('.').all(|p| {
-                    !p.is_empty() && p.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '<' || c == '>')
+                    !p.is_empty()
+                        && p.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '<' || c == '>')
                 })
         };
         let ok = match spec.split_once(':') {
@@ -195,7 +201,8 @@ fn trace(
     if launched.is_some() {
         pymri_launch::start(session, false).context("starting the program")?;
     }
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
     let waker = session.waker();
     let handle = signals.handle();
     let forwarder = std::thread::spawn(move || {
@@ -230,7 +237,12 @@ enum Finished {
     Summary(Value),
 }
 
-fn events(session: &Session, opts: &TraceOptions, printer: &mut Printer, deadline: Option<Instant>) -> Result<Finished> {
+fn events(
+    session: &Session,
+    opts: &TraceOptions,
+    printer: &mut Printer,
+    deadline: Option<Instant>,
+) -> Result<Finished> {
     loop {
         let wait = match deadline {
             Some(d) => match d.checked_duration_since(Instant::now()) {
@@ -281,9 +293,10 @@ fn write_event(body: &Value, json: bool, printer: &mut Printer) -> Result<()> {
             );
             match body.get("outcome").and_then(Value::as_str) {
                 Some("handled") => out.push_str(&format!("    handled at {}\n", site(body.get("handled")))),
-                Some("native") => {
-                    out.push_str(&format!("    handled by native code called at {}\n", site(body.get("handled"))))
-                }
+                Some("native") => out.push_str(&format!(
+                    "    handled by native code called at {}\n",
+                    site(body.get("handled"))
+                )),
                 Some("escaped") => out.push_str("    escaped (no Python frame handled it)\n"),
                 _ => out.push_str("    still in flight when the trace ended\n"),
             }
@@ -354,10 +367,8 @@ fn write_summary(summary: &Value, json: bool, printer: &mut Printer) -> Result<(
     let list = |k: &str| summary.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
     let count = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
     let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
-    let mut out = format!(
-        "\nSummary ({:.1} s)\n",
-        summary.get("duration").and_then(Value::as_f64).unwrap_or(0.0)
-    );
+    let mut out =
+        format!("\nSummary ({:.1} s)\n", summary.get("duration").and_then(Value::as_f64).unwrap_or(0.0));
     let exceptions = list("exceptions");
     if !exceptions.is_empty() {
         out.push_str("Exceptions by (type, raised at, handled at):\n");
