@@ -201,6 +201,11 @@ fn trace(
     if launched.is_some() {
         pymri_launch::start(session, false).context("starting the program")?;
     }
+    let until = match opts.duration {
+        Some(d) => format!("for {} s", d.as_secs_f64()),
+        None => "until Ctrl-C".into(),
+    };
+    note(&format!("Tracing ({}) {until}...", started.backend.as_deref().unwrap_or("logpoints only")));
     let mut signals =
         signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])?;
     let waker = session.waker();
