@@ -219,6 +219,11 @@ class Tracer(object):
                 for rec in list(self.inflight.values()):
                     self._settle(rec)
                 self.inflight.clear()
+            # The caches hold the program's code objects and classes alive: not past the trace.
+            self.call_cache.clear()
+            self.type_cache.clear()
+            if self.hook is not None:
+                self.hook.forget()
         return self.summary()
 
     def info(self):
@@ -534,6 +539,9 @@ class _MonitoringHooks(object):
     def thread_starting(self):
         pass
 
+    def forget(self):
+        self.lines.clear()
+
     def handler_line(self, code, offset):
         """The line of the `except` (or `with`) whose handler starts at `offset`: the handler's
         first instructions have no line of their own, the first one after them with a line is
@@ -596,6 +604,8 @@ class _TraceHooks(object):
         inflight = tracer.inflight
 
         def ltrace(frame, event, arg):
+            if event == "return" and not inflight:
+                return None  # the common case, kept short: nothing is in flight anywhere
             try:
                 if event == "exception":
                     if frame.f_code.co_filename.startswith(AGENT_DIR):
@@ -622,22 +632,23 @@ class _TraceHooks(object):
             return ltrace
 
         def gtrace(frame, event, arg):
-            if calls:
-                try:
-                    spec = call_spec(frame.f_code, frame)
-                    if spec is not None:
-                        called(spec, frame)
-                except Exception:
-                    agent.internal_error()
+            try:
+                spec = call_spec(frame.f_code, frame)
+                if spec is not None:
+                    called(spec, frame)
+            except Exception:
+                agent.internal_error()
             if exceptions:
-                if frame.f_code.co_filename.startswith(AGENT_DIR):
-                    return None
                 frame.f_trace_lines = False
                 return ltrace
             return None
 
+        def gtrace_exceptions(frame, event, arg):
+            frame.f_trace_lines = False
+            return ltrace
+
         self.ltrace = ltrace
-        self.gtrace = gtrace
+        self.gtrace = gtrace if calls else gtrace_exceptions
 
     def install(self):
         agent = self.tracer.agent
@@ -660,6 +671,9 @@ class _TraceHooks(object):
                         f.f_trace = self.ltrace
                         f.f_trace_lines = False
                     f = f.f_back
+
+    def forget(self):
+        pass
 
     def thread_starting(self):
         if sys.gettrace() is not self.gtrace:
