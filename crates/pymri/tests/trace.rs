@@ -308,6 +308,43 @@ fn a_launched_program_is_traced_to_its_end_with_its_exit_status() {
     }
 }
 
+/// Strings from the target (an exception's message, a logpoint's value) reach the terminal
+/// with their control and invisible characters escaped.
+#[test]
+fn target_strings_are_escaped() {
+    let interp = interpreter("3.14").expect("3.14");
+    let scratch = common::Scratch::new(&interp);
+    let script = scratch.copy_fixture("trace_launch.py");
+    let log = format!("{script}:{}", mark("trace_launch.py", "log"));
+    let root = interp.root.to_string_lossy().into_owned();
+    let hostile = "\x1b]0;pwned\x07\u{202e}evil\x1b[2J";
+    let out = pymri(&[
+        "trace",
+        "--exceptions",
+        "--log",
+        &log,
+        "{name}",
+        "--root",
+        &root,
+        "--",
+        &interp.exe,
+        &script,
+        "2",
+        hostile,
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        !stdout.contains('\x1b') && !stdout.contains('\u{202e}') && !stdout.contains('\x07'),
+        "{stdout:?}"
+    );
+    assert!(stdout.contains("Name or service not known: \\x1b]0;pwned\\x07\\u202eevil\\x1b[2J"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{log} \\x1b]0;pwned\\x07\\u202eevil")),
+        "the logpoint's value: {stdout}"
+    );
+}
+
 #[test]
 fn refused_when_the_target_disables_remote_debugging() {
     for (version, flags, env) in
