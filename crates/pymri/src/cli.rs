@@ -246,7 +246,7 @@ pub struct TraceArgs {
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds, allow_negative_numbers = true)]
     pub timeout: Duration,
     /// With a COMMAND: run it chrooted in DIR; PYTHON and SCRIPT are then paths inside DIR
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "pid")]
     pub root: Option<PathBuf>,
 }
 
