@@ -1,6 +1,6 @@
 """`pymri trace` overhead on a running target, measured inside the target (bench/trace.sh).
 
-The target prints the time of each chunk of fixed work. In one process, phases alternate:
+The target prints the CPU time of each chunk of fixed work (its main thread's). In one process, phases alternate:
 untraced chunks, chunks while `pymri trace PID ...` runs (from its "Tracing" note on), untraced
 again after Ctrl-C, for --cycles cycles. The ratio is the median traced chunk over the median
 untraced one; for the raising workload, the extra time per exception as well.
@@ -65,6 +65,8 @@ class Target(object):
         got = []
         while len(got) < n:
             done, secs, exc = self.chunks.get(timeout=60)
+            # `secs` is CPU time: the chunk started no later than `done - secs`; the one chunk
+            # in flight at `after` is dropped by the caller's margin below.
             if done - secs >= after:
                 got.append((secs, exc))
         return got
@@ -95,10 +97,12 @@ def run(pymri, root, exe, mode, size, args, cycles, per_phase):
             plain += target.take(per_phase)
             args_ = [a.replace("{script}", target.script) for a in args]
             proc, since = traced(pymri, target.proc.pid, args_)
+            target.take(1, after=since)  # may have started before the hooks were in
             hooked += target.take(per_phase, after=since)
             proc.send_signal(signal.SIGINT)
             proc.communicate(timeout=30)
             after = time.monotonic()
+            target.take(1, after=after)
             plain += target.take(per_phase, after=after)
         base = statistics.median(s for s, _ in plain)
         with_hooks = statistics.median(s for s, _ in hooked)
