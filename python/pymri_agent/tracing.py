@@ -191,6 +191,7 @@ class Tracer(object):
             # Started before the hooks: creating a thread raises and handles exceptions.
             self._flusher = threading.Thread(target=self._flush_main, name="pymri-trace", daemon=True)
             self._flusher.start()
+            self.agent.agent_threads.add(self._flusher.ident)  # before the hooks exclude them
         try:
             self.hook.install()
         except Exception:
