@@ -277,6 +277,27 @@ fn no_hook_is_left_after_sigint_or_sigkill() {
     }
 }
 
+/// A traced process that exits sends its summary on its way out; pymri prints it and ends.
+#[test]
+fn a_process_exiting_while_traced_sends_its_summary() {
+    for interp in interpreters() {
+        let mut target = start(&interp);
+        let name = &interp.name;
+        let tracing = Tracing::start(target.pid());
+        tracing.expect("socket.gaierror", Duration::from_secs(20));
+        assert_eq!(target.ask("exit"), "exiting");
+        let rest = tracing.expect("Registry.add", Duration::from_secs(10));
+        assert!(
+            rest.contains("Summary (") && rest.contains("socket.gaierror  raised at resolve"),
+            "{name}: {rest}"
+        );
+        let mut tracing = tracing;
+        assert_eq!(tracing.wait(Duration::from_secs(10)).code(), Some(0), "{name}");
+        let status = target.child.wait().expect("wait target");
+        assert_eq!(status.code(), Some(0), "{name}: the program exited normally");
+    }
+}
+
 #[test]
 fn a_launched_program_is_traced_to_its_end_with_its_exit_status() {
     for interp in interpreters() {
