@@ -60,6 +60,11 @@ class BreakpointHits(object):
                                         hook_line=line if hook else None, jump_ok=jump_ok)
 
     def _send_log(self, bp, frame, line):
+        tracer = self.tracer
+        if tracer is not None and bp.id in tracer.log_bps:
+            if tracer.count_log(bp):  # rate limited before the message is rendered
+                tracer.logged(bp, frame, line, render_log_message(bp.log_parts, frame))
+            return
         self.send_event("output", {"category": "log", "breakpoint": bp.id,
                                    "text": render_log_message(bp.log_parts, frame) + "\n",
                                    "file": frame.f_code.co_filename, "line": line})

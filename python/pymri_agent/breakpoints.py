@@ -71,7 +71,9 @@ def parse_log_message(text):
             try:
                 code = compile(expr, "<pymri-log>", "eval")
             except SyntaxError as exc:
-                raise BreakpointError("invalid expression {%s} in log message: %s" % (expr, exc.msg))
+                code = _formatted(expr)
+                if code is None:
+                    raise BreakpointError("invalid expression {%s} in log message: %s" % (expr, exc.msg))
             if literal:
                 parts.append("".join(literal))
                 literal = []
@@ -90,6 +92,28 @@ def parse_log_message(text):
     return parts
 
 
+def _formatted(expr):
+    """`{expr!r}`, `{expr:>8}`, `{expr=}`: the part compiled as an f-string of its own (whose
+    value is the text), or None if it is not one either."""
+    for quote in ("'", '"', "'''", '"""'):
+        if quote in expr or "\\" in expr or "\n" in expr:
+            continue
+        try:
+            return _Formatted(compile("f" + quote + "{" + expr + "}" + quote, "<pymri-log>", "eval"))
+        except SyntaxError:
+            return None
+    return None
+
+
+class _Formatted(object):
+    """A log message part evaluated as an f-string: its value is already text."""
+
+    __slots__ = ("code",)
+
+    def __init__(self, code):
+        self.code = code
+
+
 def render_log_message(parts, frame):
     out = []
     for p in parts:
@@ -97,6 +121,10 @@ def render_log_message(parts, frame):
             out.append(p)
             continue
         try:
+            if isinstance(p, _Formatted):
+                text = eval(p.code, frame.f_globals, frame.f_locals)
+                out.append(text if len(text) <= 4000 else text[:4000] + "...")
+                continue
             value = eval(p, frame.f_globals, frame.f_locals)
             out.append(value if isinstance(value, str) else safe_repr(value, 1000))
         except Exception as exc:

@@ -155,6 +155,8 @@ def run_once(agent, target, stop_on_entry):
         agent.request_entry_stop(code)
     if active:
         agent.backend.program_starting()
+        if agent.tracer is not None:
+            agent.tracer.program_starting()
     try:
         exec(code, main.__dict__)
         return 0, "exit"

@@ -622,6 +622,60 @@ pub struct Executed {
 }
 request!(Exec, "exec", Executed);
 
+// ---------------------------------------------------------------------------------------------
+// Tracing (`pymri trace`): hooks that report without stopping, as `trace` events
+
+/// A logpoint: `format` rendered in the frame (`{expression}` parts) each time `line` runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct TraceLogpoint {
+    pub file: String,
+    pub line: u32,
+    pub format: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TraceStart {
+    /// Report every raised exception (of `types` if not empty; names or dotted names, a class
+    /// matching any of its bases).
+    pub exceptions: bool,
+    pub types: Vec<String>,
+    pub logpoints: Vec<TraceLogpoint>,
+    /// `module:qualname` or `qualname`: calls counted by call site.
+    pub calls: Vec<String>,
+    /// Report the arguments of each call reported.
+    pub args: bool,
+    /// Events reported per second and per site; the others are only counted (0: none).
+    pub max_rate: u32,
+}
+
+/// Where a logpoint went, as the agent resolved it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogpointPlaced {
+    pub file: String,
+    pub line: u32,
+    #[serde(default)]
+    pub verified: bool,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TraceStarted {
+    #[serde(default)]
+    pub backend: Option<String>,
+    #[serde(default)]
+    pub all_threads: bool,
+    #[serde(default)]
+    pub logpoints: Vec<LogpointPlaced>,
+}
+request!(TraceStart, "trace_start", TraceStarted);
+
+/// Ends the trace: every hook removed; the answer is the summary (`kind: "summary"`, see
+/// `docs/trace.md`), kept as JSON for the controller to render.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TraceStop {}
+request!(TraceStop, "trace_stop", Value);
+
 #[cfg(test)]
 mod tests {
     use super::*;

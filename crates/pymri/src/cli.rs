@@ -58,6 +58,9 @@ pub enum Command {
     /// Run Python code in a running process and show what it prints, without stopping it
     #[command(long_about = EXEC_ABOUT)]
     Exec(ExecArgs),
+    /// Report raised exceptions, logpoints and call counts while the program keeps running
+    #[command(long_about = TRACE_ABOUT)]
+    Trace(TraceArgs),
     /// The debugger in a browser page: attach to a process or launch a program
     #[command(long_about = WEB_ABOUT)]
     Web(WebArgs),
@@ -222,6 +225,61 @@ pub struct ExecArgs {
     /// Seconds to wait for the target to reach a safe point (at most a day)
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds, allow_negative_numbers = true)]
     pub timeout: Duration,
+}
+
+const TRACE_ABOUT: &str = "Report what a running program does, without stopping it: every raised \
+exception (handled ones too: where it was raised, its traceback, and the `except` that caught it, \
+or that it escaped), logpoints, and calls of chosen functions counted by call site.\n\n\
+`pymri trace PID ...` injects the agent into a running process (as `pymri attach` does, without \
+stopping any thread); `pymri trace ... -- [PYTHON] SCRIPT ARGS` (or `-- [PYTHON] -m MODULE ARGS`) \
+starts a program under it. The trace runs until --duration, Ctrl-C, or the program's end, then \
+prints a summary and removes every hook; a launched program goes on untraced. If pymri dies, the \
+agent notices the lost connection and removes its hooks.\n\n\
+At most --max-rate events per second and per site (raise site, call site, logpoint) are printed; \
+the others are counted in the summary. With --json each event and the summary is one JSON object \
+per line (docs/trace.md). Exit status: as for `attach` (6 if the target refuses debuggers); a \
+launched program's own.";
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["pid", "command"])))]
+pub struct TraceArgs {
+    /// Process id of a running Python program
+    pub pid: Option<i32>,
+    /// After `--`: a program to start under the trace (`-- python3 app.py ARGS`)
+    #[arg(value_name = "COMMAND [ARGS]", last = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// Report every raised exception, handled or not
+    #[arg(long)]
+    pub exceptions: bool,
+    /// Only exceptions of this class or a subclass (a name or a dotted name; repeatable)
+    #[arg(long = "type", value_name = "NAME")]
+    pub types: Vec<String>,
+    /// A logpoint: FORMAT, with `{expression}` parts evaluated in the frame, printed each time
+    /// FILE:LINE runs (repeatable)
+    #[arg(long = "log", num_args = 2, value_names = ["FILE:LINE", "FORMAT"], allow_hyphen_values = true)]
+    pub log: Vec<String>,
+    /// Count the calls of these functions by call site (`module:qualname` or `qualname`,
+    /// comma-separated; repeatable)
+    #[arg(long, value_name = "FUNC[,FUNC...]")]
+    pub calls: Vec<String>,
+    /// With --calls: report each call's arguments
+    #[arg(long)]
+    pub args: bool,
+    /// One JSON object per line: the events, then the summary
+    #[arg(long)]
+    pub json: bool,
+    /// Events printed per second and per site; the others are only counted (0: summary only)
+    #[arg(long, value_name = "N", default_value = "10", value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub max_rate: u32,
+    /// Seconds to trace (at most a day) [default: until Ctrl-C or the program's end]
+    #[arg(short, long, value_name = "SECONDS", value_parser = seconds, allow_negative_numbers = true)]
+    pub duration: Option<Duration>,
+    /// Seconds to wait for the target to reach a safe point (at most a day)
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = seconds, allow_negative_numbers = true)]
+    pub timeout: Duration,
+    /// With a COMMAND: run it chrooted in DIR; PYTHON and SCRIPT are then paths inside DIR
+    #[arg(long, value_name = "DIR", conflicts_with = "pid")]
+    pub root: Option<PathBuf>,
 }
 
 const RUN_ABOUT: &str = "Run a Python program under the debugger, like `python -m pdb`.\n\n\

@@ -92,6 +92,26 @@ pub fn json<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<Strin
     Ok(String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
+/// `value` as one line of JSON (JSON Lines), with the same strings and the same escapes as
+/// [`json`]: compact JSON puts the characters [`name`] escapes only inside strings, where a
+/// `\uXXXX` escape means the same character.
+pub fn json_line<T: serde::Serialize + ?Sized>(value: &T) -> serde_json::Result<String> {
+    let compact = serde_json::to_string(value)?;
+    let mut out = String::with_capacity(compact.len() + 1);
+    for c in compact.chars() {
+        if escaped_in_name(c) {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\n');
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +126,10 @@ mod tests {
         assert!(document.contains("\\u202e") && document.contains("\\udb40\\udc41"), "{document}");
         let back: serde_json::Value = serde_json::from_str(&document).expect("parses");
         assert_eq!(back, value);
+        let line = json_line(&value).expect("json line");
+        assert_eq!(line.matches('\n').count(), 1, "{line}");
+        assert!(!line.trim_end().chars().any(escaped_in_name), "{line}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&line).expect("parses"), value);
         let plain = serde_json::json!({ "a": [1, "é"], "b": {} });
         assert_eq!(json(&plain).expect("json"), serde_json::to_string_pretty(&plain).expect("json") + "\n");
     }

@@ -60,6 +60,9 @@ pub fn status_of(err: &anyhow::Error) -> Status {
         if let Some(e) = cause.downcast_ref::<SecretError>() {
             return secret_status(e);
         }
+        if cause.is::<crate::commands::trace::Usage>() {
+            return Status::Usage;
+        }
         if cause.is::<AddressError>() || cause.is::<crate::commands::remote::NoSecret>() {
             return Status::Usage;
         }

@@ -67,6 +67,7 @@ fn main() -> ExitCode {
             commands::ps::run(commands::ps::PsOptions { json: args.json }, &mut printer).map(success)
         }
         Command::Record(args) => commands::record::run(record_options(args)),
+        Command::Trace(args) => commands::trace::run(trace_options(args), &mut printer),
         Command::Dump(args) => commands::dump::run(
             commands::dump::DumpOptions {
                 pid: args.pid,
@@ -121,6 +122,27 @@ fn record_options(args: cli::RecordArgs) -> commands::record::RecordOptions {
         },
         split_threads: args.threads,
         lines: !args.nolineno,
+    }
+}
+
+fn trace_options(args: cli::TraceArgs) -> commands::trace::TraceOptions {
+    use commands::trace::{Target, TraceOptions};
+    let logpoints =
+        args.log.chunks(2).map(|p| (p[0].clone(), p.get(1).cloned().unwrap_or_default())).collect();
+    TraceOptions {
+        target: match args.pid {
+            Some(pid) => Target::Pid(pid),
+            None => Target::Command { words: args.command, root: args.root },
+        },
+        exceptions: args.exceptions,
+        types: args.types,
+        logpoints,
+        calls: args.calls,
+        args: args.args,
+        json: args.json,
+        max_rate: args.max_rate,
+        duration: args.duration,
+        timeout: args.timeout,
     }
 }
 

@@ -48,6 +48,11 @@ impl Printer {
         self.out.write_all(document.as_bytes()).map_err(stdout_error)
     }
 
+    /// Text already made inert (a JSON line from `escape::json_line`), written as it is.
+    pub fn write_raw(&mut self, text: &str) -> anyhow::Result<()> {
+        self.out.write_all(text.as_bytes()).map_err(stdout_error)
+    }
+
     pub fn flush(&mut self) -> anyhow::Result<()> {
         self.out.flush().map_err(stdout_error)
     }

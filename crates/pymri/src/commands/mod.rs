@@ -11,4 +11,5 @@ pub mod record;
 pub mod remote;
 pub mod run;
 pub mod secret;
+pub mod trace;
 pub mod web;

@@ -106,7 +106,7 @@ pub(crate) fn kill(child: &mut Child) {
 }
 
 /// Waits for a detached program; Ctrl-C (which it ignores) ends it with SIGTERM.
-fn wait_detached(child: &mut Child) -> Result<std::process::ExitStatus> {
+pub(crate) fn wait_detached(child: &mut Child) -> Result<std::process::ExitStatus> {
     let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT])?;
     let handle = signals.handle();
     let pid = child.id() as libc::pid_t;
