@@ -57,6 +57,7 @@ fn main() -> ExitCode {
             commands::ps::run(commands::ps::PsOptions { json: args.json }, &mut printer).map(success)
         }
         Command::Record(args) => commands::record::run(record_options(args)),
+        Command::Top(args) => commands::top::run(top_options(args)),
         Command::Dump(args) => commands::dump::run(
             commands::dump::DumpOptions {
                 pid: args.pid,
@@ -108,6 +109,25 @@ fn record_options(args: cli::RecordArgs) -> commands::record::RecordOptions {
             cli::RecordMode::Gil => Mode::Gil,
         },
         split_threads: args.threads,
+        lines: !args.nolineno,
+    }
+}
+
+fn top_options(args: cli::TopArgs) -> commands::top::TopOptions {
+    use commands::record::{Mode, Target};
+    commands::top::TopOptions {
+        target: match args.pid {
+            Some(pid) => Target::Pid(pid),
+            None => Target::Command(args.command),
+        },
+        rate: args.rate,
+        interval: args.interval,
+        duration: args.duration,
+        mode: match args.mode {
+            cli::RecordMode::Wall => Mode::Wall,
+            cli::RecordMode::Cpu => Mode::Cpu,
+            cli::RecordMode::Gil => Mode::Gil,
+        },
         lines: !args.nolineno,
     }
 }

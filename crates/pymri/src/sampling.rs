@@ -87,8 +87,8 @@ impl Schedule {
     }
 }
 
-/// What the loop calls: each sample, and once after every attempt (taken or failed) with the
-/// figures so far.
+/// What the loop calls: each sample, and with the figures so far after every attempt (taken or
+/// failed) and every wait between two (at most [`LONGEST_SLEEP`] apart).
 pub trait Observer {
     fn snapshot(&mut self, snapshot: &Snapshot);
 
@@ -233,6 +233,11 @@ pub fn sample(
         if now < next {
             let wake = deadline.map_or(next, |d| d.min(next));
             std::thread::sleep(wake.saturating_duration_since(now).min(LONGEST_SLEEP));
+            // At low rates the observer still hears from the loop often (keys in `top`).
+            stats.elapsed = Instant::now().duration_since(start);
+            if observer.tick(&stats).is_break() {
+                break End::Interrupted;
+            }
             continue;
         }
         match sampler.sample(options) {

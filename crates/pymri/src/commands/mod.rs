@@ -10,4 +10,5 @@ pub mod record;
 pub mod remote;
 pub mod run;
 pub mod secret;
+pub mod top;
 pub mod web;

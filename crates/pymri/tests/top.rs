@@ -1,0 +1,312 @@
+//! `pymri top` against real interpreters: the plain tables a script reads, the full-screen view
+//! in a pseudo-terminal, and how it ends.
+
+mod common;
+
+use common::pty::Repl;
+use common::{interpreter, pymri, reported_tids, text, Interpreter, Target};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const FIXTURE: &str = "record_target.py";
+
+fn interp(name: &str) -> Interpreter {
+    interpreter(name).unwrap_or_else(|| panic!("interpreter {name} is not provisioned"))
+}
+
+fn start(name: &str) -> Target {
+    Target::start(&interp(name), FIXTURE, &["{ready}", "{control}"])
+}
+
+/// One table of the plain output.
+#[derive(Debug)]
+struct Table {
+    header: String,
+    /// (%Own, %Total, function text).
+    functions: Vec<(f64, f64, String)>,
+    /// (tid, %GIL, %CPU, the rest of the row: state, thread name, where it is).
+    threads: Vec<(String, f64, f64, String)>,
+}
+
+/// The tables of `pymri top`'s stdout, in order.
+fn tables(stdout: &str) -> Vec<Table> {
+    stdout
+        .split("\n\n")
+        .filter(|block| !block.trim().is_empty())
+        .map(|block| {
+            let mut lines = block.lines();
+            let header = lines.next().expect("header").to_string();
+            assert!(header.starts_with("pymri top: process "), "{block}");
+            assert!(lines.next().expect("column titles").contains("%Own %Total"), "{block}");
+            let mut table = Table { header, functions: Vec::new(), threads: Vec::new() };
+            let mut in_threads = false;
+            for line in lines {
+                if line.trim_start().starts_with("TID ") {
+                    in_threads = true;
+                    continue;
+                }
+                let words: Vec<&str> = line.split_whitespace().collect();
+                let number = |i: usize| -> f64 {
+                    words
+                        .get(i)
+                        .and_then(|w| w.trim_end_matches('s').parse().ok())
+                        .unwrap_or_else(|| panic!("{line}"))
+                };
+                if in_threads {
+                    let rest = words[3..].join(" ");
+                    table.threads.push((words[0].to_string(), number(1), number(2), rest));
+                } else if !line.starts_with('(') {
+                    table.functions.push((number(0), number(1), words[4..].join(" ")));
+                }
+            }
+            table
+        })
+        .collect()
+}
+
+/// `pymri top PID ARGS` with stdout a pipe, to its end.
+fn top(target: &Target, args: &[&str]) -> (Vec<Table>, String, String) {
+    let pid = target.pid().to_string();
+    let mut all = vec!["top", &pid];
+    all.extend(args);
+    let out = pymri(&all);
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "pymri {all:?}: {stderr}\n{stdout}");
+    assert!(!stdout.contains('\x1b'), "no escape codes when stdout is not a terminal:\n{stdout}");
+    (tables(&stdout), stdout, stderr)
+}
+
+/// The busy thread's `hot` tops the own-time column in cpu mode; own shares add up to 100% in
+/// each mode; the thread view has every thread with its state and shares.
+fn table(name: &str) {
+    let target = start(name);
+    let tids = reported_tids(&target);
+    let (tables, stdout, stderr) = top(&target, &["-d", "2.5", "--interval", "1", "--mode", "cpu"]);
+    assert!(tables.len() >= 2, "a table a second, and one at the end:\n{stdout}\n{stderr}");
+    // The second table covers a whole interval after the first.
+    let t = &tables[1];
+    assert!(t.header.contains(&format!("process {}", target.pid())), "{}", t.header);
+    assert!(t.header.contains("mode cpu"), "{}", t.header);
+    let (own, total, first) = &t.functions[0];
+    assert!(first.starts_with("hot ("), "hot tops the own column:\n{stdout}");
+    let hot = format!("hot ({}:{})", target.script_path(FIXTURE), common::mark(FIXTURE, "hot"));
+    assert_eq!(first, &hot, "function (file:line)");
+    assert!(*own > 50.0 && own <= total, "{own} {total}\n{stdout}");
+    let sum: f64 = t.functions.iter().map(|f| f.0).sum();
+    assert!((sum - 100.0).abs() < 1.0, "own shares add up to 100%, not {sum}:\n{stdout}");
+    // One row per line of busy that calls: together, nearly every stack counted in cpu mode.
+    let busy: f64 = t.functions.iter().filter(|f| f.2.starts_with("busy (")).map(|f| f.1).sum();
+    assert!(busy > 90.0, "busy's share in cpu mode: {busy}\n{stdout}");
+    assert!(t.functions.iter().all(|f| f.0 <= f.1 + 0.05 && f.1 <= 100.05), "own <= total <= 100:\n{stdout}");
+
+    // Threads: every one, whatever the mode counts.
+    assert_eq!(t.threads.len(), 3, "{stdout}");
+    let row = |name: &str| {
+        let tid = tids[name].to_string();
+        t.threads.iter().find(|r| r.0 == tid).unwrap_or_else(|| panic!("{name} ({tid}):\n{stdout}"))
+    };
+    let busy = row("busy");
+    assert!(busy.2 > 50.0 && busy.1 > 50.0, "busy is on a CPU and holds the GIL: {busy:?}");
+    assert!(busy.3.contains(" busy "), "{busy:?}");
+    let sleeper = row("sleeper");
+    assert_eq!((sleeper.1, sleeper.2), (0.0, 0.0), "{sleeper:?}");
+    assert!(sleeper.3.starts_with("idle ") && sleeper.3.contains("nap ("), "{sleeper:?}");
+    assert!(stderr.contains("pymri top: done: "), "{stderr}");
+
+    // Wall mode counts every thread: nap's share is a third.
+    let (tables, stdout, _) = top(&target, &["-d", "2.2", "--interval", "1", "--nolineno"]);
+    let t = &tables[1];
+    let sum: f64 = t.functions.iter().map(|f| f.0).sum();
+    assert!((sum - 100.0).abs() < 1.0, "own shares add up to 100%, not {sum}:\n{stdout}");
+    let nap = t.functions.iter().find(|f| f.2.starts_with("nap (")).expect("nap's row");
+    assert!((nap.0 - 100.0 / 3.0).abs() < 2.0, "nap: {nap:?}\n{stdout}");
+    assert!(nap.2.ends_with("record_target.py)"), "no line number with --nolineno: {nap:?}");
+}
+
+macro_rules! per_interpreter {
+    ($($table:ident => $version:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $table() { table($version) }
+        )*
+    };
+}
+
+per_interpreter! {
+    top_table_3_9 => "3.9",
+    top_table_3_11 => "3.11",
+    top_table_3_13 => "3.13",
+    top_table_3_14 => "3.14",
+    top_table_3_15 => "3.15",
+}
+
+#[test]
+fn top_escapes_hostile_names() {
+    let interp = interp("3.11");
+    let target = Target::start(&interp, "hostile_names.py", &["{ready}", "arg"]);
+    let (_, stdout, _) = top(&target, &["-d", "0.5", "--interval", "0.2"]);
+    for (i, c) in stdout.char_indices() {
+        let dangerous =
+            (c.is_control() && c != '\n') || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+        assert!(!dangerous, "raw {c:?} at byte {i} in:\n{stdout}");
+    }
+    assert!(stdout.contains("hostile\\x1b]0;pwned\\x07\\x1b[2J\\u202e ("), "{stdout}");
+}
+
+/// A process that exits while watched ends top with status 0 and what it had.
+#[test]
+fn top_ends_when_the_target_exits() {
+    let mut target = start("3.11");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pymri"))
+        .args(["top", &target.pid().to_string(), "--interval", "0.2"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn pymri");
+    // The first table: top is sampling.
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines_tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if lines_tx.send(line.expect("stdout line")).is_err() {
+                break;
+            }
+        }
+    });
+    let first = lines.recv_timeout(Duration::from_secs(20)).expect("a first table");
+    assert!(first.starts_with("pymri top: process "), "{first}");
+    assert_eq!(target.ask("exit"), "bye");
+    let mut err = child.stderr.take().expect("stderr");
+    let stderr = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut err, &mut v);
+        v
+    });
+    let (done_tx, done) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(child.wait());
+    });
+    let status = done
+        .recv_timeout(Duration::from_secs(20))
+        .expect("top ends once the process is gone")
+        .expect("wait for pymri");
+    let stderr = text(&stderr.join().expect("stderr"));
+    assert_eq!(status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("pymri top: the process exited: "), "{stderr}");
+}
+
+/// `pymri top -- COMMAND`: watched from its start until it exits; its status is pymri's.
+#[test]
+fn top_a_command_until_it_exits() {
+    let interp = interp("3.11");
+    let code = "import sys, time\n\
+                def spin(until):\n    while time.time() < until: pass\n\
+                spin(time.time() + 1.5)\n\
+                sys.exit(3)\n";
+    let mut args = vec!["top", "--interval", "0.5", "--mode", "cpu", "--"];
+    let root = interp.root.to_str().expect("root").to_string();
+    if interp.in_root() {
+        args.extend(["chroot", &root]);
+    }
+    args.extend([interp.exe.as_str(), "-c", code]);
+    let out = pymri(&args);
+    let stdout = text(&out.stdout);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "the program's status: {stderr}");
+    assert!(stderr.contains("the process exited"), "{stderr}");
+    let tables = tables(&stdout);
+    let first = &tables.first().unwrap_or_else(|| panic!("a table:\n{stdout}\n{stderr}")).functions[0];
+    assert!(first.2.starts_with("spin ("), "spin tops the own column:\n{stdout}");
+}
+
+#[test]
+fn top_usage_errors() {
+    for bad in [
+        &["top", "1", "-r", "0"][..],
+        &["top", "1", "--interval", "0"],
+        &["top"],
+        &["top", "1", "--mode", "x"],
+    ] {
+        let out = pymri(bad);
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{stderr}");
+    }
+    let out = pymri(&["top", "999999999"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+}
+
+/// How a terminal session of top is ended.
+#[derive(Debug, Clone, Copy)]
+enum Quit {
+    Q,
+    ControlC,
+    TargetExits,
+}
+
+/// In a pseudo-terminal: the view is drawn on the alternate screen with the busy function in
+/// it; `t` shows the threads; top ends (by `how`) leaving the alternate screen, with the cursor
+/// shown again.
+fn terminal(how: Quit) {
+    let mut target = start("3.11");
+    let pid = target.pid().to_string();
+    let mut top = Repl::pymri(&target.interp, &["top", &pid, "--interval", "0.2", "--mode", "cpu"], &[]);
+    top.resize(40, 200);
+    // The screen is drawn word by word (cursor moves for the blanks): the name, then its place.
+    let (_, raw) = top.expect_raw("hot");
+    assert!(raw.contains("\x1b[?1049h"), "the alternate screen first: {raw:?}");
+    assert!(raw.contains("%Own"), "the functions' columns: {raw:?}");
+    top.expect(&format!("({}:{})", target.script_path(FIXTURE), common::mark(FIXTURE, "hot")));
+    top.send("t");
+    top.expect("%GIL");
+    top.expect("sleeper");
+    match how {
+        Quit::Q => top.send("q"),
+        Quit::ControlC => top.control('c'),
+        Quit::TargetExits => assert_eq!(target.ask("exit"), "bye"),
+    }
+    top.expect_raw("\x1b[?1049l\x1b[?25h");
+    let (rest, status) = top.finish();
+    assert_eq!(status, 0, "{how:?}: {}", top.transcript);
+    let why = match how {
+        Quit::Q | Quit::ControlC => "pymri top: stopped: ",
+        Quit::TargetExits => "pymri top: the process exited: ",
+    };
+    assert!(rest.contains(why), "{how:?}: {rest:?}");
+    assert!(!rest.contains("%Own"), "nothing is drawn after the screen is left: {rest:?}");
+}
+
+#[test]
+fn top_in_a_terminal_quits_on_q() {
+    terminal(Quit::Q);
+}
+
+#[test]
+fn top_in_a_terminal_quits_on_control_c() {
+    terminal(Quit::ControlC);
+}
+
+#[test]
+fn top_in_a_terminal_ends_when_the_target_exits() {
+    terminal(Quit::TargetExits);
+}
+
+/// Names from the target are drawn escaped: the raw escapes never reach the terminal.
+#[test]
+fn top_in_a_terminal_escapes_hostile_names() {
+    let interp = interp("3.11");
+    let target = Target::start(&interp, "hostile_names.py", &["{ready}", "arg"]);
+    let pid = target.pid().to_string();
+    let mut top = Repl::pymri(&interp, &["top", &pid, "--interval", "0.2"], &[]);
+    top.resize(40, 200);
+    let (_, raw) = top.expect_raw("pwned\\x07");
+    assert!(!raw.contains("\x1b]0;pwned"), "a raw OSC from the target: {raw:?}");
+    assert!(!raw.contains('\u{202e}'), "a raw bidi override from the target: {raw:?}");
+    top.send("q");
+    let (_, status) = top.finish();
+    assert_eq!(status, 0);
+}
