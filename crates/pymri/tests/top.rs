@@ -186,14 +186,19 @@ fn top_ends_when_the_target_exits() {
         let _ = std::io::Read::read_to_end(&mut err, &mut v);
         v
     });
+    let pymri_pid = child.id() as libc::pid_t;
     let (done_tx, done) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = done_tx.send(child.wait());
     });
-    let status = done
-        .recv_timeout(Duration::from_secs(20))
-        .expect("top ends once the process is gone")
-        .expect("wait for pymri");
+    let status = match done.recv_timeout(Duration::from_secs(20)) {
+        Ok(status) => status.expect("wait for pymri"),
+        Err(_) => {
+            // SAFETY: a plain kill(2) of the pymri this test started, not yet reaped.
+            unsafe { libc::kill(pymri_pid, libc::SIGKILL) };
+            panic!("top did not end once the process was gone");
+        }
+    };
     let stderr = text(&stderr.join().expect("stderr"));
     assert_eq!(status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("pymri top: the process exited: "), "{stderr}");
@@ -303,7 +308,8 @@ fn top_in_a_terminal_escapes_hostile_names() {
     let pid = target.pid().to_string();
     let mut top = Repl::pymri(&interp, &["top", &pid, "--interval", "0.2"], &[]);
     top.resize(40, 200);
-    let (_, raw) = top.expect_raw("pwned\\x07");
+    // The function's name (the file's and the thread's hold the same escapes).
+    let (_, raw) = top.expect_raw("hostile\\x1b]0;pwned\\x07\\x1b[2J\\u202e");
     assert!(!raw.contains("\x1b]0;pwned"), "a raw OSC from the target: {raw:?}");
     assert!(!raw.contains('\u{202e}'), "a raw bidi override from the target: {raw:?}");
     top.send("q");
