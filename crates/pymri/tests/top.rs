@@ -8,7 +8,7 @@ use common::{interpreter, pymri, reported_tids, text, Interpreter, Target};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const FIXTURE: &str = "record_target.py";
 
@@ -245,6 +245,101 @@ fn top_usage_errors() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
 }
 
+/// What a full-screen program has drawn: the text at each place of a terminal, from the cursor
+/// moves and characters it wrote (the view redraws only the cells that change, so a name on
+/// the screen need not be contiguous in the bytes).
+const SCREEN_DEADLINE: Duration = Duration::from_secs(15);
+
+struct Screen {
+    cells: Vec<Vec<char>>,
+    row: usize,
+    col: usize,
+    /// Every byte read, for the escapes the view itself writes.
+    raw: String,
+}
+
+impl Screen {
+    fn new() -> Screen {
+        Screen { cells: Vec::new(), row: 0, col: 0, raw: String::new() }
+    }
+
+    fn put(&mut self, c: char) {
+        if self.cells.len() <= self.row {
+            self.cells.resize(self.row + 1, Vec::new());
+        }
+        let line = &mut self.cells[self.row];
+        if line.len() <= self.col {
+            line.resize(self.col + 1, ' ');
+        }
+        line[self.col] = c;
+        self.col += 1;
+    }
+
+    fn feed(&mut self, raw: &str) {
+        self.raw.push_str(raw);
+        let mut chars = raw.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\x1b' => match chars.next() {
+                    Some('[') => {
+                        let mut params = String::new();
+                        let mut last = ' ';
+                        for c in chars.by_ref() {
+                            if ('@'..='~').contains(&c) {
+                                last = c;
+                                break;
+                            }
+                            params.push(c);
+                        }
+                        let numbers: Vec<usize> = params.split(';').map(|n| n.parse().unwrap_or(1)).collect();
+                        match last {
+                            'H' => {
+                                self.row = numbers.first().copied().unwrap_or(1).saturating_sub(1);
+                                self.col = numbers.get(1).copied().unwrap_or(1).saturating_sub(1);
+                            }
+                            'J' if params == "2" => self.cells.clear(),
+                            // Leaving or entering the alternate screen: a blank one either way.
+                            'h' | 'l' if params == "?1049" => self.cells.clear(),
+                            _ => {}
+                        }
+                    }
+                    Some(']') => {
+                        while let Some(c) = chars.next() {
+                            if c == '\x07' || (c == '\x1b' && chars.next_if_eq(&'\\').is_some()) {
+                                break;
+                            }
+                        }
+                    }
+                    _ => {}
+                },
+                '\r' => self.col = 0,
+                '\n' => self.row += 1,
+                c if c.is_control() => {}
+                c => self.put(c),
+            }
+        }
+    }
+
+    fn text(&self) -> String {
+        self.cells.iter().map(|l| l.iter().collect::<String>()).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Reads until `done` holds, within [`SCREEN_DEADLINE`] (a view that keeps redrawing
+    /// never leaves a single read waiting).
+    fn until(&mut self, top: &mut Repl, what: &str, done: impl Fn(&Screen) -> bool) {
+        let deadline = Instant::now() + SCREEN_DEADLINE;
+        while !done(self) {
+            assert!(Instant::now() < deadline, "the screen never showed {what}:\n{}", self.text());
+            let raw = top.read_raw();
+            self.feed(&raw);
+        }
+    }
+
+    fn shows(&self, needle: &str) -> bool {
+        self.cells.iter().any(|l| l.iter().collect::<String>().contains(needle))
+    }
+}
+
 /// How a terminal session of top is ended.
 #[derive(Debug, Clone, Copy)]
 enum Quit {
@@ -261,28 +356,33 @@ fn terminal(how: Quit) {
     let pid = target.pid().to_string();
     let mut top = Repl::pymri(&target.interp, &["top", &pid, "--interval", "0.2", "--mode", "cpu"], &[]);
     top.resize(40, 200);
-    // The screen is drawn word by word (cursor moves for the blanks): the name, then its place.
-    let (_, raw) = top.expect_raw("hot");
-    assert!(raw.contains("\x1b[?1049h"), "the alternate screen first: {raw:?}");
-    assert!(raw.contains("%Own"), "the functions' columns: {raw:?}");
-    top.expect(&format!("({}:{})", target.script_path(FIXTURE), common::mark(FIXTURE, "hot")));
+    let mut screen = Screen::new();
+    let hot = format!("hot ({}:{})", target.script_path(FIXTURE), common::mark(FIXTURE, "hot"));
+    screen.until(&mut top, "hot", |s| s.shows(&hot));
+    assert!(screen.raw.starts_with("\x1b[?1049h"), "the alternate screen first: {:?}", screen.raw);
+    assert!(screen.shows("%Own") && screen.shows("TotalTime"), "{}", screen.text());
     top.send("t");
-    top.expect("%GIL");
-    top.expect("sleeper");
+    screen.until(&mut top, "the threads", |s| s.shows("%GIL") && s.shows("sleeper") && s.shows("nap ("));
     match how {
         Quit::Q => top.send("q"),
         Quit::ControlC => top.control('c'),
         Quit::TargetExits => assert_eq!(target.ask("exit"), "bye"),
     }
-    top.expect_raw("\x1b[?1049l\x1b[?25h");
+    screen.until(&mut top, "the screen left", |s| s.raw.contains("\x1b[?1049l\x1b[?25h"));
     let (rest, status) = top.finish();
     assert_eq!(status, 0, "{how:?}: {}", top.transcript);
+    let after = strip_after(&screen.raw, "\x1b[?1049l") + &rest;
     let why = match how {
         Quit::Q | Quit::ControlC => "pymri top: stopped: ",
         Quit::TargetExits => "pymri top: the process exited: ",
     };
-    assert!(rest.contains(why), "{how:?}: {rest:?}");
-    assert!(!rest.contains("%Own"), "nothing is drawn after the screen is left: {rest:?}");
+    assert!(after.contains(why), "{how:?}: {after:?}");
+    assert!(!after.contains("%Own"), "nothing is drawn after the screen is left: {after:?}");
+}
+
+/// What was written after the last `marker`, escapes removed.
+fn strip_after(raw: &str, marker: &str) -> String {
+    common::pty::strip(raw.rsplit_once(marker).map_or("", |(_, after)| after))
 }
 
 #[test]
@@ -308,10 +408,11 @@ fn top_in_a_terminal_escapes_hostile_names() {
     let pid = target.pid().to_string();
     let mut top = Repl::pymri(&interp, &["top", &pid, "--interval", "0.2"], &[]);
     top.resize(40, 200);
+    let mut screen = Screen::new();
     // The function's name (the file's and the thread's hold the same escapes).
-    let (_, raw) = top.expect_raw("hostile\\x1b]0;pwned\\x07\\x1b[2J\\u202e");
-    assert!(!raw.contains("\x1b]0;pwned"), "a raw OSC from the target: {raw:?}");
-    assert!(!raw.contains('\u{202e}'), "a raw bidi override from the target: {raw:?}");
+    screen.until(&mut top, "the escaped name", |s| s.shows("hostile\\x1b]0;pwned\\x07\\x1b[2J\\u202e ("));
+    assert!(!screen.raw.contains("\x1b]0;pwned"), "a raw OSC from the target: {:?}", screen.raw);
+    assert!(!screen.raw.contains('\u{202e}'), "a raw bidi override from the target: {:?}", screen.raw);
     top.send("q");
     let (_, status) = top.finish();
     assert_eq!(status, 0);

@@ -96,6 +96,23 @@ impl Repl {
         assert_eq!(done, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
     }
 
+    /// Waits (within the deadline) for more output; returns all that has arrived, raw.
+    pub fn read_raw(&mut self) -> String {
+        match self.session.exp_any(vec![ReadUntil::NBytes(1)]) {
+            Ok((_, mut raw)) => {
+                while let Some(c) = self.session.try_read() {
+                    raw.push(c);
+                }
+                self.transcript.push_str(&strip(&raw));
+                raw
+            }
+            Err(e) => panic!(
+                "[{}] waiting for output: {e}\n---- transcript ----\n{}\n--------------------",
+                self.interp.name, self.transcript
+            ),
+        }
+    }
+
     /// Kills pymri itself with SIGKILL, as a crash or an OOM killer would.
     pub fn kill_hard(&mut self) {
         self.session.process_mut().signal(rexpect::process::Signal::SIGKILL).expect("SIGKILL pymri");
