@@ -345,6 +345,7 @@ impl Screen {
 enum Quit {
     Q,
     ControlC,
+    Sigterm,
     TargetExits,
 }
 
@@ -366,6 +367,7 @@ fn terminal(how: Quit) {
     match how {
         Quit::Q => top.send("q"),
         Quit::ControlC => top.control('c'),
+        Quit::Sigterm => top.signal(rexpect::process::Signal::SIGTERM),
         Quit::TargetExits => assert_eq!(target.ask("exit"), "bye"),
     }
     screen.until(&mut top, "the screen left", |s| s.raw.contains("\x1b[?1049l\x1b[?25h"));
@@ -373,7 +375,7 @@ fn terminal(how: Quit) {
     assert_eq!(status, 0, "{how:?}: {}", top.transcript);
     let after = strip_after(&screen.raw, "\x1b[?1049l") + &rest;
     let why = match how {
-        Quit::Q | Quit::ControlC => "pymri top: stopped: ",
+        Quit::Q | Quit::ControlC | Quit::Sigterm => "pymri top: stopped: ",
         Quit::TargetExits => "pymri top: the process exited: ",
     };
     assert!(after.contains(why), "{how:?}: {after:?}");
@@ -393,6 +395,38 @@ fn top_in_a_terminal_quits_on_q() {
 #[test]
 fn top_in_a_terminal_quits_on_control_c() {
     terminal(Quit::ControlC);
+}
+
+#[test]
+fn top_in_a_terminal_ends_at_sigterm() {
+    terminal(Quit::Sigterm);
+}
+
+/// Sorting, filtering and pausing, as the screen shows them.
+#[test]
+fn top_in_a_terminal_sorts_filters_and_pauses() {
+    let target = start("3.11");
+    let pid = target.pid().to_string();
+    let mut top = Repl::pymri(&target.interp, &["top", &pid, "--interval", "0.2", "--mode", "cpu"], &[]);
+    top.resize(40, 200);
+    let mut screen = Screen::new();
+    screen.until(&mut top, "hot and cold", |s| s.shows("hot (") && s.shows("cold (") && s.shows("v%Own"));
+    top.send("2");
+    screen.until(&mut top, "sorted by %Total", |s| s.shows("v%Total") && !s.shows("v%Own"));
+    top.send("2");
+    screen.until(&mut top, "sorted by %Total, ascending", |s| s.shows("^%Total"));
+    top.send("/cold\r");
+    screen
+        .until(&mut top, "only cold", |s| s.shows("filter: cold ") && s.shows("cold (") && !s.shows("hot ("));
+    top.send("\x1b");
+    screen.until(&mut top, "no filter", |s| !s.shows("filter: cold") && s.shows("hot ("));
+    top.send(" ");
+    screen.until(&mut top, "paused", |s| s.shows("[paused]"));
+    top.send(" ");
+    screen.until(&mut top, "running", |s| !s.shows("[paused]"));
+    top.send("q");
+    let (_, status) = top.finish();
+    assert_eq!(status, 0, "{}", top.transcript);
 }
 
 #[test]

@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::io::{self, IsTerminal, Stdout};
 use std::ops::ControlFlow;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 pub struct TopOptions {
@@ -50,6 +50,10 @@ pub fn run(opts: TopOptions) -> Result<u8> {
     let options = SampleOptions::default();
 
     let (end, stats) = if io::stdout().is_terminal() {
+        // A terminal in raw mode sends no SIGINT, and a SIGTERM left at its default would end
+        // pymri with the terminal still raw: it ends the view as q does.
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))
+            .context("cannot handle SIGTERM")?;
         let mut live = Live::new(tally, title, opts.interval, opts.rate, opts.mode)?;
         let outcome = sampling::sample(&mut sampler, &options, schedule, &stop, &mut live);
         // The terminal is the user's again before anything else is said.

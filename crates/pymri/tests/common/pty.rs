@@ -113,6 +113,11 @@ impl Repl {
         }
     }
 
+    /// Sends `signal` to pymri.
+    pub fn signal(&mut self, signal: rexpect::process::Signal) {
+        self.session.process_mut().signal(signal).expect("signal pymri");
+    }
+
     /// Kills pymri itself with SIGKILL, as a crash or an OOM killer would.
     pub fn kill_hard(&mut self) {
         self.session.process_mut().signal(rexpect::process::Signal::SIGKILL).expect("SIGKILL pymri");
