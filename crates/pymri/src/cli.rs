@@ -413,8 +413,9 @@ and of its threads (state, GIL and CPU share), from stacks sampled as `pymri rec
 it until it exits.\n\n\
 On a terminal: a full-screen view, redrawn every --interval. Keys: 1-4 sort by %Own, %Total, \
 OwnTime, TotalTime (again: reverse); t the threads (f or t again: the functions); space pauses \
-(samples taken meanwhile are dropped); / filters by text (Enter keeps it, Esc clears it); q or \
-Ctrl-C quits. %Own and %Total are shares of the thread stacks sampled during the last interval; \
+(samples taken meanwhile are dropped); / filters by text (Enter keeps it, Esc clears it); \
+Ctrl-L redraws the whole screen (after a started program wrote over it); q or Ctrl-C quits. \
+%Own and %Total are shares of the thread stacks sampled during the last interval; \
 OwnTime and TotalTime add up the seconds since the start.\n\n\
 When stdout is not a terminal: the same tables as plain text every --interval, for scripts; \
 --duration ends it.\n\n\

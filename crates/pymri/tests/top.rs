@@ -420,6 +420,10 @@ fn top_in_a_terminal_sorts_filters_and_pauses() {
         .until(&mut top, "only cold", |s| s.shows("filter: cold ") && s.shows("cold (") && !s.shows("hot ("));
     top.send("\x1b");
     screen.until(&mut top, "no filter", |s| !s.shows("filter: cold") && s.shows("hot ("));
+    // Ctrl-L: the whole screen is cleared and drawn again.
+    let before = screen.raw.len();
+    top.control('l');
+    screen.until(&mut top, "a repaint", |s| s.raw[before..].contains("\x1b[2J") && s.shows("hot ("));
     top.send(" ");
     screen.until(&mut top, "paused", |s| s.shows("[paused]"));
     top.send(" ");

@@ -454,6 +454,8 @@ struct Live {
     paused: bool,
     /// Typing a filter.
     editing: bool,
+    /// Clear the screen before the next draw (Ctrl-L).
+    repaint: bool,
     next: Duration,
     latest: Stats,
     failed: Option<anyhow::Error>,
@@ -473,6 +475,7 @@ impl Live {
             threads: false,
             paused: false,
             editing: false,
+            repaint: false,
             next: interval,
             latest: Stats::default(),
             failed: None,
@@ -483,8 +486,14 @@ impl Live {
 
     /// What a key does; `Break` quits.
     fn key(&mut self, key: KeyEvent) -> ControlFlow<()> {
-        if key.code == KeyCode::Char('c') && key.modifiers.contains(KeyModifiers::CONTROL) {
-            return ControlFlow::Break(());
+        if key.modifiers.contains(KeyModifiers::CONTROL) {
+            match key.code {
+                KeyCode::Char('c') => return ControlFlow::Break(()),
+                // What a started program wrote over the view goes at the next full redraw.
+                KeyCode::Char('l') => self.repaint = true,
+                _ => {}
+            }
+            return ControlFlow::Continue(());
         }
         if self.editing {
             match key.code {
@@ -520,6 +529,14 @@ impl Live {
 
     fn draw(&mut self) -> Result<()> {
         let Some(screen) = self.screen.as_mut() else { return Ok(()) };
+        if std::mem::take(&mut self.repaint) {
+            // Not `Terminal::clear`, which asks the terminal where its cursor is and fails on
+            // one that does not answer. The screen is cleared, then an empty frame makes
+            // ratatui forget what it drew, so the next one is drawn whole.
+            crossterm::execute!(io::stdout(), terminal::Clear(terminal::ClearType::All))
+                .context("cannot draw on the terminal")?;
+            screen.terminal.draw(|_| {}).context("cannot draw on the terminal")?;
+        }
         let view = &self.view;
         let stats = &self.latest;
         let mut top = header(&self.title, stats, self.rate, self.mode, view.threads.len());
