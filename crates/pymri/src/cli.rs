@@ -49,6 +49,9 @@ pub enum Command {
     /// Sample a process's stacks over time into a flame graph, speedscope, collapsed, gecko or pprof file
     #[command(long_about = RECORD_ABOUT)]
     Record(RecordArgs),
+    /// A live view of where a process spends its time, function by function and thread by thread
+    #[command(long_about = TOP_ABOUT)]
+    Top(TopArgs),
     /// Run a Python program under the debugger (like `python -m pdb`)
     #[command(long_about = RUN_ABOUT)]
     Run(RunArgs),
@@ -494,6 +497,46 @@ pub struct RecordArgs {
     #[arg(long)]
     pub threads: bool,
     /// Leave line numbers out: a function is one frame wherever it is
+    #[arg(long)]
+    pub nolineno: bool,
+}
+
+const TOP_ABOUT: &str = "A live view of a running process's Python functions by own and total time, \
+and of its threads (state, GIL and CPU share), from stacks sampled as `pymri record` samples them \
+(nothing is stopped).\n\n\
+`pymri top PID` watches a running process; `pymri top -- COMMAND ARGS` starts COMMAND and watches \
+it until it exits.\n\n\
+On a terminal: a full-screen view, redrawn every --interval. Keys: 1-4 sort by %Own, %Total, \
+OwnTime, TotalTime (again: reverse); t the threads (f or t again: the functions); space pauses \
+(samples taken meanwhile are dropped); / filters by text (Enter keeps it, Esc clears it); \
+Ctrl-L redraws the whole screen (after a started program wrote over it); q or Ctrl-C quits. \
+%Own and %Total are shares of the thread stacks sampled during the last interval; \
+OwnTime and TotalTime add up the seconds since the start.\n\n\
+When stdout is not a terminal: the same tables as plain text every --interval, for scripts; \
+--duration ends it.\n\n\
+Exit status: as for record (0, or COMMAND's own; 2 for a usage error; 3, 4, 5 as for dump).";
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["pid", "command"])))]
+pub struct TopArgs {
+    /// Process id of a running Python program
+    pub pid: Option<i32>,
+    /// After `--`: a program to start and watch until it exits (`-- python3 app.py ARGS`)
+    #[arg(value_name = "COMMAND [ARGS]", last = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// Samples a second (1 to 100000)
+    #[arg(short, long, value_name = "HZ", default_value = "100", value_parser = rate, allow_negative_numbers = true)]
+    pub rate: u32,
+    /// Seconds between two redraws (or two tables, when stdout is not a terminal)
+    #[arg(short, long, value_name = "SECONDS", default_value = "1", value_parser = seconds, allow_negative_numbers = true)]
+    pub interval: Duration,
+    /// Seconds to watch (at most a day) [default: until q, Ctrl-C or the process exits]
+    #[arg(short, long, value_name = "SECONDS", value_parser = seconds, allow_negative_numbers = true)]
+    pub duration: Option<Duration>,
+    /// Which threads each sample counts in the functions' times
+    #[arg(long, value_enum, default_value = "wall")]
+    pub mode: RecordMode,
+    /// Leave line numbers out: a function is one row wherever it is
     #[arg(long)]
     pub nolineno: bool,
 }

@@ -11,6 +11,7 @@ mod exit;
 mod printer;
 mod render;
 mod repl;
+mod sampling;
 mod target;
 
 use clap::Parser;
@@ -68,6 +69,7 @@ fn main() -> ExitCode {
         }
         Command::Record(args) => commands::record::run(record_options(args)),
         Command::Trace(args) => commands::trace::run(trace_options(args), &mut printer),
+        Command::Top(args) => commands::top::run(top_options(args)),
         Command::Dump(args) => commands::dump::run(
             commands::dump::DumpOptions {
                 pid: args.pid,
@@ -143,6 +145,25 @@ fn trace_options(args: cli::TraceArgs) -> commands::trace::TraceOptions {
         max_rate: args.max_rate,
         duration: args.duration,
         timeout: args.timeout,
+    }
+}
+
+fn top_options(args: cli::TopArgs) -> commands::top::TopOptions {
+    use commands::record::{Mode, Target};
+    commands::top::TopOptions {
+        target: match args.pid {
+            Some(pid) => Target::Pid(pid),
+            None => Target::Command(args.command),
+        },
+        rate: args.rate,
+        interval: args.interval,
+        duration: args.duration,
+        mode: match args.mode {
+            cli::RecordMode::Wall => Mode::Wall,
+            cli::RecordMode::Cpu => Mode::Cpu,
+            cli::RecordMode::Gil => Mode::Gil,
+        },
+        lines: !args.nolineno,
     }
 }
 

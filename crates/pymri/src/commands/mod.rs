@@ -11,5 +11,6 @@ pub mod record;
 pub mod remote;
 pub mod run;
 pub mod secret;
+pub mod top;
 pub mod trace;
 pub mod web;

@@ -85,6 +85,39 @@ impl Repl {
         Repl { session, scratch, interp: interp.clone(), transcript: String::new() }
     }
 
+    /// Gives the terminal a size (a fresh pseudo-terminal has none, and a full-screen view
+    /// draws nothing in it); the program is told by SIGWINCH.
+    pub fn resize(&mut self, rows: u16, cols: u16) {
+        use std::os::fd::AsRawFd;
+        let master = self.session.process().get_file_handle().expect("the pty's master");
+        let size = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which outlives the call.
+        let done = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+        assert_eq!(done, 0, "TIOCSWINSZ: {}", std::io::Error::last_os_error());
+    }
+
+    /// Waits (within the deadline) for more output; returns all that has arrived, raw.
+    pub fn read_raw(&mut self) -> String {
+        match self.session.exp_any(vec![ReadUntil::NBytes(1)]) {
+            Ok((_, mut raw)) => {
+                while let Some(c) = self.session.try_read() {
+                    raw.push(c);
+                }
+                self.transcript.push_str(&strip(&raw));
+                raw
+            }
+            Err(e) => panic!(
+                "[{}] waiting for output: {e}\n---- transcript ----\n{}\n--------------------",
+                self.interp.name, self.transcript
+            ),
+        }
+    }
+
+    /// Sends `signal` to pymri.
+    pub fn signal(&mut self, signal: rexpect::process::Signal) {
+        self.session.process_mut().signal(signal).expect("signal pymri");
+    }
+
     /// Kills pymri itself with SIGKILL, as a crash or an OOM killer would.
     pub fn kill_hard(&mut self) {
         self.session.process_mut().signal(rexpect::process::Signal::SIGKILL).expect("SIGKILL pymri");
