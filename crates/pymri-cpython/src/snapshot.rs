@@ -1,10 +1,10 @@
 //! Reading every thread's stack: the snapshot behind `pymri dump`.
 
-use crate::cache::Caches;
+use crate::cache::{Caches, GilTurn};
 use crate::code::{CodeInfo, Position, CO_FAST_CELL, CO_FAST_FREE, CO_FAST_HIDDEN};
 use crate::objects::{Kind, Objects, ReprLimits};
 use crate::{Error, Located, Result};
-use pymri_layouts::{FrameRef, GilAccess, GilLayout, InstructionRef};
+use pymri_layouts::{structural, FrameRef, GilAccess, GilLayout, InstructionRef};
 use pymri_memory::{field, Budget, Memory, MemoryExt, PageCache, RunState};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -70,7 +70,7 @@ pub struct ThreadDump {
     pub on_cpu: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ThreadState {
     /// On a CPU, or ready to run, without the GIL.
@@ -207,6 +207,8 @@ struct Gil {
     base: u64,
     locked: bool,
     holder: u64,
+    /// `switch_number`: how many times the GIL went from one thread to another.
+    switches: u64,
 }
 
 /// Bytes of `struct _gil_runtime_state` that hold its mutexes and condition variables (the
@@ -237,7 +239,9 @@ impl<'a, M: Memory> Reader<'a, M> {
                 return Err(Error::Inconsistent("interpreter list loops".into()));
             }
             let gil = match (&runtime_gil, &layout.interpreter.gil) {
-                (Some(g), _) => Some(Gil { base: g.base, locked: g.locked, holder: g.holder }),
+                (Some(g), _) => {
+                    Some(Gil { base: g.base, locked: g.locked, holder: g.holder, switches: g.switches })
+                }
                 (None, Some(g)) => self.read_gil(interp, g).ok(),
                 (None, None) => None,
             };
@@ -255,6 +259,7 @@ impl<'a, M: Memory> Reader<'a, M> {
             threads.extend(interp_threads);
             interp = self.objects.ptr(field(interp, layout.interpreter.next)?)?;
         }
+        self.caches.gil_waits.end_snapshot();
         Ok(Snapshot { threads })
     }
 
@@ -263,10 +268,15 @@ impl<'a, M: Memory> Reader<'a, M> {
             GilAccess::Embedded(off) => field(owner, off)?,
             GilAccess::Pointer(off) => self.objects.ptr(field(owner, off)?)?,
         };
+        let locked = field(base, gil.locked)?;
         Ok(Gil {
             base,
-            locked: self.objects.mem.read_i32(field(base, gil.locked)?)? != 0,
+            locked: self.objects.mem.read_i32(locked)? != 0,
             holder: self.objects.ptr(field(base, gil.last_holder)?)?,
+            switches: self
+                .objects
+                .mem
+                .read_u64(field(locked, structural::GIL_SWITCH_NUMBER_AFTER_LOCKED)?)?,
         })
     }
 
@@ -308,14 +318,28 @@ impl<'a, M: Memory> Reader<'a, M> {
             None => false,
         };
         let run_state = self.options.run_state.and_then(|f| tid.and_then(f));
-        // Only a sleeping thread can wait for a locked GIL; asking costs a /proc read.
-        let gil_requested = gil_requested
-            || (!holds_gil && run_state == Some(RunState::Sleeping))
-                && gil.filter(|g| g.locked).zip(self.options.futex_wait.zip(tid)).is_some_and(
-                    |(g, (wait, tid))| {
-                        wait(tid).is_some_and(|addr| addr >= g.base && addr - g.base < GIL_STATE_SPAN)
-                    },
-                );
+        // A thread asleep on a futex inside the GIL's state waits for the GIL: in `take_gil`
+        // (its condition variable or mutex), or in `drop_gil` until another thread has taken
+        // it, after which it takes it again. Only a sleeping thread can be asked; asking costs
+        // a /proc read.
+        let asleep_in_gil = !holds_gil
+            && run_state == Some(RunState::Sleeping)
+            && gil.zip(self.options.futex_wait.zip(tid)).is_some_and(|(g, (wait, tid))| {
+                wait(tid).is_some_and(|addr| addr >= g.base && addr - g.base < GIL_STATE_SPAN)
+            });
+        // Between two timed waits, or woken and not yet given a CPU, a waiting thread is on the
+        // run queue, where the kernel does not say what it waits for; a thread seen waiting in
+        // this same turn of the GIL has not taken it since, so it is still waiting.
+        let turn = gil.map(|g| GilTurn { switches: g.switches, holder: g.holder });
+        let still_waiting = !holds_gil
+            && turn
+                .zip(tid)
+                .is_some_and(|(turn, tid)| self.caches.gil_waits.still_waiting((tstate, tid), turn));
+
+        let gil_requested = gil_requested || asleep_in_gil || still_waiting;
+        if let (true, Some(turn), Some(tid)) = (gil_requested, turn, tid) {
+            self.caches.gil_waits.waiting((tstate, tid), turn);
+        }
         let state = if holds_gil {
             ThreadState::HoldingGil
         } else if gil_requested {

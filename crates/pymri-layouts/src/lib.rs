@@ -325,4 +325,7 @@ pub mod structural {
     pub const SET_USED: u64 = 24;
     pub const SET_MASK: u64 = 32;
     pub const SET_TABLE: u64 = 40;
+    /// `_gil_runtime_state.switch_number` (`unsigned long`) follows the 4-byte `locked` and
+    /// its padding in every version from 3.9 to 3.15; no debug offset publishes it.
+    pub const GIL_SWITCH_NUMBER_AFTER_LOCKED: u64 = 8;
 }
