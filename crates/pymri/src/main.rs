@@ -11,6 +11,7 @@ mod exit;
 mod printer;
 mod render;
 mod repl;
+mod sampling;
 mod target;
 
 use clap::Parser;

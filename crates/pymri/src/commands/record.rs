@@ -2,17 +2,18 @@
 //! schedule, written as a profile.
 
 use crate::printer::note;
-use anyhow::{Context, Result};
-use pymri_cpython::{Error as PyError, LiveProcess as Live, SampleOptions, Sampler, ThreadDump};
-use pymri_memory::MemoryError;
+use crate::sampling::{self, End, Observer, Opened, Schedule, Stats, StatusLine};
+use anyhow::Result;
+use pymri_cpython::{SampleOptions, Snapshot};
 use pymri_profile::{Collapsed, Flamegraph, Options, Profile, Speedscope, ThreadId, Writer};
 use std::fmt;
 use std::fs::File;
 use std::io::{self, BufWriter, IsTerminal, Write};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+pub use crate::sampling::{Mode, Target};
 
 pub struct RecordOptions {
     pub target: Target,
@@ -27,26 +28,11 @@ pub struct RecordOptions {
     pub lines: bool,
 }
 
-/// What to record.
-pub enum Target {
-    Pid(i32),
-    /// A program to start, then record until it exits.
-    Command(Vec<String>),
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Flamegraph,
     Speedscope,
     Collapsed,
-}
-
-/// Which threads a sample counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Wall,
-    Cpu,
-    Gil,
 }
 
 impl Format {
@@ -67,16 +53,6 @@ impl Format {
     }
 }
 
-impl Mode {
-    fn counts(self, thread: &ThreadDump) -> bool {
-        match self {
-            Mode::Wall => true,
-            Mode::Cpu => thread.on_cpu == Some(true),
-            Mode::Gil => thread.holds_gil,
-        }
-    }
-}
-
 /// The output file could not be created or written: exit status 1, whatever the I/O error.
 #[derive(Debug)]
 pub struct OutputError {
@@ -92,225 +68,85 @@ impl fmt::Display for OutputError {
 
 impl std::error::Error for OutputError {}
 
-/// Why the recording ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    Duration,
-    Interrupted,
-    Exited,
-}
-
-#[derive(Debug, Default)]
-struct Stats {
-    samples: u64,
-    missed: u64,
-    errors: u64,
-    elapsed: Duration,
-}
-
-/// Samples in a row that must all fail, from the start, before the recording gives up: a
-/// target that cannot be read at all is an error, not an empty profile.
-const FAILURES_BEFORE_GIVING_UP: u64 = 10;
-/// How often the status line is redrawn.
-const STATUS_EVERY: Duration = Duration::from_millis(250);
-/// The longest single sleep between samples, so that Ctrl-C is seen promptly at low rates.
-const LONGEST_SLEEP: Duration = Duration::from_millis(50);
-
-/// How long a started program has to get its interpreter running.
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often a starting program is looked at.
-const STARTUP_POLL: Duration = Duration::from_millis(2);
-
 /// Records; the exit status: 0, or a started program's own.
 pub fn run(opts: RecordOptions) -> Result<u8> {
     let create =
         || File::create(&opts.output).map_err(|source| OutputError { path: opts.output.clone(), source });
     // Before any sampling (and before a program is started): an output that cannot be written
     // must not cost a recording.
-    let (live, mut child, file) = match &opts.target {
-        Target::Pid(pid) => {
-            let live = Live::open(*pid)?;
-            (live, None, create()?)
-        }
-        Target::Command(argv) => {
-            let file = create()?;
-            let (program, args) = argv.split_first().context("no command given")?;
-            let mut child = std::process::Command::new(program)
-                .args(args)
-                .spawn()
-                .with_context(|| format!("cannot start {program}"))?;
-            match started(&mut child) {
-                Ok(live) => (live, Some(child), file),
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    return Err(e);
-                }
-            }
-        }
-    };
-    let pid = live.pid;
-    let located = live.locate()?;
+    let (opened, file) = Opened::open(&opts.target, || Ok(create()?))?;
+    let pid = opened.pid();
+    let version = opened.located.version;
+    let stop = sampling::interrupt_flag()?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    // A first Ctrl-C ends the recording (the profile is written); a second one ends pymri.
-    signal_hook::flag::register_conditional_shutdown(signal_hook::consts::SIGINT, 130, Arc::clone(&stop))
-        .context("cannot handle SIGINT")?;
-    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&stop))
-        .context("cannot handle SIGINT")?;
-
-    let interval = Duration::from_secs_f64(1.0 / f64::from(opts.rate));
-    let mut profile = Profile::new(
-        format!("pymri record {pid} (Python {})", located.version),
-        Some(interval),
+    let schedule = Schedule { rate: opts.rate, duration: opts.duration };
+    let profile = Profile::new(
+        format!("pymri record {pid} (Python {version})"),
+        Some(schedule.interval()),
         Options { lines: opts.lines, split_threads: opts.split_threads },
     );
-    let mut sampler = Sampler::new(&live, &located);
     let until = match opts.duration {
         Some(d) => format!("for {} s", d.as_secs_f64()),
         None => "until it exits or Ctrl-C".to_string(),
     };
     note(&format!(
-        "pymri record: sampling process {pid} (Python {}) {} times a second {until}",
-        located.version, opts.rate
+        "pymri record: sampling process {pid} (Python {version}) {} times a second {until}",
+        opts.rate
     ));
     let terminal = io::stderr().is_terminal();
-    let (end, stats) = sample(&mut sampler, &mut profile, &opts, interval, &stop, terminal)?;
-    if terminal {
-        let _ = write!(io::stderr().lock(), "\r\x1b[K");
+    let mut recorder = Recorder {
+        profile,
+        mode: opts.mode,
+        frames: Vec::new(),
+        status: terminal.then(|| StatusLine::new("pymri record")),
+    };
+    let mut sampler = opened.sampler();
+    let (end, stats) =
+        sampling::sample(&mut sampler, &SampleOptions::default(), schedule, &stop, &mut recorder)?;
+    if let Some(status) = &recorder.status {
+        status.clear();
     }
 
     let mut out = BufWriter::new(file);
     opts.format
         .writer()
-        .write(&profile, &mut out)
+        .write(&recorder.profile, &mut out)
         .and_then(|()| out.flush())
         .map_err(|source| OutputError { path: opts.output.clone(), source })?;
     note(&summary(&opts, end, &stats, &opts.output));
-    match child.as_mut() {
-        // Ended by --duration or Ctrl-C, the program goes on: pymri waits for it, as a shell
-        // would have.
-        Some(child) => Ok(super::run::exit_code(child.wait().context("waiting for the program")?)),
-        None => Ok(crate::exit::Status::Success as u8),
+    drop(sampler);
+    opened.finish()
+}
+
+/// Samples into a profile.
+struct Recorder {
+    profile: Profile,
+    mode: Mode,
+    /// Reused between threads and samples.
+    frames: Vec<pymri_profile::Frame>,
+    /// On a terminal only.
+    status: Option<StatusLine>,
+}
+
+impl Observer for Recorder {
+    fn snapshot(&mut self, snapshot: &Snapshot) {
+        for thread in snapshot.threads.iter().filter(|t| self.mode.counts(t) && !t.frames.is_empty()) {
+            self.frames.clear();
+            self.frames.extend(thread.frames.iter().map(|f| pymri_profile::Frame {
+                function: f.function.clone(),
+                file: f.file.clone(),
+                line: Some(f.line),
+            }));
+            let id = ThreadId { tid: thread.tid, ident: thread.ident, name: thread.name.clone() };
+            self.profile.add(&id, self.frames.iter());
+        }
     }
-}
 
-/// Waits until the started program runs a Python interpreter that can be read.
-fn started(child: &mut std::process::Child) -> Result<Live> {
-    let pid = i32::try_from(child.id()).context("process id")?;
-    let deadline = Instant::now() + STARTUP_TIMEOUT;
-    loop {
-        if let Some(status) = child.try_wait().context("waiting for the program")? {
-            anyhow::bail!("the program exited ({status}) before its Python interpreter could be read");
+    fn tick(&mut self, stats: &Stats) -> ControlFlow<()> {
+        if let Some(status) = &mut self.status {
+            status.update(stats);
         }
-        // Until the program has exec'd an interpreter and initialised it, each step fails.
-        let last = match Live::open(pid) {
-            Ok(live) => {
-                match live.locate().and_then(|l| l.snapshot(&live.mem, &Default::default()).map(drop)) {
-                    Ok(()) => return Ok(live),
-                    Err(e) => anyhow::Error::new(e),
-                }
-            }
-            Err(e) => anyhow::Error::new(e),
-        };
-        if Instant::now() >= deadline {
-            return Err(last.context(format!(
-                "the program (process {pid}) runs no Python interpreter pymri can read after {} s",
-                STARTUP_TIMEOUT.as_secs()
-            )));
-        }
-        std::thread::sleep(STARTUP_POLL);
-    }
-}
-
-fn sample(
-    sampler: &mut Sampler<'_>,
-    profile: &mut Profile,
-    opts: &RecordOptions,
-    interval: Duration,
-    stop: &AtomicBool,
-    terminal: bool,
-) -> Result<(End, Stats)> {
-    let options = SampleOptions::default();
-    let mut stats = Stats::default();
-    let start = Instant::now();
-    let deadline = opts.duration.map(|d| start + d);
-    let mut slot: u32 = 0;
-    let mut next = start;
-    let mut status_at = start;
-    let mut frames = Vec::new();
-    let end = loop {
-        if stop.load(Ordering::Relaxed) {
-            break End::Interrupted;
-        }
-        let now = Instant::now();
-        if deadline.is_some_and(|d| now >= d) {
-            break End::Duration;
-        }
-        if now < next {
-            let wake = deadline.map_or(next, |d| d.min(next));
-            std::thread::sleep(wake.saturating_duration_since(now).min(LONGEST_SLEEP));
-            continue;
-        }
-        match sampler.sample(&options) {
-            Ok(snapshot) => {
-                stats.samples += 1;
-                for thread in snapshot.threads.iter().filter(|t| opts.mode.counts(t) && !t.frames.is_empty())
-                {
-                    frames.clear();
-                    frames.extend(thread.frames.iter().map(|f| pymri_profile::Frame {
-                        function: f.function.clone(),
-                        file: f.file.clone(),
-                        line: Some(f.line),
-                    }));
-                    let id = ThreadId { tid: thread.tid, ident: thread.ident, name: thread.name.clone() };
-                    profile.add(&id, frames.iter());
-                }
-            }
-            Err(PyError::Memory(MemoryError::Exited { .. })) => break End::Exited,
-            Err(e) => {
-                stats.errors += 1;
-                if stats.samples == 0 && stats.errors >= FAILURES_BEFORE_GIVING_UP {
-                    return Err(anyhow::Error::new(e)
-                        .context(format!("cannot sample process {}: every read failed", sampler.pid())));
-                }
-            }
-        }
-        // The schedule is fixed: slot N is due at start + N intervals, whatever the reads
-        // cost. Slots that passed while reading are missed, not shifted.
-        slot = slot.saturating_add(1);
-        next = start + interval.saturating_mul(slot);
-        let now = Instant::now();
-        if now > next {
-            let behind = (now - next).as_nanos() / interval.as_nanos().max(1);
-            let behind = u32::try_from(behind).unwrap_or(u32::MAX);
-            stats.missed += u64::from(behind);
-            slot = slot.saturating_add(behind);
-            next = start + interval.saturating_mul(slot);
-        }
-        if terminal && now.duration_since(status_at) >= STATUS_EVERY {
-            status_at = now;
-            let elapsed = now.duration_since(start);
-            let _ = write!(
-                io::stderr().lock(),
-                "\r\x1b[Kpymri record: {:.1} s, {} samples ({:.1}/s), {} errors",
-                elapsed.as_secs_f64(),
-                stats.samples,
-                per_second(stats.samples, elapsed),
-                stats.errors
-            );
-        }
-    };
-    let now = Instant::now();
-    stats.elapsed = deadline.map_or(now, |d| d.min(now)).duration_since(start);
-    Ok((end, stats))
-}
-
-fn per_second(n: u64, elapsed: Duration) -> f64 {
-    if elapsed.is_zero() {
-        0.0
-    } else {
-        n as f64 / elapsed.as_secs_f64()
+        ControlFlow::Continue(())
     }
 }
 
@@ -325,7 +161,7 @@ fn summary(opts: &RecordOptions, end: End, stats: &Stats, path: &Path) -> String
         "pymri record: {why}: {} samples in {:.2} s ({:.1}/s of {} asked, {} missed), {} errors; {} written to {}",
         stats.samples,
         stats.elapsed.as_secs_f64(),
-        per_second(stats.samples, stats.elapsed),
+        stats.rate(),
         opts.rate,
         stats.missed,
         stats.errors,
