@@ -4,6 +4,7 @@ pub mod attach;
 pub mod connect;
 pub mod dap;
 pub mod dump;
+pub mod family;
 pub mod listen;
 pub mod ps;
 pub mod record;
