@@ -3,13 +3,16 @@
 # 100 Hz and 1 kHz, against the same target unsampled, in one run.
 #
 # Target: bench/workloads/overhead.py, one thread doing a fixed unit of Python work without
-# pause (four more wait), counting units by its own clock. For each interpreter (3.14, 3.11),
+# pause (four more wait), counting units by its own clocks. For each interpreter (3.14, 3.11),
 # --reps rounds; each round measures, in a rotating order, the target's units per second over
 # --seconds unsampled, sampled at 100 Hz and sampled at 1 kHz (measured inside the recording:
-# from pymri's first sample until a second before it ends). Reported: the median rate of each,
-# and how much slower the sampled medians are than the unsampled one. The bars: at most 1% at
-# 100 Hz, at most 5% at 1 kHz. Other load on the machine moves every figure: compare rows of one
-# run, and rerun with more --reps when the unsampled rounds spread widely.
+# from pymri's first sample until a second before it ends). Two rates: per second of wall time,
+# and per second of the working thread's own CPU time (which leaves out CPU that other
+# processes, pymri included, took from it: on a machine with a free core for pymri, the two
+# agree). Reported: the median of each, the spread of the rounds, and how much slower the
+# sampled medians are than the unsampled one. The bars: at most 1% at 100 Hz, at most 5% at
+# 1 kHz. Other load on the machine moves every figure: compare rows of one run, and rerun with
+# more --reps when the unsampled rounds spread widely.
 #
 # Usage: bench/record_overhead.sh [--seconds N] [--reps N]   (defaults 4 and 7)
 #
@@ -72,7 +75,7 @@ start_target() {
     [[ $line == ready ]] || die "the target said '$line'"
 }
 
-# "UNITS CLOCK" from the target.
+# "UNITS CLOCK CPU" from the target.
 ask() {
     echo >&8
     local line
@@ -101,36 +104,46 @@ measure() {
     if [[ -n $pid ]]; then
         wait "$pid" || die "pymri record failed: $(cat "$TARGET_DIR/pymri.err")"
     fi
-    python3 -c 'import sys; (u0, t0), (u1, t1) = (map(float, a.split()) for a in sys.argv[1:]); print((u1 - u0) / (t1 - t0))' \
+    python3 -c 'import sys; (u0, t0, c0), (u1, t1, c1) = (map(float, a.split()) for a in sys.argv[1:]); print((u1 - u0) / (t1 - t0), (u1 - u0) / (c1 - c0))' \
         "$first" "$last"
 }
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-printf '%-7s %-10s %14s %12s %10s\n' "python" "sampling" "median units/s" "spread" "slower by"
+printf '%-7s %-9s %13s %8s %9s   %13s %8s %9s\n' "python" "sampling" "units/wall s" "spread" "slower" \
+    "units/CPU s" "spread" "slower"
 for v in 314 311; do
     spec=$(lookup "PYTHON$v")
     [[ -n $spec ]] || die "no PYTHON$v among the interpreters"
     start_target "$spec"
-    declare -A RATES=([0]="" [100]="" [1000]="")
+    declare -A WALL=([0]="" [100]="" [1000]="") CPU=([0]="" [100]="" [1000]="")
     order=(0 100 1000)
     for ((rep = 0; rep < REPS; rep++)); do
         for ((i = 0; i < 3; i++)); do
             rate=${order[(i + rep) % 3]}
-            RATES[$rate]+="$(measure "$rate") "
+            read -r wall cpu <<<"$(measure "$rate")"
+            WALL[$rate]+="$wall "
+            CPU[$rate]+="$cpu "
         done
         say "3.${v:1}: round $((rep + 1)) of $REPS"
     done
-    base=$(tr ' ' '\n' <<<"${RATES[0]}" | grep . | median)
-    for rate in 0 100 1000; do
-        values=$(tr ' ' '\n' <<<"${RATES[$rate]}" | grep .)
+    # "MEDIAN SPREAD% SLOWER%" of the values $1 against the median BASE $2 (empty: itself).
+    stats() {
+        local values med lo hi
+        values=$(tr ' ' '\n' <<<"$1" | grep .)
         med=$(median <<<"$values")
         lo=$(sort -g <<<"$values" | head -n1)
         hi=$(sort -g <<<"$values" | tail -n1)
-        spread=$(bc -l <<<"($hi - $lo) / $med * 100")
+        echo "$med $(bc -l <<<"($hi - $lo) / $med * 100") $(bc -l <<<"(1 - $med / ${2:-$med}) * 100")"
+    }
+    read -r wall_base _ _ <<<"$(stats "${WALL[0]}")"
+    read -r cpu_base _ _ <<<"$(stats "${CPU[0]}")"
+    for rate in 0 100 1000; do
         label=$([[ $rate == 0 ]] && echo "none" || echo "$rate Hz")
-        slower=$(bc -l <<<"(1 - $med / $base) * 100")
-        printf '%-7s %-10s %14.0f %11.1f%% %9.2f%%\n' "3.${v:1}" "$label" "$med" "$spread" "$slower"
+        read -r wm ws wd <<<"$(stats "${WALL[$rate]}" "$wall_base")"
+        read -r cm cs cd <<<"$(stats "${CPU[$rate]}" "$cpu_base")"
+        printf '%-7s %-9s %13.0f %7.1f%% %8.2f%%   %13.0f %7.1f%% %8.2f%%\n' "3.${v:1}" "$label" \
+            "$wm" "$ws" "$wd" "$cm" "$cs" "$cd"
     done
     exec 7<&- 8>&-
     kill -KILL "$TARGET_PID" 2>/dev/null || true

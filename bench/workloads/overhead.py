@@ -5,8 +5,10 @@ Usage: overhead.py READY_FIFO CONTROL_FIFO
 One thread runs a fixed unit of Python work (method calls, arithmetic, a dict) over and over
 and counts the units; four more threads wait on an event (a sampler reads them too). Writes
 "ready" to READY_FIFO once running; then, for each line read on CONTROL_FIFO, one line: the
-units done so far and the target's own clock (seconds), so that a rate is measured by the
-target itself.
+units done so far, the target's own clock and the working thread's CPU time when it finished
+them (seconds), so that rates are measured by the target itself: per second of wall time (what
+a user waits), and per second of the thread's CPU time (what is left once CPU taken by other
+processes, pymri included, is out of the picture).
 """
 
 import os
@@ -14,7 +16,7 @@ import sys
 import threading
 import time
 
-done = 0
+progress = (0, 0.0)
 
 
 class Point:
@@ -34,11 +36,13 @@ def unit():
 
 
 def work(started):
-    global done
+    global progress
     started.set()
+    done = 0
     while True:
         unit()
         done += 1
+        progress = (done, time.thread_time())
 
 
 def main():
@@ -52,7 +56,8 @@ def main():
     started.wait()
     out.write("ready\n")
     for _ in commands:
-        out.write(f"{done} {time.perf_counter()}\n")
+        done, cpu = progress
+        out.write(f"{done} {time.perf_counter()} {cpu}\n")
 
 
 main()
