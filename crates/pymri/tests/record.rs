@@ -423,7 +423,7 @@ fn subprocesses(name: &str) {
         &pid,
         "--subprocesses",
         "-d",
-        "3",
+        "4",
         "-f",
         "collapsed",
         "-o",
@@ -485,9 +485,12 @@ fn idle(name: &str) {
             assert_eq!(per_thread(&collapsed, busy), samples, "{args:?} {busy} is on a CPU\n{collapsed}");
         }
         for waiter in ["waiter-1", "waiter-2"] {
-            // Only the first sample, with no history, may take a waiter on the run queue for
-            // one running C code.
-            assert!(per_thread(&collapsed, waiter) <= 1, "{args:?} {waiter} waits for the GIL\n{collapsed}");
+            // Until pymri has once seen a waiter asleep in the GIL, a sample that finds it on the
+            // run queue (or waking between two reads) cannot tell it from a thread running C
+            // code, or an idle one: a few of the first samples, on a loaded machine (see the
+            // pymri-cpython states test). Counted as on a CPU, waiters were 20 to 40%.
+            let n = per_thread(&collapsed, waiter);
+            assert!(n * 20 <= samples, "{args:?} {waiter} waits for the GIL: {n} of {samples}\n{collapsed}");
         }
         for sleeping in ["sleeper", "parked", "handler"] {
             let expected = if idle_counted { samples } else { 0 };
