@@ -3,9 +3,10 @@
 //!
 //! Polling costs one directory listing and one small read per thread of each process in the
 //! tree, at most every [`POLL_EVERY`], over at most [`MAX_TREE`] processes. A descendant that
-//! is not Python (a shell, a compiler) is looked at again only once it has run another
-//! program; one that stops being the program it was (a fork that then runs another program)
-//! is opened again.
+//! cannot be read as Python is looked at again at each poll for [`TRIES`] polls (an interpreter
+//! starting up, or a fork about to run another program, cannot be read yet), then only once it
+//! has run another program; one that stops being readable (a fork that ran another program) is
+//! opened again.
 
 use pymri_cpython::{command_line, LiveProcess as Live, Located, SampleOptions, Sampler, Snapshot};
 use pymri_memory::child_pids;
@@ -22,6 +23,9 @@ const MAX_TREE: usize = 1024;
 /// Processes opened during one recording (each program a process runs counts once): what
 /// their samplers keep is bounded by this.
 pub const MAX_OPENED: usize = 256;
+/// Polls at which a descendant that cannot be read as Python is tried again (3 s): long enough
+/// for an interpreter to start on a loaded machine.
+const TRIES: u32 = 30;
 /// Characters of a command line kept in a process's label.
 const LABEL_COMMAND_CHARS: usize = 120;
 
@@ -62,8 +66,9 @@ pub struct Family<'a> {
     slots: &'a Slots,
     opened: usize,
     members: Vec<Member<'a>>,
-    /// Descendants that are not Python, by the executable they ran when looked at.
-    others: HashMap<i32, Option<PathBuf>>,
+    /// Descendants not read as Python: the executable they ran when looked at, and how many
+    /// polls tried them with it.
+    others: HashMap<i32, (Option<PathBuf>, u32)>,
     polled: Option<Instant>,
 }
 
@@ -100,7 +105,11 @@ impl<'a> Family<'a> {
                 continue;
             }
             let exe = executable(pid);
-            if self.others.get(&pid).is_some_and(|seen| *seen == exe) {
+            let tries = match self.others.get(&pid) {
+                Some((seen, tries)) if *seen == exe => *tries,
+                _ => 0,
+            };
+            if tries >= TRIES {
                 continue;
             }
             match self.open(pid) {
@@ -109,7 +118,7 @@ impl<'a> Family<'a> {
                     self.members.push(Member { pid, label: label(pid), exe, sampler });
                 }
                 None => {
-                    self.others.insert(pid, exe);
+                    self.others.insert(pid, (exe, tries + 1));
                 }
             }
         }
