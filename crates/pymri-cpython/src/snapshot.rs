@@ -60,6 +60,9 @@ pub struct ThreadDump {
     pub name: Option<String>,
     pub state: ThreadState,
     pub holds_gil: bool,
+    /// Whether the thread is handling an exception (inside an `except` block, or a `finally`
+    /// or `with` exit reached by one), whatever else it does.
+    pub active_exception: bool,
     pub frames: Vec<Frame>,
     /// Why the stack is incomplete, when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -361,7 +364,24 @@ impl<'a, M: Memory> Reader<'a, M> {
             (frames, error) = self.read_frames(tstate);
         }
         let on_cpu = run_state.map(|s| s == RunState::Running);
-        Ok(ThreadDump { tid, ident, name: None, state, holds_gil, frames, error, on_cpu })
+        let active_exception = self.active_exception(tstate);
+        Ok(ThreadDump { tid, ident, name: None, state, holds_gil, active_exception, frames, error, on_cpu })
+    }
+
+    /// `tstate->exc_info`'s first word (the exception, or its type before 3.11) is set and not
+    /// None. A read that fails (the thread ending) counts as no exception.
+    fn active_exception(&self, tstate: u64) -> bool {
+        let Some(off) = self.located.layout.thread.exc_info else { return false };
+        let first = || -> Result<u64> {
+            match self.objects.ptr(field(tstate, off)?)? {
+                0 => Ok(0),
+                item => self.objects.ptr(item),
+            }
+        };
+        match first() {
+            Ok(0) | Err(_) => false,
+            Ok(exception) => !matches!(self.objects.kind(exception), Ok((Kind::None, _)) | Err(_)),
+        }
     }
 
     fn current_frame(&self, tstate: u64) -> Result<u64> {

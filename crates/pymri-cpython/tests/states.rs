@@ -1,7 +1,8 @@
 //! Thread states over many samples, against a fixture in which every thread's state is known
 //! and never changes (`fixtures/thread_states.py`): the main thread holds the GIL for good in C
 //! code, two threads wait for it (waking every 50 microseconds to ask for it, so that they are
-//! often on a CPU or ready for one), one runs C code with the GIL released, three are idle.
+//! often on a CPU or ready for one), one runs C code with the GIL released, three are idle, one
+//! of them inside an `except` block.
 
 use pymri_cpython::{LiveProcess, SampleOptions, Sampler, ThreadDump, ThreadState};
 use pymri_testkit::{interpreter, mark, Target};
@@ -16,6 +17,8 @@ const SAMPLES: u32 = 1000;
 struct Tally {
     states: HashMap<ThreadState, u32>,
     holding: u32,
+    /// Samples showing it handling an exception.
+    exception: u32,
     /// The first sample that showed it waiting for the GIL, and how many later ones did not.
     first_waiting: Option<u32>,
     not_waiting_after: u32,
@@ -61,6 +64,7 @@ fn shares(name: &str) {
             let tally = tallies.entry(name).or_default();
             *tally.states.entry(thread.state).or_default() += 1;
             tally.holding += u32::from(thread.holds_gil);
+            tally.exception += u32::from(thread.active_exception);
             match (thread.state, tally.first_waiting) {
                 (ThreadState::WaitingForGil, None) => tally.first_waiting = Some(n),
                 (ThreadState::WaitingForGil, Some(_)) | (_, None) => {}
@@ -91,6 +95,11 @@ fn shares(name: &str) {
     for idle in ["sleeper", "parked", "handler"] {
         assert_eq!(tallies[idle].share(ThreadState::Idle), 1.0, "{idle}: {report}");
         assert_eq!(tallies[idle].holding, 0, "{report}");
+    }
+    // Only `handler` is inside an `except` block.
+    for (name, tally) in &tallies {
+        let expected = if name == "handler" { SAMPLES } else { 0 };
+        assert_eq!(tally.exception, expected, "{name}: active exception: {report}");
     }
     assert!(target.is_alive(), "the target lives on");
 }

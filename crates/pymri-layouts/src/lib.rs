@@ -100,6 +100,10 @@ pub struct ThreadLayout {
     pub thread_id: u64,
     /// `native_thread_id`: the kernel thread id (3.11 and later).
     pub native_thread_id: Option<u64>,
+    /// `exc_info`: the `_PyErr_StackItem` of the exception being handled (in an `except`
+    /// block), whose first word is the exception (3.11+) or its type (3.9/3.10), NULL or None
+    /// when there is none.
+    pub exc_info: Option<u64>,
 }
 
 /// How a thread state points at its innermost frame.
