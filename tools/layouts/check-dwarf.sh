@@ -81,6 +81,9 @@ fn main() {
         }
     }
     p("thread.thread_id", l.thread.thread_id.to_string());
+    if let Some(o) = l.thread.exc_info {
+        p("thread.exc_info", o.to_string());
+    }
     if let Some(o) = l.thread.native_thread_id {
         p("thread.native_thread_id", o.to_string());
     }
@@ -201,6 +204,7 @@ interpreter.modules|$(off PyInterpreterState modules)
 thread.next|$(off PyThreadState next)
 thread.interp|$(off PyThreadState interp)
 thread.thread_id|$(off PyThreadState thread_id)
+thread.exc_info|$(off PyThreadState exc_info)
 code.filename|$(off PyCodeObject co_filename)
 code.name|$(off PyCodeObject co_name)
 code.firstlineno|$(off PyCodeObject co_firstlineno)

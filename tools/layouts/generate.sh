@@ -242,6 +242,7 @@ pub fn v3_$minor() -> Layout {
             current_frame: $frame_ref,
             thread_id: $(get thread.thread_id),
             native_thread_id: $native,
+            exc_info: Some($(get thread.exc_info)),
         },
         frame: FrameLayout {
             previous: $(get frame.previous),

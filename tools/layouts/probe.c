@@ -116,6 +116,7 @@ int main(void)
     OFF("cframe.current_frame", _PyCFrame, current_frame);
 #endif
     OFF("thread.thread_id", PyThreadState, thread_id);
+    OFF("thread.exc_info", PyThreadState, exc_info);
 #if PY_VERSION_HEX >= 0x030B0000
     OFF("thread.native_thread_id", PyThreadState, native_thread_id);
 #endif

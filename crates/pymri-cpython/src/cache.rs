@@ -1,5 +1,6 @@
 //! What a sampler keeps from one read of a process to the next: decoded code objects and
-//! thread names, each checked against the target before it is trusted again.
+//! thread names, each checked against the target before it is trusted again, and which threads
+//! were seen waiting for the GIL (true until the GIL changes hands).
 
 use crate::code::CodeInfo;
 use crate::objects::Objects;
@@ -20,15 +21,54 @@ const NAMES_MAX_AGE: Duration = Duration::from_secs(1);
 pub(crate) struct Caches {
     pub codes: CodeCache,
     pub names: NameCache,
+    pub gil_waits: GilWaits,
 }
 
 impl Caches {
     pub fn one_shot() -> Caches {
-        Caches { codes: CodeCache::new(false), names: NameCache::default() }
+        Caches { codes: CodeCache::new(false), names: NameCache::default(), gil_waits: GilWaits::default() }
     }
 
     pub fn persistent() -> Caches {
-        Caches { codes: CodeCache::new(true), names: NameCache::default() }
+        Caches { codes: CodeCache::new(true), names: NameCache::default(), gil_waits: GilWaits::default() }
+    }
+}
+
+/// The GIL as a sample found it: how often it has changed hands, and who holds or last held it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct GilTurn {
+    pub switches: u64,
+    pub holder: u64,
+}
+
+/// Threads seen asleep inside the GIL's state (waiting for it), with the GIL's turn when they
+/// were. `take_gil` returns only with the GIL, and a thread taking it from another increments
+/// the switch count: so while the turn is the same, a thread seen waiting is still waiting,
+/// even when the kernel shows it on a CPU (woken to look again, or ready and not yet run) or
+/// it woke between the reads of its run state and its system call.
+#[derive(Default)]
+pub(crate) struct GilWaits {
+    /// Thread state address and kernel id to the turn it was seen waiting in.
+    seen: HashMap<(u64, i32), GilTurn>,
+    /// The same for the snapshot being read; it replaces `seen` at the end, so threads that
+    /// ended are forgotten.
+    next: HashMap<(u64, i32), GilTurn>,
+}
+
+impl GilWaits {
+    /// Whether the thread was seen waiting in this same turn of the GIL.
+    pub fn still_waiting(&self, thread: (u64, i32), now: GilTurn) -> bool {
+        self.seen.get(&thread) == Some(&now)
+    }
+
+    /// The thread is waiting now (seen asleep in the GIL's state, or still waiting).
+    pub fn waiting(&mut self, thread: (u64, i32), now: GilTurn) {
+        self.next.insert(thread, now);
+    }
+
+    /// The snapshot is read: what it saw is what the next one compares with.
+    pub fn end_snapshot(&mut self) {
+        self.seen = std::mem::take(&mut self.next);
     }
 }
 
@@ -120,6 +160,22 @@ impl NameCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gil_waiter_is_still_waiting_until_the_gil_changes_hands_and_forgotten_once_gone() {
+        let turn = GilTurn { switches: 7, holder: 0x100 };
+        let mut waits = GilWaits::default();
+        waits.waiting((0x200, 11), turn);
+        assert!(!waits.still_waiting((0x200, 11), turn), "not before the snapshot ends");
+        waits.end_snapshot();
+        assert!(waits.still_waiting((0x200, 11), turn));
+        assert!(!waits.still_waiting((0x200, 11), GilTurn { switches: 8, holder: 0x100 }), "switched");
+        assert!(!waits.still_waiting((0x200, 11), GilTurn { switches: 7, holder: 0x300 }), "other holder");
+        assert!(!waits.still_waiting((0x200, 12), turn), "another kernel thread at that state");
+        // Not seen waiting in the last snapshot: forgotten.
+        waits.end_snapshot();
+        assert!(!waits.still_waiting((0x200, 11), turn));
+    }
 
     #[test]
     fn names_are_reread_for_a_new_thread_and_when_old() {

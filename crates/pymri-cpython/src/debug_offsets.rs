@@ -83,6 +83,9 @@ struct Spec {
     thread_native_id: usize,
     thread_holds_gil: Option<usize>,
     thread_gil_requested: Option<usize>,
+    /// `offsetof(PyThreadState, exc_info)`, which the table does not publish: read from each
+    /// version's headers and checked against running interpreters (the `states` tests).
+    thread_exc_info: u64,
     frame_size: usize,
     frame_previous: usize,
     frame_executable: usize,
@@ -146,6 +149,7 @@ const V3_13: Spec = Spec {
     thread_native_id: 200,
     thread_holds_gil: None,
     thread_gil_requested: None,
+    thread_exc_info: 120,
     frame_size: 224,
     frame_previous: 232,
     frame_executable: 240,
@@ -207,6 +211,7 @@ const V3_14: Spec = Spec {
     thread_native_id: 224,
     thread_holds_gil: None,
     thread_gil_requested: None,
+    thread_exc_info: 120,
     frame_size: 248,
     frame_previous: 256,
     frame_executable: 264,
@@ -268,6 +273,7 @@ const V3_15: Spec = Spec {
     thread_native_id: 248,
     thread_holds_gil: Some(272),
     thread_gil_requested: Some(280),
+    thread_exc_info: 144,
     frame_size: 312,
     frame_previous: 320,
     frame_executable: 328,
@@ -429,6 +435,7 @@ pub fn decode(bytes: &[u8]) -> Result<DebugOffsets> {
             current_frame: FrameRef::Direct(at(spec.thread_current_frame)?),
             thread_id: at(spec.thread_id)?,
             native_thread_id: Some(at(spec.thread_native_id)?),
+            exc_info: Some(spec.thread_exc_info),
         },
         frame: FrameLayout {
             previous: at(spec.frame_previous)?,

@@ -13,7 +13,7 @@
 use crate::cache::Caches;
 use crate::live::{namespace_tid, shares_our_pid_namespace};
 use crate::{Error, LiveProcess, Located, ReprLimits, Result, Snapshot, SnapshotOptions};
-use pymri_memory::{parse_futex_wait, parse_run_state, read_proc, thread_ids, MemoryError};
+use pymri_memory::{parse_futex_wait, parse_run_state, read_proc, thread_ids, Freeze, MemoryError, RunState};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
@@ -26,12 +26,17 @@ pub struct SampleOptions {
     pub limits: ReprLimits,
     /// Frames read per thread before the stack is reported as cut.
     pub max_frames: usize,
+    /// Stop the process's Python threads (those the last sample found, the very first sample
+    /// being read once beforehand to find them) while the sample is read, and only then: a
+    /// consistent view for a pause of each thread. Threads without a Python thread state are
+    /// never stopped.
+    pub blocking: bool,
 }
 
 impl Default for SampleOptions {
     fn default() -> Self {
         let d = SnapshotOptions::default();
-        SampleOptions { locals: d.locals, limits: d.limits, max_frames: d.max_frames }
+        SampleOptions { locals: d.locals, limits: d.limits, max_frames: d.max_frames, blocking: false }
     }
 }
 
@@ -45,7 +50,14 @@ pub struct Sampler<'a> {
     /// The target's thread ids (as its namespace numbers them) to ours, as of the last sample.
     tids: HashMap<i32, i32>,
     proc_files: ProcFiles,
+    /// Kernel ids (ours) of the threads with a Python thread state, as of the last sample.
+    python_tids: Vec<i32>,
+    /// With `blocking`: each stopped thread's run state and futex wait just before it stopped.
+    before_stop: Option<HashMap<i32, KernelView>>,
 }
+
+/// What the kernel says a thread does: its run state, and the futex it sleeps on.
+type KernelView = (Option<RunState>, Option<u64>);
 
 impl<'a> Sampler<'a> {
     pub fn new(live: &'a LiveProcess, located: &'a Located) -> Sampler<'a> {
@@ -56,6 +68,8 @@ impl<'a> Sampler<'a> {
             shared_namespace: shares_our_pid_namespace(live.pid),
             tids: HashMap::new(),
             proc_files: ProcFiles { pid: live.pid, open: RefCell::default() },
+            python_tids: Vec::new(),
+            before_stop: None,
         }
     }
 
@@ -66,6 +80,28 @@ impl<'a> Sampler<'a> {
     /// Every thread's stack now, with kernel thread ids as this machine numbers them. Fails
     /// with [`MemoryError::Exited`] once the process is gone.
     pub fn sample(&mut self, options: &SampleOptions) -> Result<Snapshot> {
+        if !options.blocking {
+            return self.sample_running(options);
+        }
+        if self.python_tids.is_empty() {
+            self.sample_running(options)?;
+        }
+        // A stopped thread is `t` to the kernel, whatever it was doing: what each was doing is
+        // read first, and the sample shows that.
+        let view = self.python_tids.iter().map(|&tid| (tid, self.proc_files.view(tid))).collect();
+        let pid = self.live.pid;
+        let freeze = Freeze::only(pid, &self.python_tids).map_err(|e| match e {
+            MemoryError::NoSuchProcess { .. } => MemoryError::Exited { pid },
+            e => e,
+        })?;
+        self.before_stop = Some(view);
+        let snapshot = self.sample_running(options);
+        drop(freeze);
+        self.before_stop = None;
+        snapshot
+    }
+
+    fn sample_running(&mut self, options: &SampleOptions) -> Result<Snapshot> {
         self.refresh_threads()?;
         let mut known: Vec<i32> = self.tids.keys().copied().collect();
         known.sort_unstable();
@@ -81,6 +117,8 @@ impl<'a> Sampler<'a> {
         for t in &mut snapshot.threads {
             t.tid = t.tid.map(|tid| self.host_tid(tid));
         }
+        self.python_tids.clear();
+        self.python_tids.extend(snapshot.threads.iter().filter_map(|t| t.tid));
         Ok(snapshot)
     }
 
@@ -88,8 +126,16 @@ impl<'a> Sampler<'a> {
         let tids = &self.tids;
         let host = |tid: i32| tids.get(&tid).copied().unwrap_or(tid);
         let files = &self.proc_files;
-        let run_state = |tid: i32| files.read(host(tid), "stat").as_deref().and_then(parse_run_state);
-        let futex_wait = |tid: i32| files.read(host(tid), "syscall").as_deref().and_then(parse_futex_wait);
+        let before = self.before_stop.as_ref();
+        let seen = |tid: i32| before.and_then(|b| b.get(&host(tid)));
+        let run_state = |tid: i32| match seen(tid) {
+            Some(view) => view.0,
+            None => files.read(host(tid), "stat").as_deref().and_then(parse_run_state),
+        };
+        let futex_wait = |tid: i32| match seen(tid) {
+            Some(view) => view.1,
+            None => files.read(host(tid), "syscall").as_deref().and_then(parse_futex_wait),
+        };
         let snapshot_options = SnapshotOptions {
             locals: options.locals,
             limits: options.limits,
@@ -151,6 +197,17 @@ struct ProcFiles {
 }
 
 impl ProcFiles {
+    /// The run state, and for a sleeping thread the futex it waits on (a second read, skipped
+    /// for a running thread, which the kernel would not say anyway).
+    fn view(&self, tid: i32) -> KernelView {
+        let state = self.read(tid, "stat").as_deref().and_then(parse_run_state);
+        let futex = match state {
+            Some(RunState::Sleeping) => self.read(tid, "syscall").as_deref().and_then(parse_futex_wait),
+            _ => None,
+        };
+        (state, futex)
+    }
+
     fn read(&self, tid: i32, name: &'static str) -> Option<String> {
         let mut open = self.open.borrow_mut();
         let file = match open.entry((tid, name)) {

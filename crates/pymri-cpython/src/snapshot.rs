@@ -1,10 +1,10 @@
 //! Reading every thread's stack: the snapshot behind `pymri dump`.
 
-use crate::cache::Caches;
+use crate::cache::{Caches, GilTurn};
 use crate::code::{CodeInfo, Position, CO_FAST_CELL, CO_FAST_FREE, CO_FAST_HIDDEN};
 use crate::objects::{Kind, Objects, ReprLimits};
 use crate::{Error, Located, Result};
-use pymri_layouts::{FrameRef, GilAccess, GilLayout, InstructionRef};
+use pymri_layouts::{structural, FrameRef, GilAccess, GilLayout, InstructionRef};
 use pymri_memory::{field, Budget, Memory, MemoryExt, PageCache, RunState};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -60,6 +60,9 @@ pub struct ThreadDump {
     pub name: Option<String>,
     pub state: ThreadState,
     pub holds_gil: bool,
+    /// Whether the thread is handling an exception (inside an `except` block, or a `finally`
+    /// or `with` exit reached by one), whatever else it does.
+    pub active_exception: bool,
     pub frames: Vec<Frame>,
     /// Why the stack is incomplete, when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -70,7 +73,7 @@ pub struct ThreadDump {
     pub on_cpu: Option<bool>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ThreadState {
     /// On a CPU, or ready to run, without the GIL.
@@ -207,6 +210,8 @@ struct Gil {
     base: u64,
     locked: bool,
     holder: u64,
+    /// `switch_number`: how many times the GIL went from one thread to another.
+    switches: u64,
 }
 
 /// Bytes of `struct _gil_runtime_state` that hold its mutexes and condition variables (the
@@ -237,7 +242,9 @@ impl<'a, M: Memory> Reader<'a, M> {
                 return Err(Error::Inconsistent("interpreter list loops".into()));
             }
             let gil = match (&runtime_gil, &layout.interpreter.gil) {
-                (Some(g), _) => Some(Gil { base: g.base, locked: g.locked, holder: g.holder }),
+                (Some(g), _) => {
+                    Some(Gil { base: g.base, locked: g.locked, holder: g.holder, switches: g.switches })
+                }
                 (None, Some(g)) => self.read_gil(interp, g).ok(),
                 (None, None) => None,
             };
@@ -255,6 +262,7 @@ impl<'a, M: Memory> Reader<'a, M> {
             threads.extend(interp_threads);
             interp = self.objects.ptr(field(interp, layout.interpreter.next)?)?;
         }
+        self.caches.gil_waits.end_snapshot();
         Ok(Snapshot { threads })
     }
 
@@ -263,10 +271,15 @@ impl<'a, M: Memory> Reader<'a, M> {
             GilAccess::Embedded(off) => field(owner, off)?,
             GilAccess::Pointer(off) => self.objects.ptr(field(owner, off)?)?,
         };
+        let locked = field(base, gil.locked)?;
         Ok(Gil {
             base,
-            locked: self.objects.mem.read_i32(field(base, gil.locked)?)? != 0,
+            locked: self.objects.mem.read_i32(locked)? != 0,
             holder: self.objects.ptr(field(base, gil.last_holder)?)?,
+            switches: self
+                .objects
+                .mem
+                .read_u64(field(locked, structural::GIL_SWITCH_NUMBER_AFTER_LOCKED)?)?,
         })
     }
 
@@ -308,14 +321,28 @@ impl<'a, M: Memory> Reader<'a, M> {
             None => false,
         };
         let run_state = self.options.run_state.and_then(|f| tid.and_then(f));
-        // Only a sleeping thread can wait for a locked GIL; asking costs a /proc read.
-        let gil_requested = gil_requested
-            || (!holds_gil && run_state == Some(RunState::Sleeping))
-                && gil.filter(|g| g.locked).zip(self.options.futex_wait.zip(tid)).is_some_and(
-                    |(g, (wait, tid))| {
-                        wait(tid).is_some_and(|addr| addr >= g.base && addr - g.base < GIL_STATE_SPAN)
-                    },
-                );
+        // A thread asleep on a futex inside the GIL's state waits for the GIL: in `take_gil`
+        // (its condition variable or mutex), or in `drop_gil` until another thread has taken
+        // it, after which it takes it again. Only a sleeping thread can be asked; asking costs
+        // a /proc read.
+        let asleep_in_gil = !holds_gil
+            && run_state == Some(RunState::Sleeping)
+            && gil.zip(self.options.futex_wait.zip(tid)).is_some_and(|(g, (wait, tid))| {
+                wait(tid).is_some_and(|addr| addr >= g.base && addr - g.base < GIL_STATE_SPAN)
+            });
+        // Between two timed waits, or woken and not yet given a CPU, a waiting thread is on the
+        // run queue, where the kernel does not say what it waits for; a thread seen waiting in
+        // this same turn of the GIL has not taken it since, so it is still waiting.
+        let turn = gil.map(|g| GilTurn { switches: g.switches, holder: g.holder });
+        let still_waiting = !holds_gil
+            && turn
+                .zip(tid)
+                .is_some_and(|(turn, tid)| self.caches.gil_waits.still_waiting((tstate, tid), turn));
+
+        let gil_requested = gil_requested || asleep_in_gil || still_waiting;
+        if let (true, Some(turn), Some(tid)) = (gil_requested, turn, tid) {
+            self.caches.gil_waits.waiting((tstate, tid), turn);
+        }
         let state = if holds_gil {
             ThreadState::HoldingGil
         } else if gil_requested {
@@ -337,7 +364,24 @@ impl<'a, M: Memory> Reader<'a, M> {
             (frames, error) = self.read_frames(tstate);
         }
         let on_cpu = run_state.map(|s| s == RunState::Running);
-        Ok(ThreadDump { tid, ident, name: None, state, holds_gil, frames, error, on_cpu })
+        let active_exception = self.active_exception(tstate);
+        Ok(ThreadDump { tid, ident, name: None, state, holds_gil, active_exception, frames, error, on_cpu })
+    }
+
+    /// `tstate->exc_info`'s first word (the exception, or its type before 3.11) is set and not
+    /// None. A read that fails (the thread ending) counts as no exception.
+    fn active_exception(&self, tstate: u64) -> bool {
+        let Some(off) = self.located.layout.thread.exc_info else { return false };
+        let first = || -> Result<u64> {
+            match self.objects.ptr(field(tstate, off)?)? {
+                0 => Ok(0),
+                item => self.objects.ptr(item),
+            }
+        };
+        match first() {
+            Ok(0) | Err(_) => false,
+            Ok(exception) => !matches!(self.objects.kind(exception), Ok((Kind::None, _)) | Err(_)),
+        }
     }
 
     fn current_frame(&self, tstate: u64) -> Result<u64> {

@@ -100,6 +100,10 @@ pub struct ThreadLayout {
     pub thread_id: u64,
     /// `native_thread_id`: the kernel thread id (3.11 and later).
     pub native_thread_id: Option<u64>,
+    /// `exc_info`: the `_PyErr_StackItem` of the exception being handled (in an `except`
+    /// block), whose first word is the exception (3.11+) or its type (3.9/3.10), NULL or None
+    /// when there is none.
+    pub exc_info: Option<u64>,
 }
 
 /// How a thread state points at its innermost frame.
@@ -325,4 +329,7 @@ pub mod structural {
     pub const SET_USED: u64 = 24;
     pub const SET_MASK: u64 = 32;
     pub const SET_TABLE: u64 = 40;
+    /// `_gil_runtime_state.switch_number` (`unsigned long`) follows the 4-byte `locked` and
+    /// its padding in every version from 3.9 to 3.15; no debug offset publishes it.
+    pub const GIL_SWITCH_NUMBER_AFTER_LOCKED: u64 = 8;
 }

@@ -34,6 +34,7 @@ pub fn v3_9() -> Layout {
             current_frame: FrameRef::Direct(24),
             thread_id: 176,
             native_thread_id: None,
+            exc_info: Some(144),
         },
         frame: FrameLayout {
             previous: 24,
@@ -97,6 +98,7 @@ pub fn v3_10() -> Layout {
             current_frame: FrameRef::Direct(24),
             thread_id: 176,
             native_thread_id: None,
+            exc_info: Some(144),
         },
         frame: FrameLayout {
             previous: 24,
@@ -160,6 +162,7 @@ pub fn v3_11() -> Layout {
             current_frame: FrameRef::ViaCFrame { cframe: 56, current_frame: 8 },
             thread_id: 152,
             native_thread_id: Some(160),
+            exc_info: Some(120),
         },
         frame: FrameLayout {
             previous: 48,
@@ -231,6 +234,7 @@ pub fn v3_12() -> Layout {
             current_frame: FrameRef::ViaCFrame { cframe: 56, current_frame: 0 },
             thread_id: 136,
             native_thread_id: Some(144),
+            exc_info: Some(104),
         },
         frame: FrameLayout {
             previous: 8,

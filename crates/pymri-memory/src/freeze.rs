@@ -34,33 +34,49 @@ impl Freeze {
             if new.is_empty() {
                 return Ok(freeze);
             }
-            let mut seized = Vec::new();
-            for tid in new {
-                match seize(tid) {
-                    Ok(()) => seized.push(tid),
-                    // The thread exited between listing and seizing.
-                    Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                        return Err(MemoryError::PermissionDenied { pid, cause: diagnose_permission(pid) })
-                    }
-                    Err(source) => return Err(MemoryError::Os { what: "PTRACE_SEIZE", pid, source }),
-                }
-            }
-            for tid in seized {
-                // Recorded before waiting, so that Drop releases it even if the wait fails.
-                freeze.threads.push((tid, 0));
-                match wait_for_stop(tid) {
-                    Ok(Some(pending_signal)) => {
-                        if let Some(entry) = freeze.threads.iter_mut().find(|(t, _)| *t == tid) {
-                            entry.1 = pending_signal;
-                        }
-                    }
-                    Ok(None) => freeze.threads.retain(|(t, _)| *t != tid),
-                    Err(source) => return Err(MemoryError::Os { what: "stopping a thread", pid, source }),
-                }
-            }
+            freeze.stop(&new)?;
         }
         Ok(freeze)
+    }
+
+    /// Stops only those of the threads `tids` that are threads of `pid` now (an id that
+    /// ended may be another process's by now); every other thread keeps running.
+    pub fn only(pid: i32, tids: &[i32]) -> Result<Freeze, MemoryError> {
+        let now = thread_ids(pid)?;
+        let ours: Vec<i32> = tids.iter().copied().filter(|t| now.binary_search(t).is_ok()).collect();
+        let mut freeze = Freeze { pid, threads: Vec::with_capacity(ours.len()) };
+        freeze.stop(&ours)?;
+        Ok(freeze)
+    }
+
+    fn stop(&mut self, tids: &[i32]) -> Result<(), MemoryError> {
+        let pid = self.pid;
+        let mut seized = Vec::new();
+        for &tid in tids {
+            match seize(tid) {
+                Ok(()) => seized.push(tid),
+                // The thread exited between listing and seizing.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                    return Err(MemoryError::PermissionDenied { pid, cause: diagnose_permission(pid) })
+                }
+                Err(source) => return Err(MemoryError::Os { what: "PTRACE_SEIZE", pid, source }),
+            }
+        }
+        for tid in seized {
+            // Recorded before waiting, so that Drop releases it even if the wait fails.
+            self.threads.push((tid, 0));
+            match wait_for_stop(tid) {
+                Ok(Some(pending_signal)) => {
+                    if let Some(entry) = self.threads.iter_mut().find(|(t, _)| *t == tid) {
+                        entry.1 = pending_signal;
+                    }
+                }
+                Ok(None) => self.threads.retain(|(t, _)| *t != tid),
+                Err(source) => return Err(MemoryError::Os { what: "stopping a thread", pid, source }),
+            }
+        }
+        Ok(())
     }
 
     pub fn pid(&self) -> i32 {

@@ -26,8 +26,9 @@ pub use files::{open_in_root, open_regular, openat2, openat2_missing, MAX_MAPPED
 pub use freeze::Freeze;
 pub use maps::{parse_maps, Mapping};
 pub use process::{
-    diagnose_permission, parse_futex_wait, parse_run_state, process_exists, process_root, read_proc,
-    thread_futex_wait, thread_ids, thread_run_state, write_memory, PermissionCause, ProcessMemory, RunState,
+    child_pids, diagnose_permission, parse_futex_wait, parse_run_state, process_exists, process_root,
+    read_proc, thread_futex_wait, thread_ids, thread_run_state, write_memory, PermissionCause, ProcessMemory,
+    RunState,
 };
 
 use std::cell::RefCell;

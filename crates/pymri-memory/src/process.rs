@@ -133,6 +133,18 @@ pub fn thread_ids(pid: i32) -> Result<Vec<i32>, MemoryError> {
     Ok(tids)
 }
 
+/// The processes `pid`'s threads started that still run (`/proc/PID/task/TID/children`, one
+/// file per thread), in no particular order; none if `pid` is gone.
+pub fn child_pids(pid: i32) -> Vec<i32> {
+    let mut children = Vec::new();
+    for tid in thread_ids(pid).unwrap_or_default() {
+        if let Ok(text) = read_proc(&format!("/proc/{pid}/task/{tid}/children")) {
+            children.extend(text.split_whitespace().filter_map(|c| c.parse::<i32>().ok()));
+        }
+    }
+    children
+}
+
 /// What the kernel says a thread is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunState {

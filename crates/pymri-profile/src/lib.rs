@@ -248,10 +248,12 @@ impl Profile {
     }
 }
 
-/// `function (file:line)`, or `function (file)` without a line.
+/// `function (file:line)`, or `function (file)` without a line; a frame of no file (one that
+/// names a process or a thread rather than code) is its name alone.
 pub fn frame_name(frame: &Frame) -> String {
     match frame.line {
         Some(line) => format!("{} ({}:{line})", frame.function, frame.file),
+        None if frame.file.is_empty() => frame.function.clone(),
         None => format!("{} ({})", frame.function, frame.file),
     }
 }

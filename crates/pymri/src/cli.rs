@@ -425,7 +425,7 @@ profile (gecko) or a pprof file.\n\n\
 `pymri record PID` records a running process; `pymri record -- COMMAND ARGS` starts COMMAND (a \
 Python program, as this user) and records it from the moment its interpreter is running until \
 it exits.\n\n\
-Threads are read while they run: nothing is stopped. Sampling follows a fixed schedule (--rate \
+Threads are read while they run: nothing is stopped (unless --blocking). Sampling follows a fixed schedule (--rate \
 times a second); samples that could not be taken in time are counted as missed. Recording ends \
 after --duration, when the process exits, or at Ctrl-C, and the profile is written in every \
 case. On a terminal, a status line shows progress; a summary line follows at the end.\n\n\
@@ -464,7 +464,7 @@ pub enum RecordFormat {
 pub enum RecordMode {
     /// Every thread, every sample
     Wall,
-    /// Only threads on a CPU (or ready for one) when sampled
+    /// Only threads on a CPU (or ready for one) when sampled, other than those waiting for the GIL
     Cpu,
     /// Only the thread holding the GIL
     Gil,
@@ -493,6 +493,17 @@ pub struct RecordArgs {
     /// Which threads each sample counts
     #[arg(long, value_enum, default_value = "wall")]
     pub mode: RecordMode,
+    /// With --mode cpu: count idle threads too (off a CPU, and not waiting for the GIL)
+    #[arg(long)]
+    pub idle: bool,
+    /// Stop the target's Python threads while each sample is read (only then, and never
+    /// threads without a Python thread state): a consistent view, at a cost to the target
+    #[arg(long)]
+    pub blocking: bool,
+    /// Also record the processes the target starts while it is recorded (and theirs), each
+    /// stack under a frame `process PID (COMMAND LINE)`
+    #[arg(long)]
+    pub subprocesses: bool,
     /// Split stacks by thread: each starts with a frame `thread NAME (TID)`
     #[arg(long)]
     pub threads: bool,

@@ -102,6 +102,15 @@ fn success((): ()) -> u8 {
 
 fn record_options(args: cli::RecordArgs) -> commands::record::RecordOptions {
     use commands::record::{Format, Mode, RecordOptions};
+    if args.idle && args.mode != cli::RecordMode::Cpu {
+        use clap::CommandFactory;
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ArgumentConflict,
+                "--idle adds idle threads to --mode cpu; --mode wall counts every thread already",
+            )
+            .exit();
+    }
     RecordOptions {
         target: match args.pid {
             Some(pid) => commands::record::Target::Pid(pid),
@@ -122,6 +131,9 @@ fn record_options(args: cli::RecordArgs) -> commands::record::RecordOptions {
             cli::RecordMode::Cpu => Mode::Cpu,
             cli::RecordMode::Gil => Mode::Gil,
         },
+        idle: args.idle,
+        blocking: args.blocking,
+        subprocesses: args.subprocesses,
         split_threads: args.threads,
         lines: !args.nolineno,
     }

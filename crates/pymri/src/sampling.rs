@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result};
 use pymri_cpython::{
-    Error as PyError, LiveProcess as Live, Located, SampleOptions, Sampler, Snapshot, ThreadDump,
+    Error as PyError, LiveProcess as Live, Located, SampleOptions, Sampler, Snapshot, ThreadDump, ThreadState,
 };
 use pymri_memory::MemoryError;
 use std::io::{self, Write};
@@ -34,7 +34,8 @@ impl Mode {
     pub fn counts(self, thread: &ThreadDump) -> bool {
         match self {
             Mode::Wall => true,
-            Mode::Cpu => thread.on_cpu == Some(true),
+            // A waiting thread is on a CPU (or queued for one) only to look at the GIL again.
+            Mode::Cpu => thread.on_cpu == Some(true) && thread.state != ThreadState::WaitingForGil,
             Mode::Gil => thread.holds_gil,
         }
     }

@@ -5,6 +5,7 @@ pub mod connect;
 pub mod dap;
 pub mod dump;
 pub mod exec;
+pub mod family;
 pub mod listen;
 pub mod ps;
 pub mod record;

@@ -1,10 +1,11 @@
 //! `pymri record PID` and `pymri record -- COMMAND`: a process's stacks sampled on a
 //! schedule, written as a profile.
 
+use crate::commands::family::{self, Family};
 use crate::printer::note;
 use crate::sampling::{self, End, Observer, Opened, Schedule, Stats, StatusLine};
 use anyhow::Result;
-use pymri_cpython::{SampleOptions, Snapshot};
+use pymri_cpython::{SampleOptions, Snapshot, ThreadDump, ThreadState};
 use pymri_profile::{Collapsed, Flamegraph, Gecko, Options, Pprof, Profile, Speedscope, ThreadId, Writer};
 use std::fmt;
 use std::fs::File;
@@ -24,6 +25,13 @@ pub struct RecordOptions {
     /// Samples a second.
     pub rate: u32,
     pub mode: Mode,
+    /// With [`Mode::Cpu`]: also the samples of threads that are idle (off a CPU, not waiting
+    /// for the GIL).
+    pub idle: bool,
+    /// Stop the target's Python threads while each sample is read.
+    pub blocking: bool,
+    /// Sample the processes the target starts too, each stack under its process's label.
+    pub subprocesses: bool,
     pub split_threads: bool,
     pub lines: bool,
 }
@@ -86,10 +94,12 @@ pub fn run(opts: RecordOptions) -> Result<u8> {
     let stop = sampling::interrupt_flag()?;
 
     let schedule = Schedule { rate: opts.rate, duration: opts.duration };
+    // With subprocesses the process is the root frame, and a thread's frame comes below it,
+    // so the recorder adds both itself.
     let mut profile = Profile::new(
         format!("pymri record {pid} (Python {version})"),
         Some(schedule.interval()),
-        Options { lines: opts.lines, split_threads: opts.split_threads },
+        Options { lines: opts.lines, split_threads: opts.split_threads && !opts.subprocesses },
     );
     profile.pid = u32::try_from(pid).ok();
     profile.clock = match opts.mode {
@@ -107,15 +117,20 @@ pub fn run(opts: RecordOptions) -> Result<u8> {
         opts.rate
     ));
     let terminal = io::stderr().is_terminal();
+    let options = SampleOptions { blocking: opts.blocking, ..SampleOptions::default() };
+    let slots = family::slots();
     let mut recorder = Recorder {
         profile,
         mode: opts.mode,
+        idle: opts.idle,
+        threads: opts.split_threads,
         frames: Vec::new(),
         status: terminal.then(|| StatusLine::new("pymri record")),
+        family: opts.subprocesses.then(|| (family::label(pid), Family::new(pid, &slots))),
+        options,
     };
     let mut sampler = opened.sampler();
-    let (end, stats) =
-        sampling::sample(&mut sampler, &SampleOptions::default(), schedule, &stop, &mut recorder)?;
+    let (end, stats) = sampling::sample(&mut sampler, &options, schedule, &stop, &mut recorder)?;
     if let Some(status) = &recorder.status {
         status.clear();
     }
@@ -132,27 +147,66 @@ pub fn run(opts: RecordOptions) -> Result<u8> {
 }
 
 /// Samples into a profile.
-struct Recorder {
+struct Recorder<'a> {
     profile: Profile,
     mode: Mode,
+    idle: bool,
+    /// Split by thread (done here when the process is the root frame).
+    threads: bool,
     /// Reused between threads and samples.
     frames: Vec<pymri_profile::Frame>,
     /// On a terminal only.
     status: Option<StatusLine>,
+    /// With `--subprocesses`: the target's label, and its descendants.
+    family: Option<(String, Family<'a>)>,
+    options: SampleOptions,
 }
 
-impl Observer for Recorder {
-    fn snapshot(&mut self, snapshot: &Snapshot) {
-        for thread in snapshot.threads.iter().filter(|t| self.mode.counts(t) && !t.frames.is_empty()) {
+impl Recorder<'_> {
+    fn counts(&self, thread: &ThreadDump) -> bool {
+        self.mode.counts(thread)
+            || (self.idle && thread.on_cpu == Some(false) && thread.state != ThreadState::WaitingForGil)
+    }
+
+    /// Adds a sample's threads, under `process` (a label) when there is one.
+    fn add(&mut self, process: Option<&str>, snapshot: &Snapshot) {
+        for thread in &snapshot.threads {
+            if !self.counts(thread) || thread.frames.is_empty() {
+                continue;
+            }
+            let id = ThreadId { tid: thread.tid, ident: thread.ident, name: thread.name.clone() };
             self.frames.clear();
             self.frames.extend(thread.frames.iter().map(|f| pymri_profile::Frame {
                 function: f.function.clone(),
                 file: f.file.clone(),
                 line: Some(f.line),
             }));
-            let id = ThreadId { tid: thread.tid, ident: thread.ident, name: thread.name.clone() };
+            if let Some(process) = process {
+                if self.threads {
+                    self.frames.push(root_frame(id.label()));
+                }
+                self.frames.push(root_frame(process.to_string()));
+            }
             self.profile.add(&id, self.frames.iter());
         }
+    }
+}
+
+/// A frame naming a process or a thread: no file, no line.
+fn root_frame(name: String) -> pymri_profile::Frame {
+    pymri_profile::Frame { function: name, file: String::new(), line: None }
+}
+
+impl Observer for Recorder<'_> {
+    fn snapshot(&mut self, snapshot: &Snapshot) {
+        let Some((root, mut family)) = self.family.take() else {
+            self.add(None, snapshot);
+            return;
+        };
+        self.add(Some(&root), snapshot);
+        let options = self.options;
+        family.sample(&options, |label, snapshot| self.add(Some(label), snapshot));
+        self.family = Some((root, family));
     }
 
     fn tick(&mut self, stats: &Stats) -> ControlFlow<()> {
