@@ -31,6 +31,26 @@ pub struct Frame {
     pub line: Option<i32>,
 }
 
+/// What [`Profile::add`] reads of a frame, so that a caller's own frame type is counted
+/// without being copied into a [`Frame`] first.
+pub trait FrameRef {
+    fn function(&self) -> &str;
+    fn file(&self) -> &str;
+    fn line(&self) -> Option<i32>;
+}
+
+impl FrameRef for &Frame {
+    fn function(&self) -> &str {
+        &self.function
+    }
+    fn file(&self) -> &str {
+        &self.file
+    }
+    fn line(&self) -> Option<i32> {
+        self.line
+    }
+}
+
 /// The thread a stack was read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThreadId {
@@ -87,20 +107,25 @@ pub struct Profile {
 #[derive(Debug, Clone)]
 pub struct ThreadStacks {
     pub thread: ThreadId,
-    counts: HashMap<Vec<u32>, u64>,
-    /// Stacks in the order they were first seen, so that output is deterministic.
-    order: Vec<Vec<u32>>,
+    /// Where each stack is in `order`.
+    index: HashMap<Vec<u32>, usize>,
+    /// Stacks in the order they were first seen, so that output is deterministic, with their
+    /// counts.
+    order: Vec<(Vec<u32>, u64)>,
+    /// The position in `order` of the stack added last: a thread's next stack is most often
+    /// the same, or shares its outer frames.
+    last: Option<usize>,
 }
 
 impl ThreadStacks {
     /// Each distinct stack (frame indices, root first) with how many times it was seen, in
     /// the order first seen.
     pub fn stacks(&self) -> impl Iterator<Item = (&[u32], u64)> + '_ {
-        self.order.iter().map(|s| (s.as_slice(), self.counts[s]))
+        self.order.iter().map(|(s, n)| (s.as_slice(), *n))
     }
 
     pub fn samples(&self) -> u64 {
-        self.counts.values().sum()
+        self.order.iter().map(|(_, n)| n).sum()
     }
 }
 
@@ -118,22 +143,11 @@ impl Profile {
 
     /// Counts one stack of `thread`, given innermost frame first. A thread is known by its
     /// kernel id and ident; its name is the latest seen.
-    pub fn add<'f>(
+    pub fn add<F: FrameRef>(
         &mut self,
         thread: &ThreadId,
-        innermost_first: impl DoubleEndedIterator<Item = &'f Frame>,
+        innermost_first: impl DoubleEndedIterator<Item = F>,
     ) {
-        let lines = self.options.lines;
-        let mut stack = Vec::new();
-        for frame in innermost_first.rev() {
-            let frame = Frame { line: frame.line.filter(|_| lines), ..frame.clone() };
-            let next = self.frames.len() as u32;
-            let index = *self.frame_index.entry(frame).or_insert_with_key(|f| {
-                self.frames.push(f.clone());
-                next
-            });
-            stack.push(index);
-        }
         let at = match self
             .threads
             .iter()
@@ -143,23 +157,57 @@ impl Profile {
             None => {
                 self.threads.push(ThreadStacks {
                     thread: thread.clone(),
-                    counts: HashMap::new(),
+                    index: HashMap::new(),
                     order: Vec::new(),
+                    last: None,
                 });
                 self.threads.len() - 1
             }
         };
+        if thread.name.is_some() && self.threads[at].thread.name != thread.name {
+            self.threads[at].thread.name.clone_from(&thread.name);
+        }
+        // The outer frames the stack shares with the thread's last one are found by comparing
+        // them, without hashing or copying names.
+        let lines = self.options.lines;
+        let last = self.threads[at].last.map(|i| &self.threads[at].order[i].0);
+        let mut stack = Vec::with_capacity(last.map_or(0, Vec::len));
+        let mut same = true;
+        for frame in innermost_first.rev() {
+            let line = frame.line().filter(|_| lines);
+            let known = last.filter(|_| same).and_then(|l| l.get(stack.len())).copied().filter(|&i| {
+                let f = &self.frames[i as usize];
+                f.line == line && f.function == frame.function() && f.file == frame.file()
+            });
+            let index = match known {
+                Some(i) => i,
+                None => {
+                    same = false;
+                    let frame = Frame { function: frame.function().into(), file: frame.file().into(), line };
+                    let next = self.frames.len() as u32;
+                    *self.frame_index.entry(frame).or_insert_with_key(|f| {
+                        self.frames.push(f.clone());
+                        next
+                    })
+                }
+            };
+            stack.push(index);
+        }
         let t = &mut self.threads[at];
-        if thread.name.is_some() {
-            t.thread.name.clone_from(&thread.name);
-        }
-        match t.counts.get_mut(&stack) {
-            Some(n) => *n += 1,
+        let found = match t.last.filter(|&i| t.order[i].0 == stack) {
+            Some(i) => Some(i),
+            None => t.index.get(&stack).copied(),
+        };
+        let i = match found {
+            Some(i) => i,
             None => {
-                t.counts.insert(stack.clone(), 1);
-                t.order.push(stack);
+                t.index.insert(stack.clone(), t.order.len());
+                t.order.push((stack, 0));
+                t.order.len() - 1
             }
-        }
+        };
+        t.order[i].1 += 1;
+        t.last = Some(i);
     }
 
     pub fn frames(&self) -> &[Frame] {
@@ -260,6 +308,27 @@ pub(crate) mod tests {
         let main = &p.threads()[1];
         assert_eq!(main.stacks().count(), 1, "wait at lines 40 and 41 is one stack");
         assert_eq!(main.samples(), 2);
+    }
+
+    /// A stack that shares outer frames with the one before is counted as its own stack, and
+    /// one equal to an earlier (not the last) stack adds to that stack's count.
+    #[test]
+    fn stacks_sharing_outer_frames_stay_apart() {
+        let mut p = Profile::new("test", None, Options::default());
+        let t = thread(1, "t");
+        let a = [frame("a", 1), frame("mid", 2), frame("root", 3)];
+        let b = [frame("b", 1), frame("mid", 2), frame("root", 3)];
+        let shorter = [frame("mid", 2), frame("root", 3)];
+        let moved = [frame("a", 1), frame("mid", 7), frame("root", 3)];
+        for stack in [&a[..], &b, &a, &shorter, &a, &moved] {
+            p.add(&t, stack.iter());
+        }
+        let stacks: Vec<(Vec<String>, u64)> = p.threads()[0]
+            .stacks()
+            .map(|(s, n)| (s.iter().map(|&i| frame_name(&p.frames()[i as usize])).collect(), n))
+            .collect();
+        let names = |s: &[Frame]| s.iter().rev().map(frame_name).collect::<Vec<_>>();
+        assert_eq!(stacks, [(names(&a), 3), (names(&b), 1), (names(&shorter), 1), (names(&moved), 1)]);
     }
 
     #[test]

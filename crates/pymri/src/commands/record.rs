@@ -231,14 +231,14 @@ fn sample(
     stop: &AtomicBool,
     terminal: bool,
 ) -> Result<(End, Stats)> {
-    let options = SampleOptions::default();
+    // Only the cpu mode needs the kernel's view of each thread (two /proc reads per thread).
+    let options = SampleOptions { kernel_state: opts.mode == Mode::Cpu, ..SampleOptions::default() };
     let mut stats = Stats::default();
     let start = Instant::now();
     let deadline = opts.duration.map(|d| start + d);
     let mut slot: u32 = 0;
     let mut next = start;
     let mut status_at = start;
-    let mut frames = Vec::new();
     let end = loop {
         if stop.load(Ordering::Relaxed) {
             break End::Interrupted;
@@ -253,19 +253,15 @@ fn sample(
             continue;
         }
         match sampler.sample(&options) {
-            Ok(snapshot) => {
+            Ok(mut snapshot) => {
                 stats.samples += 1;
-                for thread in snapshot.threads.iter().filter(|t| opts.mode.counts(t) && !t.frames.is_empty())
+                for thread in
+                    snapshot.threads.iter_mut().filter(|t| opts.mode.counts(t) && !t.frames.is_empty())
                 {
-                    frames.clear();
-                    frames.extend(thread.frames.iter().map(|f| pymri_profile::Frame {
-                        function: f.function.clone(),
-                        file: f.file.clone(),
-                        line: Some(f.line),
-                    }));
-                    let id = ThreadId { tid: thread.tid, ident: thread.ident, name: thread.name.clone() };
-                    profile.add(&id, frames.iter());
+                    let id = ThreadId { tid: thread.tid, ident: thread.ident, name: thread.name.take() };
+                    profile.add(&id, thread.frames.iter().map(Sampled));
                 }
+                sampler.recycle(snapshot);
             }
             Err(PyError::Memory(MemoryError::Exited { .. })) => break End::Exited,
             Err(e) => {
@@ -304,6 +300,21 @@ fn sample(
     let now = Instant::now();
     stats.elapsed = deadline.map_or(now, |d| d.min(now)).duration_since(start);
     Ok((end, stats))
+}
+
+/// A frame as read, counted without copying its names.
+struct Sampled<'a>(&'a pymri_cpython::Frame);
+
+impl pymri_profile::FrameRef for Sampled<'_> {
+    fn function(&self) -> &str {
+        &self.0.function
+    }
+    fn file(&self) -> &str {
+        &self.0.file
+    }
+    fn line(&self) -> Option<i32> {
+        Some(self.0.line)
+    }
 }
 
 fn per_second(n: u64, elapsed: Duration) -> f64 {
