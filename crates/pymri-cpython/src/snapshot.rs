@@ -427,11 +427,19 @@ impl<'a, M: Memory> Reader<'a, M> {
     fn read_frame(&mut self, frame: u64, out: &mut Vec<Frame>, at: usize) -> Result<(bool, u64)> {
         let f = &self.located.layout.frame;
         // The fields a frame is shown from, read at once.
-        let mut head = [0u8; FRAME_HEAD_MAX];
         let span = frame_head_span(f);
-        let head = head.get_mut(..span).ok_or_else(|| {
-            Error::Inconsistent(format!("interpreter frames are laid out over {span} bytes"))
-        })?;
+        let mut small = [0u8; FRAME_HEAD_SMALL];
+        let mut large = Vec::new();
+        let head: &mut [u8] = match small.get_mut(..span) {
+            Some(head) => head,
+            None if span <= FRAME_HEAD_MAX => {
+                large.resize(span, 0);
+                &mut large
+            }
+            None => {
+                return Err(Error::Inconsistent(format!("interpreter frames are laid out over {span} bytes")))
+            }
+        };
         self.objects.mem.read(frame, head)?;
         let word =
             |off: u64| u64::from_le_bytes(head[off as usize..off as usize + 8].try_into().expect("8 bytes"));
@@ -577,9 +585,11 @@ impl<'a, M: Memory> Reader<'a, M> {
     }
 }
 
-/// The most bytes of a frame [`Reader::read_frame`] reads (the fields it shows a frame from
-/// lie in its first 120 bytes in every version).
-const FRAME_HEAD_MAX: usize = 512;
+/// The bytes of a frame [`Reader::read_frame`] reads into a buffer on the stack: the fields it
+/// shows a frame from lie in its first 130 bytes in every version, debug builds included.
+const FRAME_HEAD_SMALL: usize = 192;
+/// The most bytes of a frame it reads (layouts of 3.13+ come from the target).
+const FRAME_HEAD_MAX: usize = 4096;
 
 /// The bytes of a frame, from its start, that hold the fields a frame is shown from.
 fn frame_head_span(f: &pymri_layouts::FrameLayout) -> usize {
