@@ -188,8 +188,9 @@ pub struct PageCache<M> {
     spare: RefCell<Vec<Box<[u8]>>>,
 }
 
-/// Page buffers [`PageCache::into_spare`] keeps at most: 4 MiB.
-const MAX_SPARE_PAGES: usize = 1024;
+/// Page buffers [`PageCache::into_spare`] keeps at most: 64 MiB, what a sampler of a few
+/// thousand threads uses a sample.
+const MAX_SPARE_PAGES: usize = 16384;
 
 impl<M: Memory> PageCache<M> {
     /// Caches at most `max_pages` pages; reads beyond that go straight to `inner`.

@@ -101,6 +101,9 @@ pub struct Profile {
     frames: Vec<Frame>,
     frame_index: HashMap<Frame, u32>,
     threads: Vec<ThreadStacks>,
+    /// Where each thread (kernel id, ident) is in `threads`: a sample of a thousand threads
+    /// looks each one up.
+    thread_index: HashMap<(Option<i32>, u64), usize>,
 }
 
 /// The stacks of one thread, as indices into [`Profile::frames`], root first.
@@ -138,6 +141,7 @@ impl Profile {
             frames: Vec::new(),
             frame_index: HashMap::new(),
             threads: Vec::new(),
+            thread_index: HashMap::new(),
         }
     }
 
@@ -148,13 +152,10 @@ impl Profile {
         thread: &ThreadId,
         innermost_first: impl DoubleEndedIterator<Item = F>,
     ) {
-        let at = match self
-            .threads
-            .iter()
-            .position(|t| t.thread.tid == thread.tid && t.thread.ident == thread.ident)
-        {
-            Some(at) => at,
+        let at = match self.thread_index.get(&(thread.tid, thread.ident)) {
+            Some(&at) => at,
             None => {
+                self.thread_index.insert((thread.tid, thread.ident), self.threads.len());
                 self.threads.push(ThreadStacks {
                     thread: thread.clone(),
                     index: HashMap::new(),
