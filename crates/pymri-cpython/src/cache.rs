@@ -23,7 +23,7 @@ pub(crate) struct Caches {
     pub codes: CodeCache,
     pub names: NameCache,
     /// The pages the last read used (a sampler's only; a one-shot read has no last read).
-    pub pages: Vec<u64>,
+    pub pages: Vec<(u64, pymri_memory::Range)>,
     /// The page buffers of the last read, filled again by the next.
     pub spare: Vec<Box<[u8]>>,
     /// Stacks of earlier reads given back ([`Sampler::recycle`](crate::Sampler::recycle)),

@@ -167,8 +167,41 @@ pub const PAGE_SIZE: u64 = 4096;
 /// A cached page: its bytes (`None` when it could not be read), and whether a read used it.
 struct Page {
     bytes: Option<Box<[u8]>>,
-    used: std::cell::Cell<bool>,
+    /// The bytes of `bytes` read from the source (all of them, but for a prefetched range).
+    valid: Range,
+    /// The bytes reads have used (empty: none).
+    used: std::cell::Cell<Range>,
 }
+
+impl Page {
+    fn new(bytes: Option<Box<[u8]>>, valid: Range) -> Page {
+        Page { bytes, valid, used: std::cell::Cell::new(Range::EMPTY) }
+    }
+}
+
+/// Bytes `start..end` of a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub start: u16,
+    pub end: u16,
+}
+
+impl Range {
+    const EMPTY: Range = Range { start: u16::MAX, end: 0 };
+    pub const WHOLE: Range = Range { start: 0, end: PAGE_SIZE as u16 };
+
+    fn covers(self, start: usize, end: usize) -> bool {
+        usize::from(self.start) <= start && end <= usize::from(self.end)
+    }
+
+    fn with(self, start: usize, end: usize) -> Range {
+        Range { start: self.start.min(start as u16), end: self.end.max(end as u16) }
+    }
+}
+
+/// Prefetched ranges are widened to this alignment: a stack a frame deeper than last time
+/// stays inside the range read.
+const RANGE_ALIGN: u16 = 512;
 
 /// Cached pages by address.
 type PageMap = HashMap<u64, Page, BuildHasherDefault<PageHasher>>;
@@ -226,54 +259,85 @@ impl<M: Memory> PageCache<M> {
         self.pages.borrow_mut().clear();
     }
 
-    /// Reads `pages` (page addresses) at once, those not cached yet and within the cache's
-    /// size. A page that cannot be read is left out, to be read (and fail) alone when used.
-    pub fn prefetch(&self, pages: &[u64]) {
+    /// Reads the ranges of `pages` (page address and the bytes wanted) at once, those of pages
+    /// not cached yet and within the cache's size. A range that cannot be read is left out, to
+    /// be read (and fail) alone when used; a read outside a page's range reads the whole page.
+    pub fn prefetch(&self, pages: &[(u64, Range)]) {
         let mut map = self.pages.borrow_mut();
         let room = self.max_pages.saturating_sub(map.len());
-        let mut wanted: Vec<u64> =
-            pages.iter().copied().filter(|p| p % PAGE_SIZE == 0 && !map.contains_key(p)).take(room).collect();
-        wanted.dedup();
+        let wanted: Vec<(u64, Range)> = pages
+            .iter()
+            .copied()
+            .filter(|(p, r)| {
+                p % PAGE_SIZE == 0 && r.start < r.end && r.end <= Range::WHOLE.end && !map.contains_key(p)
+            })
+            .take(room)
+            .collect();
         map.reserve(wanted.len());
         let mut bufs: Vec<Box<[u8]>> = wanted.iter().map(|_| self.buffer()).collect();
         let mut ok = vec![false; wanted.len()];
-        let mut reads: Vec<(u64, &mut [u8])> =
-            wanted.iter().copied().zip(bufs.iter_mut().map(|b| &mut b[..])).collect();
+        let mut reads: Vec<(u64, &mut [u8])> = wanted
+            .iter()
+            .zip(bufs.iter_mut())
+            .map(|((page, r), b)| {
+                (page + u64::from(r.start), &mut b[usize::from(r.start)..usize::from(r.end)])
+            })
+            .collect();
         self.inner.read_many(&mut reads, &mut ok);
         drop(reads);
-        for ((page, bytes), ok) in wanted.into_iter().zip(bufs).zip(ok) {
+        for (((page, range), bytes), ok) in wanted.into_iter().zip(bufs).zip(ok) {
             if ok {
-                map.insert(page, Page { bytes: Some(bytes), used: std::cell::Cell::new(false) });
+                map.insert(page, Page::new(Some(bytes), range));
             } else {
                 self.spare.borrow_mut().push(bytes);
             }
         }
     }
 
-    /// The readable pages that reads have used since the cache was made, in no order.
-    pub fn used_pages(&self) -> Vec<u64> {
+    /// The readable pages that reads have used since the cache was made, in no order, each
+    /// with the bytes used (widened to 512-byte boundaries).
+    pub fn used_pages(&self) -> Vec<(u64, Range)> {
         let map = self.pages.borrow();
-        map.iter().filter(|(_, p)| p.used.get() && p.bytes.is_some()).map(|(&a, _)| a).collect()
+        map.iter()
+            .filter(|(_, p)| p.bytes.is_some())
+            .filter_map(|(&a, p)| {
+                let used = p.used.get();
+                (used.start < used.end).then(|| {
+                    let start = used.start / RANGE_ALIGN * RANGE_ALIGN;
+                    let end = used.end.div_ceil(RANGE_ALIGN) * RANGE_ALIGN;
+                    (a, Range { start, end: end.min(Range::WHOLE.end) })
+                })
+            })
+            .collect()
     }
 
-    fn page(&self, page: u64) -> Option<std::cell::Ref<'_, [u8]>> {
-        // One lookup for a page that is cached and readable, the case of nearly every read.
-        fn cached(pages: &PageMap, page: u64) -> Option<&[u8]> {
+    /// Bytes `start..end` of `page`, from the cache, read into it first if need be.
+    fn page(&self, page: u64, start: usize, end: usize) -> Option<std::cell::Ref<'_, [u8]>> {
+        // One lookup for bytes that are cached, the case of nearly every read.
+        fn cached(pages: &PageMap, page: u64, start: usize, end: usize) -> Option<&[u8]> {
             let p = pages.get(&page)?;
-            p.used.set(true);
+            if !p.valid.covers(start, end) {
+                return None;
+            }
+            p.used.set(p.used.get().with(start, end));
             p.bytes.as_deref()
         }
-        if let Ok(bytes) = std::cell::Ref::filter_map(self.pages.borrow(), |p| cached(p, page)) {
+        if let Ok(bytes) = std::cell::Ref::filter_map(self.pages.borrow(), |p| cached(p, page, start, end)) {
             return Some(bytes);
         }
         {
             let pages = self.pages.borrow();
-            if pages.contains_key(&page) || pages.len() >= self.max_pages {
-                return None;
+            match pages.get(&page) {
+                // Unreadable as a whole page.
+                Some(p) if p.bytes.is_none() => return None,
+                // Only part of it was prefetched: read it whole.
+                Some(_) => {}
+                None if pages.len() >= self.max_pages => return None,
+                None => {}
             }
         }
         self.fill(page);
-        std::cell::Ref::filter_map(self.pages.borrow(), |p| cached(p, page)).ok()
+        std::cell::Ref::filter_map(self.pages.borrow(), |p| cached(p, page, start, end)).ok()
     }
 
     /// Loads one page. Reading aligned blocks of 2 or 4 pages per miss was measured slower
@@ -288,7 +352,14 @@ impl<M: Memory> PageCache<M> {
                 None
             }
         };
-        self.pages.borrow_mut().insert(page, Page { bytes, used: std::cell::Cell::new(false) });
+        // A page read again whole keeps what reads used of its prefetched range.
+        let mut pages = self.pages.borrow_mut();
+        let used = pages.get(&page).map_or(Range::EMPTY, |p| p.used.get());
+        let entry = Page::new(bytes, Range::WHOLE);
+        entry.used.set(used);
+        if let Some(old) = pages.insert(page, entry).and_then(|p| p.bytes) {
+            self.spare.borrow_mut().push(old);
+        }
     }
 }
 
@@ -357,7 +428,7 @@ impl<M: Memory> Memory for PageCache<M> {
             let page = at & !(PAGE_SIZE - 1);
             let off = (at - page) as usize;
             let n = ((PAGE_SIZE as usize) - off).min((end - at) as usize);
-            match self.page(page) {
+            match self.page(page, off, off + n) {
                 Some(bytes) => buf[filled..filled + n].copy_from_slice(&bytes[off..off + n]),
                 // Not cacheable or not readable as a whole page: ask the source for exactly
                 // these bytes, which yields its own precise error.
@@ -443,10 +514,11 @@ mod tests {
         assert!(matches!(cache.read_u32(0x10000 + 98), Err(MemoryError::Unreadable { .. })));
     }
 
-    /// Prefetched pages serve later reads without asking the source again; a page that cannot
-    /// be read is left out and fails precisely when used; only pages reads used are reported.
+    /// Prefetched ranges serve later reads inside them without asking the source again; a read
+    /// outside a page's range reads the whole page; a range that cannot be read is left out and
+    /// fails precisely when used; the ranges reads used are reported, widened.
     #[test]
-    fn prefetched_pages_serve_reads_and_used_pages_are_reported() {
+    fn prefetched_ranges_serve_reads_and_used_ranges_are_reported() {
         struct Counting<'a>(SliceMemory<'a>, std::cell::Cell<usize>);
         impl Memory for Counting<'_> {
             fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
@@ -457,13 +529,19 @@ mod tests {
         let bytes: Vec<u8> = (0..3 * PAGE_SIZE as usize).map(|i| (i % 253) as u8).collect();
         let mem = Counting(SliceMemory { base: 0x10000, bytes: &bytes }, std::cell::Cell::new(0));
         let cache = PageCache::new(&mem, 16);
-        cache.prefetch(&[0x10000, 0x11000, 0x13000]);
-        assert_eq!(mem.1.get(), 3, "one read per page by the default read_many");
+        let part = Range { start: 1024, end: 2048 };
+        cache.prefetch(&[(0x10000, Range::WHOLE), (0x11000, part), (0x13000, Range::WHOLE)]);
+        assert_eq!(mem.1.get(), 3, "one read per range by the default read_many");
         assert!(cache.used_pages().is_empty(), "prefetched, not used yet");
-        assert_eq!(cache.read_u8(0x11005).unwrap(), bytes[PAGE_SIZE as usize + 5]);
-        assert_eq!(mem.1.get(), 3, "served from the prefetched page");
+        assert_eq!(cache.read_u8(0x11000 + 1100).unwrap(), bytes[PAGE_SIZE as usize + 1100]);
+        assert_eq!(mem.1.get(), 3, "served from the prefetched range");
+        assert_eq!(cache.used_pages(), vec![(0x11000, Range { start: 1024, end: 1536 })]);
+        assert_eq!(cache.read_u8(0x11000 + 3000).unwrap(), bytes[PAGE_SIZE as usize + 3000]);
+        assert_eq!(mem.1.get(), 4, "outside the range: the whole page read");
+        assert_eq!(cache.read_u8(0x11000 + 10).unwrap(), bytes[PAGE_SIZE as usize + 10]);
+        assert_eq!(mem.1.get(), 4, "the whole page is cached now");
+        assert_eq!(cache.used_pages(), vec![(0x11000, Range { start: 0, end: 3072 })]);
         assert!(matches!(cache.read_u8(0x13000), Err(MemoryError::Unreadable { .. })));
-        assert_eq!(cache.used_pages(), vec![0x11000]);
     }
 
     #[test]
