@@ -1,12 +1,14 @@
 //! What a sampler keeps from one read of a process to the next: decoded code objects and
-//! thread names, each checked against the target before it is trusted again, and which threads
-//! were seen waiting for the GIL (true until the GIL changes hands).
+//! thread names, each checked against the target before it is trusted again, which threads
+//! were seen waiting for the GIL (true until the GIL changes hands), and the pages the last read
+//! used, read again at once at the start of the next.
 
 use crate::code::CodeInfo;
 use crate::objects::Objects;
+use crate::Frame;
 use crate::Result;
 use pymri_layouts::LocalNames;
-use pymri_memory::{field, Memory, MemoryExt};
+use pymri_memory::{field, Addresses, Memory, MemoryExt};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -22,15 +24,41 @@ pub(crate) struct Caches {
     pub codes: CodeCache,
     pub names: NameCache,
     pub gil_waits: GilWaits,
+    /// The pages the last read used (a sampler's only; a one-shot read has no last read).
+    pub pages: Vec<(u64, pymri_memory::Range)>,
+    /// The page buffers of the last read, filled again by the next.
+    pub spare: Vec<Box<[u8]>>,
+    /// Stacks of earlier reads given back ([`Sampler::recycle`](crate::Sampler::recycle)),
+    /// written over by the next reads.
+    pub frame_pool: Vec<Vec<Frame>>,
+    /// The frames met on one walk, kept for its capacity.
+    pub seen: HashSet<u64, Addresses>,
 }
 
 impl Caches {
     pub fn one_shot() -> Caches {
-        Caches { codes: CodeCache::new(false), names: NameCache::default(), gil_waits: GilWaits::default() }
+        Caches::new(CodeCache::new(false))
     }
 
     pub fn persistent() -> Caches {
-        Caches { codes: CodeCache::new(true), names: NameCache::default(), gil_waits: GilWaits::default() }
+        Caches::new(CodeCache::new(true))
+    }
+
+    fn new(codes: CodeCache) -> Caches {
+        Caches {
+            codes,
+            names: NameCache::default(),
+            pages: Vec::new(),
+            spare: Vec::new(),
+            frame_pool: Vec::new(),
+            seen: HashSet::default(),
+            gil_waits: GilWaits::default(),
+        }
+    }
+
+    /// Whether what one read learns is kept for the next.
+    pub fn persist(&self) -> bool {
+        self.codes.check
     }
 }
 
@@ -79,28 +107,53 @@ impl GilWaits {
 struct Identity([u64; 7]);
 
 pub(crate) struct CodeCache {
-    entries: HashMap<u64, (Identity, Rc<CodeInfo>)>,
+    entries: HashMap<u64, Entry, Addresses>,
     /// Whether entries may outlive one snapshot, and so must be checked before each use.
     check: bool,
+    /// The current pass over the target's memory: an entry checked during it is not checked
+    /// again (a recursive function's code object is met once per frame).
+    pass: u64,
+}
+
+struct Entry {
+    identity: Identity,
+    info: Rc<CodeInfo>,
+    /// The pass during which the entry was last found true.
+    checked: u64,
 }
 
 impl CodeCache {
     fn new(check: bool) -> CodeCache {
-        CodeCache { entries: HashMap::new(), check }
+        CodeCache { entries: HashMap::default(), check, pass: 0 }
+    }
+
+    /// Starts a pass over memory read anew: entries are checked again before use.
+    pub fn new_pass(&mut self) {
+        self.pass += 1;
+    }
+
+    /// The code object at `code`, if it was read or checked during this pass.
+    pub fn checked(&self, code: u64) -> Option<Rc<CodeInfo>> {
+        self.entries.get(&code).filter(|e| e.checked == self.pass).map(|e| e.info.clone())
     }
 
     pub fn get_or_read<M: Memory>(&mut self, objects: &Objects<'_, M>, code: u64) -> Result<Rc<CodeInfo>> {
+        if let Some(info) = self.checked(code) {
+            return Ok(info);
+        }
         let identity = if self.check { Some(identity(objects, code)?) } else { None };
-        if let Some((known, info)) = self.entries.get(&code) {
-            if identity.is_none_or(|id| id == *known) {
-                return Ok(info.clone());
+        if let Some(entry) = self.entries.get_mut(&code) {
+            if identity.is_none_or(|id| id == entry.identity) {
+                entry.checked = self.pass;
+                return Ok(entry.info.clone());
             }
         }
         let info = Rc::new(CodeInfo::read(objects, code)?);
         if self.entries.len() >= MAX_CODES {
             self.entries.clear();
         }
-        self.entries.insert(code, (identity.unwrap_or(Identity([0; 7])), info.clone()));
+        let identity = identity.unwrap_or(Identity([0; 7]));
+        self.entries.insert(code, Entry { identity, info: info.clone(), checked: self.pass });
         Ok(info)
     }
 }
@@ -242,6 +295,7 @@ mod tests {
         };
         assert_eq!(first.function(), "f");
         code_memory(&layout, &mut bytes, 0x11100);
+        cache.new_pass();
         let mem = pymri_memory::SliceMemory { base: 0x10000, bytes: &bytes };
         let objects = Objects::new(&mem, &layout, &types);
         let second = cache.get_or_read(&objects, 0x10000).expect("read");

@@ -33,7 +33,15 @@ pub(crate) struct CodeInfo {
     pub locals: Vec<(String, u8)>,
     /// How many leading slots are arguments.
     pub nargs: usize,
+    /// Lines already found, by position: a sampler asks for the same few positions of a code
+    /// object again and again, and each search walks the table from its start.
+    lines: std::cell::Cell<[(i64, i32); LINE_MEMO]>,
 }
+
+/// Positions remembered per code object (direct-mapped by position).
+const LINE_MEMO: usize = 8;
+/// No position: `Position` keys are built from offsets that fit far within an i64.
+const NO_POSITION: i64 = i64::MIN;
 
 /// Where a frame is in its code, as its version records it.
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +113,7 @@ impl CodeInfo {
             code_start,
             locals,
             nargs,
+            lines: std::cell::Cell::new([(NO_POSITION, 0); LINE_MEMO]),
         })
     }
 
@@ -114,6 +123,23 @@ impl CodeInfo {
     }
 
     pub fn line(&self, pos: Position) -> i32 {
+        // Bytes and units of the same number are different positions.
+        let key = match pos {
+            Position::Bytes(b) => b.wrapping_mul(2),
+            Position::Units(u) => u.wrapping_mul(2).wrapping_add(1),
+        };
+        let slot = (key as u64 % LINE_MEMO as u64) as usize;
+        let mut memo = self.lines.get();
+        if key != NO_POSITION && memo[slot].0 == key {
+            return memo[slot].1;
+        }
+        let line = self.find_line(pos);
+        memo[slot] = (key, line);
+        self.lines.set(memo);
+        line
+    }
+
+    fn find_line(&self, pos: Position) -> i32 {
         match (self.format, pos) {
             (LineTableFormat::Lnotab, Position::Bytes(offset)) => {
                 lnotab_line(&self.linetable, self.firstlineno, offset)

@@ -5,7 +5,7 @@ use crate::code::{CodeInfo, Position, CO_FAST_CELL, CO_FAST_FREE, CO_FAST_HIDDEN
 use crate::objects::{Kind, Objects, ReprLimits};
 use crate::{Error, Located, Result};
 use pymri_layouts::{structural, FrameRef, GilAccess, GilLayout, InstructionRef};
-use pymri_memory::{field, Budget, Memory, MemoryExt, PageCache, RunState};
+use pymri_memory::{field, Addresses, Budget, Memory, MemoryExt, PageCache, RunState};
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -23,8 +23,11 @@ pub struct SnapshotOptions<'a> {
     /// The kernel's view of a thread (`None` for core files, which do not record it, and whose
     /// threads were stopped while written).
     pub run_state: Option<&'a dyn Fn(i32) -> Option<RunState>>,
-    /// The kernel thread ids that exist, to validate ids read from memory.
+    /// The kernel thread ids that exist, to validate ids read from memory (empty: any).
     pub known_tids: &'a [i32],
+    /// Whether the process runs while it is read (its stacks can change under the reader),
+    /// where a core file's threads were stopped.
+    pub live: bool,
     /// The futex address a thread sleeps on, if it does (live processes only). A thread asleep
     /// on a futex inside the GIL's state is waiting for the GIL.
     pub futex_wait: Option<&'a dyn Fn(i32) -> Option<u64>>,
@@ -39,6 +42,7 @@ impl Default for SnapshotOptions<'_> {
             max_read: 1 << 30,
             run_state: None,
             known_tids: &[],
+            live: false,
             futex_wait: None,
         }
     }
@@ -144,8 +148,11 @@ const MAX_SNAPSHOT_FRAMES: usize = 1 << 18;
 const GLIBC_PTHREAD_TID: Option<u64> = Some(0x2d0);
 #[cfg(not(target_arch = "x86_64"))]
 const GLIBC_PTHREAD_TID: Option<u64> = None;
-/// Pages cached during one snapshot: 16 MiB, far more than a dump touches.
-const CACHE_PAGES: usize = 4096;
+/// Pages cached during one snapshot: 64 MiB. A thread takes three or four pages (its state,
+/// its frames, the C stack holding its entry frame); past the bound every read is a system
+/// call of its own, which made a sample of 1,000 threads cost 5 times as much per thread as
+/// one of 100.
+const CACHE_PAGES: usize = 16384;
 
 impl Located {
     /// Reads every thread of every interpreter.
@@ -160,17 +167,28 @@ impl Located {
         options: &SnapshotOptions<'_>,
         caches: &mut Caches,
     ) -> Result<Snapshot> {
-        let cache = PageCache::new(mem, CACHE_PAGES);
-        let budget = Budget::new(&cache, options.max_read);
-        let reader = Reader {
-            located: self,
-            objects: Objects::new(&budget, &self.layout, &self.types),
-            caches,
-            options,
-            threads_read: 0,
-            frames_left: MAX_SNAPSHOT_FRAMES,
+        let cache = PageCache::with_spare(mem, CACHE_PAGES, std::mem::take(&mut caches.spare));
+        caches.codes.new_pass();
+        if caches.persist() {
+            cache.prefetch(&caches.pages);
+        }
+        let snapshot = {
+            let budget = Budget::new(&cache, options.max_read);
+            let reader = Reader {
+                located: self,
+                objects: Objects::new(&budget, &self.layout, &self.types),
+                caches,
+                options,
+                threads_read: 0,
+                frames_left: MAX_SNAPSHOT_FRAMES,
+            };
+            reader.run()
         };
-        reader.run()
+        if caches.persist() {
+            caches.pages = cache.used_pages();
+            caches.spare = cache.into_spare();
+        }
+        snapshot
     }
 
     /// A bounded repr of the object at `obj`, as `--locals` shows it.
@@ -359,8 +377,9 @@ impl<'a, M: Memory> Reader<'a, M> {
         let (mut frames, mut error) = self.read_frames(tstate);
         // A running thread's stack can change under the reader: one fresh read from the target
         // (no cached page) usually finds it whole.
-        if error.is_some() && frames.len() < self.options.max_frames && self.options.run_state.is_some() {
+        if error.is_some() && frames.len() < self.options.max_frames && self.options.live {
             self.objects.mem.inner().clear();
+            self.caches.codes.new_pass();
             (frames, error) = self.read_frames(tstate);
         }
         let on_cpu = run_state.map(|s| s == RunState::Running);
@@ -398,75 +417,108 @@ impl<'a, M: Memory> Reader<'a, M> {
 
     /// Reads a thread's frames, innermost first. A failure part-way keeps what was read.
     fn read_frames(&mut self, tstate: u64) -> (Vec<Frame>, Option<String>) {
-        let mut frames = Vec::new();
+        // A sampler's frames from earlier reads are written over, their names' buffers kept.
+        let mut frames = self.caches.frame_pool.pop().unwrap_or_default();
+        let mut seen = std::mem::take(&mut self.caches.seen);
+        seen.clear();
+        let (len, error) = self.walk_frames(tstate, &mut frames, &mut seen);
+        frames.truncate(len);
+        self.caches.seen = seen;
+        (frames, error)
+    }
+
+    /// Fills `frames` from its start; returns how many it filled, and why it stopped early.
+    fn walk_frames(
+        &mut self,
+        tstate: u64,
+        frames: &mut Vec<Frame>,
+        seen: &mut HashSet<u64, Addresses>,
+    ) -> (usize, Option<String>) {
+        let mut len = 0;
         let mut frame = match self.current_frame(tstate) {
             Ok(f) => f,
-            Err(e) => return (frames, Some(format!("cannot read the current frame: {e}"))),
+            Err(e) => return (len, Some(format!("cannot read the current frame: {e}"))),
         };
-        let mut seen = HashSet::new();
         while frame != 0 {
             // Frames not shown (shims, other executables) count too: a chain of them is as
             // long as the target makes it.
             if seen.len() >= self.options.max_frames {
-                return (frames, Some(format!("stack cut at {} frames", self.options.max_frames)));
+                return (len, Some(format!("stack cut at {} frames", self.options.max_frames)));
             }
             if self.frames_left == 0 {
-                return (
-                    frames,
-                    Some(format!("stack cut: the dump read {MAX_SNAPSHOT_FRAMES} frames in all")),
-                );
+                return (len, Some(format!("stack cut: the dump read {MAX_SNAPSHOT_FRAMES} frames in all")));
             }
             self.frames_left -= 1;
             // Only a live thread can change under the reader; a core's threads were stopped.
-            let why =
-                if self.options.run_state.is_some() { " (the thread was running while read)" } else { "" };
+            let why = if self.options.live { " (the thread was running while read)" } else { "" };
             if !seen.insert(frame) {
-                return (frames, Some(format!("frame chain loops{why}")));
+                return (len, Some(format!("frame chain loops{why}")));
             }
-            match self.read_frame(frame) {
+            match self.read_frame(frame, frames, len) {
                 Ok((shown, previous)) => {
-                    frames.extend(shown);
+                    len += usize::from(shown);
                     frame = previous;
                 }
-                Err(e) => return (frames, Some(format!("stack incomplete: {e}{why}"))),
+                Err(e) => return (len, Some(format!("stack incomplete: {e}{why}"))),
             }
         }
-        (frames, None)
+        (len, None)
     }
 
     fn code_info(&mut self, code: u64) -> Result<Rc<CodeInfo>> {
         self.caches.codes.get_or_read(&self.objects, code)
     }
 
-    /// One frame: what to show of it (nothing for an interpreter shim) and the next frame out.
-    fn read_frame(&mut self, frame: u64) -> Result<(Option<Frame>, u64)> {
+    /// One frame, written to `out[at]` unless it is not shown (an interpreter shim): whether it
+    /// is shown, and the next frame out.
+    fn read_frame(&mut self, frame: u64, out: &mut Vec<Frame>, at: usize) -> Result<(bool, u64)> {
         let f = &self.located.layout.frame;
-        let mem = self.objects.mem;
-        let previous = self.objects.ptr(field(frame, f.previous)?)?;
+        // The fields a frame is shown from, read at once.
+        let span = frame_head_span(f);
+        let mut small = [0u8; FRAME_HEAD_SMALL];
+        let mut large = Vec::new();
+        let head: &mut [u8] = match small.get_mut(..span) {
+            Some(head) => head,
+            None if span <= FRAME_HEAD_MAX => {
+                large.resize(span, 0);
+                &mut large
+            }
+            None => {
+                return Err(Error::Inconsistent(format!("interpreter frames are laid out over {span} bytes")))
+            }
+        };
+        self.objects.mem.read(frame, head)?;
+        let word =
+            |off: u64| u64::from_le_bytes(head[off as usize..off as usize + 8].try_into().expect("8 bytes"));
+        let previous = word(f.previous);
         if let Some((owner_off, first_shim)) = f.owner {
-            if mem.read_u8(field(frame, owner_off)?)? >= first_shim {
-                return Ok((None, previous));
+            if head[owner_off as usize] >= first_shim {
+                return Ok((false, previous));
             }
         }
-        let mut code = self.objects.ptr(field(frame, f.code)?)?;
+        let mut code = word(f.code);
         if f.code_is_tagged {
             code &= !STACKREF_TAG_BITS;
         }
         if code == 0 {
-            return Ok((None, previous));
+            return Ok((false, previous));
         }
-        // 3.12+ entry frames may hold something other than a code object; skip them.
-        if self.objects.kind(code)?.0 != Kind::Code {
-            return Ok((None, previous));
-        }
-        let info = self.code_info(code)?;
+        let info = match self.caches.codes.checked(code) {
+            Some(info) => info,
+            // 3.12+ entry frames may hold something other than a code object; skip them.
+            None if self.objects.kind(code)?.0 != Kind::Code => return Ok((false, previous)),
+            None => self.code_info(code)?,
+        };
+        let lasti = |off: u64| {
+            i64::from(i32::from_le_bytes(head[off as usize..off as usize + 4].try_into().expect("4 bytes")))
+        };
         let position = match f.instruction {
-            InstructionRef::LastiBytes(off) => Position::Bytes(i64::from(mem.read_i32(field(frame, off)?)?)),
-            InstructionRef::LastiUnits(off) => Position::Units(i64::from(mem.read_i32(field(frame, off)?)?)),
+            InstructionRef::LastiBytes(off) => Position::Bytes(lasti(off)),
+            InstructionRef::LastiUnits(off) => Position::Units(lasti(off)),
             InstructionRef::Pointer(off) => {
                 // 3.11 starts a frame one code unit before its first instruction, so the
                 // difference may be negative; user-space addresses fit in an i64.
-                let ptr = self.objects.ptr(field(frame, off)?)?;
+                let ptr = word(off);
                 let units = i64::try_from(ptr)
                     .ok()
                     .zip(i64::try_from(info.code_start).ok())
@@ -485,16 +537,25 @@ impl<'a, M: Memory> Reader<'a, M> {
         } else {
             (None, None)
         };
-        Ok((
-            Some(Frame {
+        match out.get_mut(at) {
+            Some(f) => {
+                f.function.clear();
+                f.function.push_str(info.function());
+                f.file.clear();
+                f.file.push_str(&info.filename);
+                f.line = line;
+                f.locals = locals;
+                f.arguments = arguments;
+            }
+            None => out.push(Frame {
                 function: info.function().to_string(),
                 file: info.filename.clone(),
                 line,
                 locals,
                 arguments,
             }),
-            previous,
-        ))
+        }
+        Ok((true, previous))
     }
 
     fn read_locals(&self, frame: u64, info: &CodeInfo) -> Vec<Local> {
@@ -569,6 +630,23 @@ impl<'a, M: Memory> Reader<'a, M> {
         }
         Ok(names)
     }
+}
+
+/// The bytes of a frame [`Reader::read_frame`] reads into a buffer on the stack: the fields it
+/// shows a frame from lie in its first 130 bytes in every version, debug builds included.
+const FRAME_HEAD_SMALL: usize = 192;
+/// The most bytes of a frame it reads (layouts of 3.13+ come from the target).
+const FRAME_HEAD_MAX: usize = 4096;
+
+/// The bytes of a frame, from its start, that hold the fields a frame is shown from.
+fn frame_head_span(f: &pymri_layouts::FrameLayout) -> usize {
+    let instruction = match f.instruction {
+        InstructionRef::LastiBytes(off) | InstructionRef::LastiUnits(off) => off.saturating_add(4),
+        InstructionRef::Pointer(off) => off.saturating_add(8),
+    };
+    let owner = f.owner.map_or(0, |(off, _)| off.saturating_add(1));
+    let end = [f.previous.saturating_add(8), f.code.saturating_add(8), instruction, owner].into_iter().max();
+    usize::try_from(end.unwrap_or(0)).unwrap_or(usize::MAX)
 }
 
 /// `PyModuleObject.md_dict`, right after the object header in every version.

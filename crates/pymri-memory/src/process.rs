@@ -79,12 +79,71 @@ impl ProcessMemory {
     }
 }
 
+/// The most iovecs one `process_vm_readv` takes (`IOV_MAX`).
+const MAX_IOVECS: usize = 1024;
+
 impl Memory for ProcessMemory {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         if buf.is_empty() {
             return Ok(());
         }
         self.vm_read(addr, buf)
+    }
+
+    /// One `process_vm_readv` for up to [`MAX_IOVECS`] reads: the system call's own cost
+    /// (finding the process, checking ptrace access) is paid once instead of per read. The
+    /// kernel stops at the first remote range it cannot read and reports the bytes copied
+    /// until then, so the reads after it are asked for again.
+    fn read_many(&self, reads: &mut [(u64, &mut [u8])], ok: &mut [bool]) {
+        let mut at = 0;
+        while at < reads.len() {
+            let end = reads.len().min(at + MAX_IOVECS);
+            let mut local = Vec::with_capacity(end - at);
+            let mut remote = Vec::with_capacity(end - at);
+            for (addr, buf) in reads[at..end].iter_mut() {
+                local.push(libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() });
+                remote.push(libc::iovec { iov_base: *addr as *mut libc::c_void, iov_len: buf.len() });
+            }
+            // SAFETY: each local iovec points at a distinct buffer of `reads`, valid for writes
+            // of its length for the whole call; the remote ones are only interpreted by the
+            // kernel in the target. Both arrays hold `end - at` (at most IOV_MAX) entries.
+            let n = unsafe {
+                libc::process_vm_readv(
+                    self.pid,
+                    local.as_ptr(),
+                    local.len() as libc::c_ulong,
+                    remote.as_ptr(),
+                    remote.len() as libc::c_ulong,
+                    0,
+                )
+            };
+            if n < 0 {
+                let errno = io::Error::last_os_error().raw_os_error();
+                if !matches!(errno, Some(libc::EFAULT) | Some(libc::EIO)) {
+                    // Not about this range (the process is gone, access refused, no such
+                    // system call): each read on its own tells what.
+                    for ((addr, buf), ok) in reads[at..].iter_mut().zip(&mut ok[at..]) {
+                        *ok = self.read(*addr, buf).is_ok();
+                    }
+                    return;
+                }
+                // The first range is unreadable.
+                ok[at] = false;
+                at += 1;
+                continue;
+            }
+            let mut copied = n as usize;
+            while at < end && copied >= reads[at].1.len() {
+                copied -= reads[at].1.len();
+                ok[at] = true;
+                at += 1;
+            }
+            if at < end {
+                // Copied in part, or not reached because the range before it failed.
+                ok[at] = false;
+                at += 1;
+            }
+        }
     }
 }
 
@@ -310,6 +369,30 @@ mod tests {
         let value: u64 = 0x1122_3344_5566_7788;
         let mem = ProcessMemory::open(std::process::id() as i32).unwrap();
         assert_eq!(mem.read_u64(&value as *const u64 as u64).unwrap(), value);
+    }
+
+    /// An unreadable range in a batch fails alone: the reads after it are made, whether it
+    /// comes first (the system call fails), after readable ones (it copies part) or right after
+    /// another unreadable one; batches longer than IOV_MAX are split.
+    #[test]
+    fn read_many_reads_past_an_unreadable_range() {
+        let values: Vec<u64> = (1..=2000).collect();
+        let unreadable = |i: usize| i == 0 || i % 700 == 3 || i == 1500 || i == 1501;
+        let mem = ProcessMemory::open(std::process::id() as i32).unwrap();
+        let mut bufs = vec![[0u8; 8]; 2000];
+        let mut reads: Vec<(u64, &mut [u8])> = bufs
+            .iter_mut()
+            .enumerate()
+            .map(|(i, b)| (if unreadable(i) { 8 } else { &values[i] as *const u64 as u64 }, &mut b[..]))
+            .collect();
+        let mut ok = vec![false; 2000];
+        mem.read_many(&mut reads, &mut ok);
+        for (i, (ok, buf)) in ok.iter().zip(&bufs).enumerate() {
+            assert_eq!(*ok, !unreadable(i), "read {i}");
+            if *ok {
+                assert_eq!(u64::from_le_bytes(*buf), values[i], "read {i}");
+            }
+        }
     }
 
     #[test]

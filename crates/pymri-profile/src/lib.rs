@@ -37,6 +37,26 @@ pub struct Frame {
     pub line: Option<i32>,
 }
 
+/// What [`Profile::add`] reads of a frame, so that a caller's own frame type is counted
+/// without being copied into a [`Frame`] first.
+pub trait FrameRef {
+    fn function(&self) -> &str;
+    fn file(&self) -> &str;
+    fn line(&self) -> Option<i32>;
+}
+
+impl FrameRef for &Frame {
+    fn function(&self) -> &str {
+        &self.function
+    }
+    fn file(&self) -> &str {
+        &self.file
+    }
+    fn line(&self) -> Option<i32> {
+        self.line
+    }
+}
+
 /// The thread a stack was read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThreadId {
@@ -97,6 +117,9 @@ pub struct Profile {
     frames: Vec<Frame>,
     frame_index: HashMap<Frame, u32>,
     threads: Vec<ThreadStacks>,
+    /// Where each thread (kernel id, ident) is in `threads`: a sample of a thousand threads
+    /// looks each one up.
+    thread_index: HashMap<(Option<i32>, u64), usize>,
 }
 
 /// The stacks of one thread.
@@ -107,6 +130,9 @@ pub struct ThreadStacks {
     index: HashMap<Vec<u32>, usize>,
     /// Stacks in the order they were first seen, so that output is deterministic.
     entries: Vec<StackCount>,
+    /// The position in `entries` of the stack added last: a thread's next stack is most often
+    /// the same, or shares its outer frames.
+    last: Option<usize>,
 }
 
 /// A distinct stack of a thread and how often it was seen.
@@ -150,54 +176,76 @@ impl Profile {
             frames: Vec::new(),
             frame_index: HashMap::new(),
             threads: Vec::new(),
+            thread_index: HashMap::new(),
         }
     }
 
     /// Counts one stack of `thread`, given innermost frame first. A thread is known by its
     /// kernel id and ident; its name is the latest seen.
-    pub fn add<'f>(
+    pub fn add<F: FrameRef>(
         &mut self,
         thread: &ThreadId,
-        innermost_first: impl DoubleEndedIterator<Item = &'f Frame>,
+        innermost_first: impl DoubleEndedIterator<Item = F>,
     ) {
-        let lines = self.options.lines;
-        let mut stack = Vec::new();
-        for frame in innermost_first.rev() {
-            let frame = Frame { line: frame.line.filter(|_| lines), ..frame.clone() };
-            let next = self.frames.len() as u32;
-            let index = *self.frame_index.entry(frame).or_insert_with_key(|f| {
-                self.frames.push(f.clone());
-                next
-            });
-            stack.push(index);
-        }
-        let at = match self
-            .threads
-            .iter()
-            .position(|t| t.thread.tid == thread.tid && t.thread.ident == thread.ident)
-        {
-            Some(at) => at,
+        let at = match self.thread_index.get(&(thread.tid, thread.ident)) {
+            Some(&at) => at,
             None => {
+                self.thread_index.insert((thread.tid, thread.ident), self.threads.len());
                 self.threads.push(ThreadStacks {
                     thread: thread.clone(),
                     index: HashMap::new(),
                     entries: Vec::new(),
+                    last: None,
                 });
                 self.threads.len() - 1
             }
         };
         self.last = self.started.elapsed();
-        let t = &mut self.threads[at];
-        if thread.name.is_some() {
-            t.thread.name.clone_from(&thread.name);
+        if thread.name.is_some() && self.threads[at].thread.name != thread.name {
+            self.threads[at].thread.name.clone_from(&thread.name);
         }
-        match t.index.get(&stack) {
-            Some(&i) => t.entries[i].count += 1,
+        // The outer frames the stack shares with the thread's last one are found by comparing
+        // them, without hashing or copying names.
+        let lines = self.options.lines;
+        let last = self.threads[at].last.map(|i| &self.threads[at].entries[i].frames);
+        let mut stack = Vec::with_capacity(last.map_or(0, Vec::len));
+        let mut same = true;
+        for frame in innermost_first.rev() {
+            let line = frame.line().filter(|_| lines);
+            let known = last.filter(|_| same).and_then(|l| l.get(stack.len())).copied().filter(|&i| {
+                let f = &self.frames[i as usize];
+                f.line == line && f.function == frame.function() && f.file == frame.file()
+            });
+            let index = match known {
+                Some(i) => i,
+                None => {
+                    same = false;
+                    let frame = Frame { function: frame.function().into(), file: frame.file().into(), line };
+                    let next = self.frames.len() as u32;
+                    *self.frame_index.entry(frame).or_insert_with_key(|f| {
+                        self.frames.push(f.clone());
+                        next
+                    })
+                }
+            };
+            stack.push(index);
+        }
+        let now = self.last;
+        let t = &mut self.threads[at];
+        let found = match t.last.filter(|&i| t.entries[i].frames == stack) {
+            Some(i) => Some(i),
+            None => t.index.get(&stack).copied(),
+        };
+        let i = match found {
+            Some(i) => i,
             None => {
                 t.index.insert(stack.clone(), t.entries.len());
-                t.entries.push(StackCount { frames: stack, count: 1, first_seen: self.last });
+                t.entries.push(StackCount { frames: stack, count: 0, first_seen: now });
+                t.entries.len() - 1
             }
-        }
+        };
+        t.entries[i].count += 1;
+        t.last = Some(i);
     }
 
     /// The wall-clock time the profile was made.
@@ -310,6 +358,27 @@ pub(crate) mod tests {
         let main = &p.threads()[1];
         assert_eq!(main.stacks().count(), 1, "wait at lines 40 and 41 is one stack");
         assert_eq!(main.samples(), 2);
+    }
+
+    /// A stack that shares outer frames with the one before is counted as its own stack, and
+    /// one equal to an earlier (not the last) stack adds to that stack's count.
+    #[test]
+    fn stacks_sharing_outer_frames_stay_apart() {
+        let mut p = Profile::new("test", None, Options::default());
+        let t = thread(1, "t");
+        let a = [frame("a", 1), frame("mid", 2), frame("root", 3)];
+        let b = [frame("b", 1), frame("mid", 2), frame("root", 3)];
+        let shorter = [frame("mid", 2), frame("root", 3)];
+        let moved = [frame("a", 1), frame("mid", 7), frame("root", 3)];
+        for stack in [&a[..], &b, &a, &shorter, &a, &moved] {
+            p.add(&t, stack.iter());
+        }
+        let stacks: Vec<(Vec<String>, u64)> = p.threads()[0]
+            .stacks()
+            .map(|(s, n)| (s.iter().map(|&i| frame_name(&p.frames()[i as usize])).collect(), n))
+            .collect();
+        let names = |s: &[Frame]| s.iter().rev().map(frame_name).collect::<Vec<_>>();
+        assert_eq!(stacks, [(names(&a), 3), (names(&b), 1), (names(&shorter), 1), (names(&moved), 1)]);
     }
 
     #[test]

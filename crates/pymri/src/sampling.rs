@@ -245,6 +245,7 @@ pub fn sample(
             Ok(snapshot) => {
                 stats.samples += 1;
                 observer.snapshot(&snapshot);
+                sampler.recycle(snapshot);
             }
             Err(PyError::Memory(MemoryError::Exited { .. })) => break End::Exited,
             Err(e) => {

@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
         run_state: Some(&run_state),
         known_tids: &known_tids,
         futex_wait: Some(&futex_wait),
+        live: true,
         ..SnapshotOptions::default()
     };
     let _ = located.snapshot(&mem, &options);

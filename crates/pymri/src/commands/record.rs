@@ -117,7 +117,12 @@ pub fn run(opts: RecordOptions) -> Result<u8> {
         opts.rate
     ));
     let terminal = io::stderr().is_terminal();
-    let options = SampleOptions { blocking: opts.blocking, ..SampleOptions::default() };
+    // Only the cpu mode needs the kernel's view of each thread (two /proc reads per thread).
+    let options = SampleOptions {
+        blocking: opts.blocking,
+        kernel_state: opts.mode == Mode::Cpu,
+        ..SampleOptions::default()
+    };
     let slots = family::slots();
     let mut recorder = Recorder {
         profile,
@@ -175,20 +180,37 @@ impl Recorder<'_> {
                 continue;
             }
             let id = ThreadId { tid: thread.tid, ident: thread.ident, name: thread.name.clone() };
+            let Some(process) = process else {
+                self.profile.add(&id, thread.frames.iter().map(Sampled));
+                continue;
+            };
             self.frames.clear();
             self.frames.extend(thread.frames.iter().map(|f| pymri_profile::Frame {
                 function: f.function.clone(),
                 file: f.file.clone(),
                 line: Some(f.line),
             }));
-            if let Some(process) = process {
-                if self.threads {
-                    self.frames.push(root_frame(id.label()));
-                }
-                self.frames.push(root_frame(process.to_string()));
+            if self.threads {
+                self.frames.push(root_frame(id.label()));
             }
+            self.frames.push(root_frame(process.to_string()));
             self.profile.add(&id, self.frames.iter());
         }
+    }
+}
+
+/// A frame as read, counted without copying its names.
+struct Sampled<'a>(&'a pymri_cpython::Frame);
+
+impl pymri_profile::FrameRef for Sampled<'_> {
+    fn function(&self) -> &str {
+        &self.0.function
+    }
+    fn file(&self) -> &str {
+        &self.0.file
+    }
+    fn line(&self) -> Option<i32> {
+        Some(self.0.line)
     }
 }
 
