@@ -40,7 +40,6 @@ if ! [[ $RUNS =~ ^[0-9]+$ ]] || ((RUNS < 10)); then
 fi
 [[ $EUID -eq 0 ]] || die "run as root (targets run under chroot; the tools need ptrace rights)"
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${PYMRI_BENCH_VENV:-/var/cache/pymri/bench-venv}
 RESULTS=${PYMRI_BENCH_RESULTS:-$REPO/bench/results}
 
@@ -54,22 +53,13 @@ apt_install() {
 }
 
 # --- pymri -------------------------------------------------------------------------------------
-if [[ -n ${PYMRI_BIN:-} ]]; then
-    PYMRI=$PYMRI_BIN
-else
-    say "building pymri (cargo build --release)"
-    (cd "$REPO" && cargo build --release --quiet -p pymri)
-    PYMRI=$REPO/target/release/pymri
-fi
-[[ -x $PYMRI ]] || die "no pymri binary at $PYMRI"
+pymri_binary
 
 # --- /usr/bin/time for peak RSS ------------------------------------------------------------------
 [[ -x /usr/bin/time ]] || apt_install time
 
 # --- interpreters --------------------------------------------------------------------------------
-say "provisioning interpreters (scripts/provision-interpreters.sh)"
-INTERPRETERS=$(bash "$REPO/scripts/provision-interpreters.sh")
-lookup() { sed -n "s/^$1=//p" <<<"$INTERPRETERS" | head -n1; }
+load_interpreters
 SPEC314=$(lookup PYTHON314)
 SPEC315=$(lookup PYTHON315)
 [[ -n $SPEC314 ]] || die "provision-interpreters.sh printed no PYTHON314 line"

@@ -40,19 +40,8 @@ done
     || { echo "bench: --rate must be a whole number from 1 to 100000" >&2; exit 2; }
 [[ $EUID -eq 0 ]] || die "run as root (targets run under chroot; pymri needs ptrace rights)"
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ROOTS=${PYMRI_ROOTS:-/var/cache/pymri/roots}
-if [[ -n ${PYMRI_BIN:-} ]]; then
-    PYMRI=$PYMRI_BIN
-else
-    say "building pymri (cargo build --release)"
-    (cd "$REPO" && cargo build --release --quiet -p pymri)
-    PYMRI=$REPO/target/release/pymri
-fi
-[[ -x $PYMRI ]] || die "no pymri binary at $PYMRI"
-[[ -r $ROOTS/interpreters.env ]] || die "no $ROOTS/interpreters.env (run scripts/provision-interpreters.sh)"
-INTERPRETERS=$(cat "$ROOTS/interpreters.env")
-lookup() { sed -n "s/^$1=//p" <<<"$INTERPRETERS" | head -n1; }
+pymri_binary
+load_interpreters
 
 # Starts the workload under SPEC (ROOT:EXE): sets TARGET_PID, TARGET_DIR (seen from here), and
 # opens fd 7 to read its answers, fd 8 to ask.

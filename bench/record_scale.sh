@@ -40,25 +40,11 @@ done
     || { echo "bench: --seconds must be a whole number from 1 to 600" >&2; exit 2; }
 [[ $EUID -eq 0 ]] || die "run as root (targets run under chroot; the tools need ptrace rights)"
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ROOTS=${PYMRI_ROOTS:-/var/cache/pymri/roots}
 VENV=${PYMRI_RECORD_VENV:-/var/cache/pymri/record-venv}
 
-if [[ -n ${PYMRI_BIN:-} ]]; then
-    PYMRI=$PYMRI_BIN
-else
-    say "building pymri (cargo build --release)"
-    (cd "$REPO" && cargo build --release --quiet -p pymri)
-    PYMRI=$REPO/target/release/pymri
-fi
-[[ -x $PYMRI ]] || die "no pymri binary at $PYMRI"
+pymri_binary
 
-if [[ -r $ROOTS/interpreters.env ]]; then
-    INTERPRETERS=$(cat "$ROOTS/interpreters.env")
-else
-    say "provisioning interpreters (scripts/provision-interpreters.sh)"
-    INTERPRETERS=$(bash "$REPO/scripts/provision-interpreters.sh")
-fi
+load_interpreters
 SPEC=$(sed -n 's/^PYTHON314=//p' <<<"$INTERPRETERS" | head -n1)
 [[ -n $SPEC ]] || die "no PYTHON314 among the interpreters"
 ROOT=${SPEC%%:*}

@@ -39,25 +39,11 @@ done
 [[ $EUID -eq 0 ]] || die "run as root (targets run under chroot; the tools need ptrace rights)"
 command -v script >/dev/null || die "no 'script' (util-linux) to give py-spy top a terminal"
 
-REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-ROOTS=${PYMRI_ROOTS:-/var/cache/pymri/roots}
 VENV=${PYMRI_RECORD_VENV:-/var/cache/pymri/record-venv}
 
-if [[ -n ${PYMRI_BIN:-} ]]; then
-    PYMRI=$PYMRI_BIN
-else
-    say "building pymri (cargo build --release)"
-    (cd "$REPO" && cargo build --release --quiet -p pymri)
-    PYMRI=$REPO/target/release/pymri
-fi
-[[ -x $PYMRI ]] || die "no pymri binary at $PYMRI"
+pymri_binary
 
-if [[ -r $ROOTS/interpreters.env ]]; then
-    INTERPRETERS=$(cat "$ROOTS/interpreters.env")
-else
-    say "provisioning interpreters (scripts/provision-interpreters.sh)"
-    INTERPRETERS=$(bash "$REPO/scripts/provision-interpreters.sh")
-fi
+load_interpreters
 SPEC314=$(sed -n 's/^PYTHON314=//p' <<<"$INTERPRETERS" | head -n1)
 [[ -n $SPEC314 ]] || die "no PYTHON314 among the interpreters"
 
