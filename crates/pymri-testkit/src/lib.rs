@@ -280,9 +280,23 @@ impl Target {
 
     /// Sends a line on the control FIFO and returns the reply line.
     pub fn ask(&mut self, line: &str) -> String {
-        let mut control =
-            fs::OpenOptions::new().write(true).open(self.scratch.host.join("control")).expect("control fifo");
-        writeln!(control, "{line}").expect("write control");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let mut control = fs::OpenOptions::new()
+                .write(true)
+                .open(self.scratch.host.join("control"))
+                .expect("control fifo");
+            // A fixture that reads its control FIFO line by line reopens it at each end of file:
+            // an open that met the reader just before it closed finds no reader when it writes.
+            // A line this short is written whole or not at all, so it is written again.
+            match writeln!(control, "{line}") {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe && Instant::now() < deadline => {
+                    assert!(self.is_alive(), "{}: the target exited", self.interp.name);
+                }
+                Err(e) => panic!("{}: write control: {e}", self.interp.name),
+            }
+        }
         self.ready.line(READY_TIMEOUT).expect("reply from target")
     }
 
