@@ -60,7 +60,10 @@ pub fn status_of(err: &anyhow::Error) -> Status {
         if let Some(e) = cause.downcast_ref::<SecretError>() {
             return secret_status(e);
         }
-        if cause.is::<AddressError>() || cause.is::<crate::commands::remote::NoSecret>() {
+        if cause.is::<AddressError>()
+            || cause.is::<crate::commands::remote::NoSecret>()
+            || cause.is::<crate::commands::manual::UnknownCommand>()
+        {
             return Status::Usage;
         }
         // `pymri web --listen` with an address it must not serve on.

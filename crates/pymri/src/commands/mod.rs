@@ -5,6 +5,7 @@ pub mod connect;
 pub mod dap;
 pub mod dump;
 pub mod listen;
+pub mod manual;
 pub mod ps;
 pub mod record;
 pub mod remote;
