@@ -211,8 +211,9 @@ fn post_mortem_in_the_failing_frame(interp: &Interpreter) {
     let out = r.cmd("c");
     assert_has(&out, &format!("Post mortem debugger finished. The {f} will be restarted"));
     assert_has(&out, &entry(&r, f));
-    // Quitting at the first line of the new run: the program ends there, successfully.
-    assert_eq!(quit(r), 0);
+    // Quitting at the first line of the new run: pymri exits with the status of the run that
+    // ended, the uncaught exception's 1.
+    assert_eq!(quit(r), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -574,6 +575,20 @@ fn exit_status_restart_and_detach(interp: &Interpreter) {
     assert_has(&out, "Detached: the program goes on without the debugger.");
     assert_has(&out, "about to exit");
     assert_eq!(status, 3);
+
+    // `q` or end of input once the program ended and was restarted: the status of the run that
+    // ended, not the 0 of the one interrupted at its first line.
+    for end_of_input in [false, true] {
+        let mut r = Repl::run(interp, f);
+        first_stop(&mut r, f);
+        assert_has(&r.cmd("c"), "The program exited via sys.exit(). Exit status: 3");
+        if end_of_input {
+            r.control('d');
+        } else {
+            r.type_line("q");
+        }
+        assert_eq!(r.exit_status(), 3, "after a restart, {}", if end_of_input { "Ctrl-D" } else { "q" });
+    }
 
     // `q` in the middle of a run ends the program: status 0 at a plain stop...
     let mut r = Repl::run(interp, "discount.py");
