@@ -8,13 +8,14 @@ use std::path::Path;
 /// A core file.
 pub struct Core {
     pub core: CoreFile,
+    sysroot: Option<std::path::PathBuf>,
 }
 
 impl Core {
     pub fn open(path: &Path, exe: Option<&Path>, sysroot: Option<&Path>) -> Result<Core> {
         let core = CoreFile::open(path, exe, sysroot)
             .with_context(|| format!("cannot read core file {}", path.display()))?;
-        Ok(Core { core })
+        Ok(Core { core, sysroot: sysroot.map(Path::to_path_buf) })
     }
 
     pub fn locate(&self) -> Result<Located> {
@@ -30,9 +31,15 @@ impl Core {
             let mut err = anyhow!(e);
             match unopened {
                 Some((path, e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                    err = err.context(format!(
-                        "the core's interpreter {path} is not on this machine\nhint: pass --sysroot DIR (the root the process ran in) or --exe PATH"
-                    ));
+                    err = err.context(match &self.sysroot {
+                        None => format!(
+                            "the core's interpreter {path} is not on this machine\nhint: pass --sysroot DIR (the root the process ran in) or --exe PATH"
+                        ),
+                        Some(root) => format!(
+                            "the core's interpreter {path} is neither under --sysroot {} nor on this machine\nhint: pass the root the process ran in as --sysroot, or --exe PATH",
+                            root.display()
+                        ),
+                    });
                 }
                 Some((path, e)) => err = err.context(format!("cannot open the core's interpreter {path}: {e}")),
                 None => {}

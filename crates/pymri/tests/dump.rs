@@ -177,6 +177,12 @@ fn gcore(name: &str) {
     assert_eq!(dump["source"], "core");
     assert_eq!(dump["pid"].as_i64(), Some(target.pid().into()));
     check_named_threads(&interp, &dump, &tids, false);
+    // gcore ran outside the target's root, so the core's paths already hold the root: with
+    // --sysroot ROOT they are used as they are rather than looked for under ROOT/ROOT.
+    let root = interp.root.to_str().expect("utf-8");
+    let dump = dump_json(&["dump", "--locals", "--json", "--core", &core, "--sysroot", root]);
+    assert_eq!(dump["pid"].as_i64(), Some(target.pid().into()));
+    check_named_threads(&interp, &dump, &tids, false);
 }
 
 /// The holder of the GIL and a thread waiting for it are told apart from idle threads.

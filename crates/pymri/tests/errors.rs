@@ -284,6 +284,12 @@ fn kernel_core_of_a_crash_in_a_root_needs_sysroot() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("hint: pass --sysroot DIR"), "{stderr}");
+    // A --sysroot that does not hold the interpreter: the message says where pymri looked.
+    let wrong = keep.host.to_str().expect("utf-8");
+    let out = pymri(&["dump", "--core", &core, "--sysroot", wrong]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("is neither under --sysroot {wrong} nor on this machine")), "{stderr}");
 
     let root = interp.root.to_str().expect("utf-8");
     let out = pymri(&["dump", "--locals", "--json", "--core", &core, "--sysroot", root]);
