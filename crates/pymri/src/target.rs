@@ -52,3 +52,31 @@ impl Core {
         self.core.threads().iter().map(|t| t.tid).collect()
     }
 }
+
+/// A path the kernel or a core reported for a process, as the process itself sees it: without
+/// the root directory it runs in, when the path holds it. `ps` and `dump` (text and JSON) name a
+/// target's files this way; their `root` says where that root is on this machine.
+pub fn inside_root(path: &str, root: Option<&str>) -> String {
+    let Some(root) = root else { return path.to_owned() };
+    match Path::new(path).strip_prefix(root) {
+        Ok(rest) if root != "/" => format!("/{}", rest.display()),
+        _ => path.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inside_root;
+
+    #[test]
+    fn paths_lose_their_root_by_whole_components() {
+        assert_eq!(inside_root("/srv/root/usr/bin/python3", Some("/srv/root")), "/usr/bin/python3");
+        assert_eq!(
+            inside_root("/srv/rootfs/usr/bin/python3", Some("/srv/root")),
+            "/srv/rootfs/usr/bin/python3"
+        );
+        assert_eq!(inside_root("/usr/bin/python3", Some("/srv/root")), "/usr/bin/python3");
+        assert_eq!(inside_root("/usr/bin/python3", Some("/")), "/usr/bin/python3");
+        assert_eq!(inside_root("/usr/bin/python3", None), "/usr/bin/python3");
+    }
+}

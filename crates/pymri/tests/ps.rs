@@ -107,3 +107,26 @@ fn unreadable_processes_are_counted_with_the_reason() {
         assert!(stderr.contains("\nhint: run pymri as that user or with sudo"), "{stderr}");
     }
 }
+
+/// `ps --json` and `dump --json` name a target's interpreter the same way: as the target sees
+/// it, inside its root, with `root` saying where that root is here.
+#[test]
+fn ps_and_dump_agree_on_paths_in_a_root() {
+    for name in ["3.11", "3.13"] {
+        let interp = interpreter(name).unwrap_or_else(|| panic!("interpreter {name} is not provisioned"));
+        let target = Target::start(&interp, "named_threads.py", &["{ready}"]);
+        let out = pymri(&["ps", "--json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let list: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let listed = entry(&list, target.pid()).clone();
+        let out = pymri(&["dump", "--json", &target.pid().to_string()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let dump: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let binary = listed["python_binary"].as_str().expect("python_binary");
+        assert_eq!(binary, interp.exe.as_str(), "{name}: ps names {listed:#}");
+        assert_eq!(dump["python_binary"].as_str(), Some(binary), "{name}");
+        let root = interp.in_root().then(|| interp.root.to_str().expect("utf-8"));
+        assert_eq!(listed["root"].as_str(), root, "{name}");
+        assert_eq!(dump["root"].as_str(), root, "{name}");
+    }
+}

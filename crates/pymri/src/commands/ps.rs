@@ -114,13 +114,14 @@ fn looks_like_python(pid: i32) -> bool {
 fn inspect(pid: i32) -> Result<Option<Entry>> {
     let live = Live::open(pid)?;
     let Ok(located) = live.locate() else { return Ok(None) };
+    let root = live.root.map(|r| r.display().to_string());
     Ok(Some(Entry {
         pid,
         python_version: located.version.to_string(),
         remote_debug: located.remote_debug_enabled(&live.mem).ok().flatten(),
-        python_binary: located.binary,
+        python_binary: crate::target::inside_root(&located.binary, root.as_deref()),
         command: live.command,
-        root: live.root.map(|r| r.display().to_string()),
+        root,
     }))
 }
 
