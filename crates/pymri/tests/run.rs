@@ -45,6 +45,7 @@ on_every_python!(
     listings_mark_breakpoints_and_the_current_line,
     until_leaves_the_loop_and_jump_skips_a_line,
     threads_stopped_at_the_same_breakpoint,
+    threads_aligns_long_names,
     tab_completes_commands_and_names,
     interact_runs_a_nested_console,
     exit_status_restart_and_detach,
@@ -439,6 +440,32 @@ fn until_leaves_the_loop_and_jump_skips_a_line(interp: &Interpreter) {
 
 // ---------------------------------------------------------------------------------------------
 // Threads
+
+/// A thread name longer than the Name column widens it: every row's State starts under the
+/// header's.
+fn threads_aligns_long_names(interp: &Interpreter) {
+    let f = "long_names.py";
+    let mut r = Repl::run(interp, f);
+    first_stop(&mut r, f);
+    r.cmd(&format!("b {}", line(f, "started")));
+    assert_has(&r.cmd("c"), &format!("({})main()", line(f, "started")));
+    let table = r.cmd("threads");
+    let header = table
+        .lines()
+        .find(|l| l.contains("Name") && l.contains("State") && l.contains("Where"))
+        .unwrap_or_else(|| panic!("no header:\n{table}"));
+    let column = header.find("State").expect("State");
+    let rows: Vec<&str> = table.lines().collect();
+    let long = rows
+        .iter()
+        .find(|l| l.contains("connection-pool-worker-with-a-long-name-7"))
+        .unwrap_or_else(|| panic!("no long-named thread:\n{table}"));
+    let main = rows.iter().find(|l| l.contains("MainThread")).expect("MainThread row");
+    assert_eq!(long.find("running"), Some(column), "threads:\n{table}");
+    assert_eq!(main.find("stopped (breakpoint)"), Some(column), "threads:\n{table}");
+    assert_eq!(header.find("Where"), main.find(&r.path(f)), "threads:\n{table}");
+    assert_eq!(quit(r), 0);
+}
 
 fn threads_stopped_at_the_same_breakpoint(interp: &Interpreter) {
     let f = "two_threads.py";
