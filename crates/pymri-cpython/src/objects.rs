@@ -39,6 +39,11 @@ const MAX_INT_DIGITS: u64 = 1500;
 /// `PyCellObject.ob_ref`, unchanged since cells exist.
 const CELL_REF: u64 = 16;
 
+/// `PyTypeObject.tp_dict`: in the type object's prefix, unmoved since 3.0.
+const TP_DICT: u64 = 264;
+/// `PyHeapTypeObject.ht_qualname` is the field just before `ht_cached_keys`.
+const HT_QUALNAME_BEFORE_CACHED_KEYS: u64 = 8;
+
 /// The builtin types pymri shows by value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -388,6 +393,33 @@ impl<'a, M: Memory> Objects<'a, M> {
         matches!(self.read_str(key, name.len() + 1), Ok((s, false)) if s == name)
     }
 
+    /// `module.qualname` of a class (`obj` of type `tp`), as `repr` names it: `None` when `obj`
+    /// is not a class. A class made in Python keeps its qualified name in `ht_qualname` and its
+    /// module in its dict's `__module__`; a class written in C has both in `tp_name` already.
+    pub fn class_name(&self, obj: u64, tp: u64) -> Option<String> {
+        let o = &self.layout.object;
+        let metaclass_flags = self.mem.read_u64(field(tp, o.tp_flags).ok()?).ok()?;
+        if metaclass_flags & flags::TYPE_SUBCLASS == 0 {
+            return None;
+        }
+        let class_flags = self.mem.read_u64(field(obj, o.tp_flags).ok()?).ok()?;
+        if class_flags & flags::HEAPTYPE == 0 {
+            return Some(self.type_name(obj).ok()?.to_string());
+        }
+        let qualname_at = o.ht_cached_keys.checked_sub(HT_QUALNAME_BEFORE_CACHED_KEYS)?;
+        let qualname = self.string(self.ptr(field(obj, qualname_at).ok()?).ok()?).ok()?;
+        let module = self
+            .ptr(field(obj, TP_DICT).ok()?)
+            .ok()
+            .filter(|&dict| dict != 0)
+            .and_then(|dict| self.dict_get(dict, "__module__").ok().flatten())
+            .and_then(|module| self.string(module).ok());
+        Some(match module {
+            Some(module) if module != "builtins" => format!("{module}.{qualname}"),
+            _ => qualname,
+        })
+    }
+
     /// The instance attribute `name` of `obj`, wherever its class keeps attributes.
     pub fn attribute(&self, obj: u64, name: &str) -> Result<Option<u64>> {
         let o = &self.layout.object;
@@ -617,9 +649,14 @@ impl<'a, M: Memory> Objects<'a, M> {
                     }
                 }
             }
-            Kind::Code | Kind::Other => {
-                let _ = write!(out, "<{} object at {obj:#x}>", self.type_name(tp)?);
-            }
+            Kind::Code | Kind::Other => match self.class_name(obj, tp) {
+                Some(name) => {
+                    let _ = write!(out, "<class '{name}'>");
+                }
+                None => {
+                    let _ = write!(out, "<{} object at {obj:#x}>", self.type_name(tp)?);
+                }
+            },
         }
         Ok(())
     }

@@ -295,6 +295,8 @@ pub mod flags {
     pub const BYTES_SUBCLASS: u64 = 1 << 27;
     pub const UNICODE_SUBCLASS: u64 = 1 << 28;
     pub const DICT_SUBCLASS: u64 = 1 << 29;
+    /// `Py_TPFLAGS_TYPE_SUBCLASS`: instances are classes.
+    pub const TYPE_SUBCLASS: u64 = 1 << 31;
 }
 
 /// Facts that `_Py_DebugOffsets` (3.13+) does not publish. They are part of CPython's object

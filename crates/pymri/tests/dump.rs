@@ -320,3 +320,32 @@ fn dump_locals_survives_a_self_referencing_cell_and_impostor_types_3_11() {
 fn dump_locals_survives_a_self_referencing_cell_and_impostor_types_3_14() {
     impostor_objects("3.14")
 }
+
+/// A class in a local is shown as `repr` names it, `<class 'module.Qualname'>`, on every
+/// interpreter: made in Python (nested too), with a metaclass, written in C, builtin.
+#[test]
+fn classes_are_named_in_locals() {
+    let interpreters = common::interpreters();
+    assert!(!interpreters.is_empty(), "no interpreter is provisioned");
+    for interp in interpreters {
+        let target = Target::start(&interp, "class_reprs.py", &["{ready}"]);
+        let dump = dump_json(&["dump", "--locals", "--json", &target.pid().to_string()]);
+        let main = thread(&dump, "MainThread");
+        let hold = main["frames"]
+            .as_array()
+            .expect("frames")
+            .iter()
+            .find(|f| f["function"] == "hold")
+            .unwrap_or_else(|| panic!("{}: no frame hold in {main:#}", interp.name));
+        let locals = &hold["locals"];
+        for (name, repr) in [
+            ("session", "<class '__main__.Session'>"),
+            ("token", "<class '__main__.Session.Token'>"),
+            ("store", "<class '__main__.Store'>"),
+            ("ordered", "<class 'collections.OrderedDict'>"),
+            ("number", "<class 'int'>"),
+        ] {
+            assert_eq!(locals[name].as_str(), Some(repr), "{}: {name} in {locals:#}", interp.name);
+        }
+    }
+}
