@@ -2,7 +2,7 @@
 //! bounded reprs of them.
 
 use crate::{Error, Result};
-use pymri_layouts::{flags, DictKeysFormat, Layout, LongFormat, ManagedDict};
+use pymri_layouts::{flags, structural, DictKeysFormat, Layout, LongFormat, ManagedDict};
 use pymri_memory::{field, field_signed, Memory, MemoryExt};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -60,12 +60,14 @@ pub(crate) enum Kind {
     FrozenSet,
     Cell,
     Code,
+    Function,
+    Coroutine,
     Other,
 }
 
 /// The symbols of the static type objects behind each [`Kind`]. CPython exports every one of
 /// them (`PyAPI_DATA`), from `libpython` or from a statically linked executable alike.
-const TYPE_SYMBOLS: [(&str, Kind); 13] = [
+const TYPE_SYMBOLS: [(&str, Kind); 15] = [
     ("_PyNone_Type", Kind::None),
     ("PyBool_Type", Kind::Bool),
     ("PyLong_Type", Kind::Int),
@@ -79,6 +81,8 @@ const TYPE_SYMBOLS: [(&str, Kind); 13] = [
     ("PyFrozenSet_Type", Kind::FrozenSet),
     ("PyCell_Type", Kind::Cell),
     ("PyCode_Type", Kind::Code),
+    ("PyFunction_Type", Kind::Function),
+    ("PyCoro_Type", Kind::Coroutine),
 ];
 
 /// Where the builtin types pymri decodes live in the target.
@@ -648,6 +652,17 @@ impl<'a, M: Memory> Objects<'a, M> {
                         stack.pop();
                     }
                 }
+            }
+            // As `repr` shows them, by qualified name; the address tells two apart.
+            Kind::Function | Kind::Coroutine => {
+                let at = if kind == Kind::Function {
+                    structural::func_qualname(self.layout.version)
+                } else {
+                    structural::coro_qualname(self.layout.version)
+                };
+                let qualname = self.string(self.ptr(field(obj, at)?)?)?;
+                let what = if kind == Kind::Function { "function" } else { "coroutine object" };
+                let _ = write!(out, "<{what} {qualname} at {obj:#x}>");
             }
             Kind::Code | Kind::Other => match self.class_name(obj, tp) {
                 Some(name) => {

@@ -321,10 +321,11 @@ fn dump_locals_survives_a_self_referencing_cell_and_impostor_types_3_14() {
     impostor_objects("3.14")
 }
 
-/// A class in a local is shown as `repr` names it, `<class 'module.Qualname'>`, on every
-/// interpreter: made in Python (nested too), with a metaclass, written in C, builtin.
+/// Classes, functions and coroutines in locals are shown as `repr` names them, on every
+/// interpreter: `<class 'module.Qualname'>` (made in Python, nested, with a metaclass, written
+/// in C, builtin), `<function Qualname at 0x...>`, `<coroutine object Qualname at 0x...>`.
 #[test]
-fn classes_are_named_in_locals() {
+fn classes_functions_and_coroutines_are_named_in_locals() {
     let interpreters = common::interpreters();
     assert!(!interpreters.is_empty(), "no interpreter is provisioned");
     for interp in interpreters {
@@ -346,6 +347,20 @@ fn classes_are_named_in_locals() {
             ("number", "<class 'int'>"),
         ] {
             assert_eq!(locals[name].as_str(), Some(repr), "{}: {name} in {locals:#}", interp.name);
+        }
+        for (name, prefix) in [
+            ("function", "<function parse at 0x"),
+            ("method", "<function Session.Token.renew at 0x"),
+            ("coroutine", "<coroutine object Session.fetch at 0x"),
+        ] {
+            let repr =
+                locals[name].as_str().unwrap_or_else(|| panic!("{}: no {name} in {locals:#}", interp.name));
+            let address = repr.strip_prefix(prefix).and_then(|rest| rest.strip_suffix('>'));
+            assert!(
+                address.is_some_and(|a| !a.is_empty() && a.chars().all(|c| c.is_ascii_hexdigit())),
+                "{}: {name} is {repr:?}",
+                interp.name
+            );
         }
     }
 }
