@@ -66,7 +66,8 @@ cargo nextest run --workspace --locked --no-fail-fast "$@"
 bash python/tests/run_all.sh
 # The agent as a pip-installed library.
 bash scripts/pip-check.sh
-# `pymri` as a wheel installed into a fresh virtualenv (a release build, reused by the demo).
+# `pymri` as a manylinux2014 wheel installed into a fresh virtualenv (a release build of its
+# own, in target/zig), and scripts/demo.sh (the release build in target/release).
 bash scripts/wheel-check.sh
 bash scripts/demo-check.sh
 # Every parser of untrusted bytes, fuzzed for a bounded time.

@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Checks `pip install pymri` the way a user gets it: builds the wheel from pyproject.toml with
-# maturin (release, into the workspace's target directory so that a build already done is
-# reused), installs it into a fresh virtualenv of the host's python3.11 without the package
+# maturin, installs it into a fresh virtualenv of the host's python3.11 without the package
 # index, and uses that virtualenv's `pymri` to dump a live process and to run a program under
 # the debugger (the agent comes inside the binary).
 #
-# maturin and auditwheel come from the package index into a cached virtualenv:
+# The wheel is the one to publish: linked by zig against glibc 2.17's symbols, so that it is
+# tagged manylinux2014 (manylinux_2_17) whatever this machine's glibc; auditwheel checks the
+# tag. It is built into target/zig (kept between runs: later builds only redo what changed).
+#
+# maturin, auditwheel and zig (the ziglang package) come from the package index into a cached
+# virtualenv:
 #   PYMRI_WHEEL_VENV   default /var/cache/pymri/wheel-venv
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,14 +19,17 @@ die() { echo "error: wheel-check: $*" >&2; exit 1; }
 say() { echo "wheel-check: $*" >&2; }
 
 [[ -x $BASE_PY ]] || die "$BASE_PY is missing (apt-get install python3.11 python3.11-venv)"
-if ! [[ -x $VENV/bin/maturin && -x $VENV/bin/auditwheel ]]; then
-    say "creating $VENV with maturin and auditwheel"
+tools_ok() {
+    [[ -x $VENV/bin/maturin && -x $VENV/bin/auditwheel ]] && "$VENV/bin/python" -m ziglang version >/dev/null 2>&1
+}
+if ! tools_ok; then
+    say "creating $VENV with maturin, auditwheel and ziglang"
     rm -rf "$VENV"
     "$BASE_PY" -m venv "$VENV" || die "cannot create a virtualenv with $BASE_PY"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check maturin auditwheel \
-        || die "maturin or auditwheel did not install into $VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check maturin auditwheel ziglang \
+        || die "maturin, auditwheel or ziglang did not install into $VENV"
 fi
-[[ -x $VENV/bin/maturin && -x $VENV/bin/auditwheel ]] || die "no maturin or auditwheel in $VENV"
+tools_ok || die "maturin, auditwheel or ziglang is missing from $VENV"
 
 work=$(mktemp -d)
 pid=
@@ -32,14 +39,18 @@ cleanup() {
 }
 trap cleanup EXIT
 
-say "building the wheel (release; the first build takes minutes)"
-"$VENV/bin/maturin" build --release --locked --out "$work/wheels" --interpreter "$BASE_PY" \
+say "building the manylinux2014 wheel (release, linked by zig; the first build takes minutes)"
+PATH=$VENV/bin:$PATH "$VENV/bin/maturin" build --release --locked --zig --compatibility manylinux2014 \
+    --target-dir target/zig --out "$work/wheels" --interpreter "$BASE_PY" \
     || die "maturin build failed"
 wheels=("$work"/wheels/pymri-*.whl)
 ((${#wheels[@]} == 1)) && [[ -f ${wheels[0]} ]] || die "expected one wheel, found: ${wheels[*]}"
 wheel=${wheels[0]}
 say "built $(basename "$wheel")"
-"$VENV/bin/auditwheel" show "$wheel" >&2 || die "auditwheel cannot read $(basename "$wheel")"
+"$VENV/bin/auditwheel" show "$wheel" >"$work/audit" 2>&1 || { cat "$work/audit" >&2; die "auditwheel cannot read $(basename "$wheel")"; }
+cat "$work/audit" >&2
+tr -s ' \n' ' ' <"$work/audit" | grep -q 'consistent with the following platform tag: "manylinux_2_17_x86_64"' \
+    || die "the wheel is not manylinux_2_17 (manylinux2014) compatible"
 
 "$BASE_PY" -m venv "$work/venv" || die "cannot create a virtualenv with $BASE_PY"
 "$work/venv/bin/pip" install --quiet --disable-pip-version-check --no-index "$wheel" \
