@@ -23,6 +23,8 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 apt_install debootstrap gdb python3.11 python3.11-venv python3-pip util-linux
+# `pymri completions` scripts are loaded by the real shells, `pymri man` pages typeset by groff.
+apt_install bash zsh fish groff
 # The DAP tests drive `pymri dap` with Microsoft's Node.js DAP client (editors/tests, installed
 # from npm by the tests themselves).
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
@@ -77,5 +79,9 @@ phase nextest cargo nextest run --workspace --locked --no-fail-fast "$@"
 phase agent bash python/tests/run_all.sh
 # The agent as a pip-installed library.
 phase pip-check bash scripts/pip-check.sh
+# `pymri` as a manylinux2014 wheel installed into a fresh virtualenv (a release build of its
+# own, in target/zig), and scripts/demo.sh (the release build in target/release).
+phase wheel-check bash scripts/wheel-check.sh
+phase demo-check bash scripts/demo-check.sh
 # Every parser of untrusted bytes, fuzzed for a bounded time.
 phase fuzz bash scripts/fuzz.sh

@@ -229,6 +229,9 @@ def run_program(agent, target):
     `exited`, then `restart` or `quit`. Returns the exit status. Also used by __main__.py."""
     agent.start_event.wait()
     code = 0
+    # The status of the last run that ended by itself: `quit` during the run restarted after it
+    # ends the process with that status (the program's own), not with the 0 of an interrupted run.
+    finished = None
     while True:
         if agent.detached:
             code, outcome = run_once(None, target, False)
@@ -239,8 +242,11 @@ def run_program(agent, target):
         if agent.detached:
             return code if code is not None else 0
         if outcome == "quit":
+            if code == 0 and finished is not None:
+                code = finished
             agent.send_event("exited", {"code": code, "reason": "quit"})
             break
+        finished = code
         while not agent.exit_action.empty():
             agent.exit_action.get_nowait()
         agent.program_exited = True

@@ -38,7 +38,7 @@ impl LiveProcess {
         let maps = parse_maps(&maps_text);
         if maps.is_empty() {
             // A zombie or a kernel thread has no user-space memory.
-            return Err(Error::Memory(MemoryError::Exited { pid }));
+            return Err(Error::Memory(pymri_memory::exited_or_zombie(pid)));
         }
         let exe = std::fs::metadata(format!("/proc/{pid}/exe")).ok().and_then(|meta| {
             maps.iter().find(|m| m.inode == meta.ino() && m.is_file()).map(|m| m.path.clone())

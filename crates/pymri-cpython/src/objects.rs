@@ -2,7 +2,7 @@
 //! bounded reprs of them.
 
 use crate::{Error, Result};
-use pymri_layouts::{flags, DictKeysFormat, Layout, LongFormat, ManagedDict};
+use pymri_layouts::{flags, structural, DictKeysFormat, Layout, LongFormat, ManagedDict};
 use pymri_memory::{field, field_signed, Memory, MemoryExt};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -39,6 +39,11 @@ const MAX_INT_DIGITS: u64 = 1500;
 /// `PyCellObject.ob_ref`, unchanged since cells exist.
 const CELL_REF: u64 = 16;
 
+/// `PyTypeObject.tp_dict`: in the type object's prefix, unmoved since 3.0.
+const TP_DICT: u64 = 264;
+/// `PyHeapTypeObject.ht_qualname` is the field just before `ht_cached_keys`.
+const HT_QUALNAME_BEFORE_CACHED_KEYS: u64 = 8;
+
 /// The builtin types pymri shows by value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -55,12 +60,14 @@ pub(crate) enum Kind {
     FrozenSet,
     Cell,
     Code,
+    Function,
+    Coroutine,
     Other,
 }
 
 /// The symbols of the static type objects behind each [`Kind`]. CPython exports every one of
 /// them (`PyAPI_DATA`), from `libpython` or from a statically linked executable alike.
-const TYPE_SYMBOLS: [(&str, Kind); 13] = [
+const TYPE_SYMBOLS: [(&str, Kind); 15] = [
     ("_PyNone_Type", Kind::None),
     ("PyBool_Type", Kind::Bool),
     ("PyLong_Type", Kind::Int),
@@ -74,6 +81,8 @@ const TYPE_SYMBOLS: [(&str, Kind); 13] = [
     ("PyFrozenSet_Type", Kind::FrozenSet),
     ("PyCell_Type", Kind::Cell),
     ("PyCode_Type", Kind::Code),
+    ("PyFunction_Type", Kind::Function),
+    ("PyCoro_Type", Kind::Coroutine),
 ];
 
 /// Where the builtin types pymri decodes live in the target.
@@ -388,6 +397,33 @@ impl<'a, M: Memory> Objects<'a, M> {
         matches!(self.read_str(key, name.len() + 1), Ok((s, false)) if s == name)
     }
 
+    /// `module.qualname` of a class (`obj` of type `tp`), as `repr` names it: `None` when `obj`
+    /// is not a class. A class made in Python keeps its qualified name in `ht_qualname` and its
+    /// module in its dict's `__module__`; a class written in C has both in `tp_name` already.
+    pub fn class_name(&self, obj: u64, tp: u64) -> Option<String> {
+        let o = &self.layout.object;
+        let metaclass_flags = self.mem.read_u64(field(tp, o.tp_flags).ok()?).ok()?;
+        if metaclass_flags & flags::TYPE_SUBCLASS == 0 {
+            return None;
+        }
+        let class_flags = self.mem.read_u64(field(obj, o.tp_flags).ok()?).ok()?;
+        if class_flags & flags::HEAPTYPE == 0 {
+            return Some(self.type_name(obj).ok()?.to_string());
+        }
+        let qualname_at = o.ht_cached_keys.checked_sub(HT_QUALNAME_BEFORE_CACHED_KEYS)?;
+        let qualname = self.string(self.ptr(field(obj, qualname_at).ok()?).ok()?).ok()?;
+        let module = self
+            .ptr(field(obj, TP_DICT).ok()?)
+            .ok()
+            .filter(|&dict| dict != 0)
+            .and_then(|dict| self.dict_get(dict, "__module__").ok().flatten())
+            .and_then(|module| self.string(module).ok());
+        Some(match module {
+            Some(module) if module != "builtins" => format!("{module}.{qualname}"),
+            _ => qualname,
+        })
+    }
+
     /// The instance attribute `name` of `obj`, wherever its class keeps attributes.
     pub fn attribute(&self, obj: u64, name: &str) -> Result<Option<u64>> {
         let o = &self.layout.object;
@@ -617,9 +653,25 @@ impl<'a, M: Memory> Objects<'a, M> {
                     }
                 }
             }
-            Kind::Code | Kind::Other => {
-                let _ = write!(out, "<{} object at {obj:#x}>", self.type_name(tp)?);
+            // As `repr` shows them, by qualified name; the address tells two apart.
+            Kind::Function | Kind::Coroutine => {
+                let at = if kind == Kind::Function {
+                    structural::func_qualname(self.layout.version)
+                } else {
+                    structural::coro_qualname(self.layout.version)
+                };
+                let qualname = self.string(self.ptr(field(obj, at)?)?)?;
+                let what = if kind == Kind::Function { "function" } else { "coroutine object" };
+                let _ = write!(out, "<{what} {qualname} at {obj:#x}>");
             }
+            Kind::Code | Kind::Other => match self.class_name(obj, tp) {
+                Some(name) => {
+                    let _ = write!(out, "<class '{name}'>");
+                }
+                None => {
+                    let _ = write!(out, "<{} object at {obj:#x}>", self.type_name(tp)?);
+                }
+            },
         }
         Ok(())
     }

@@ -299,6 +299,8 @@ pub mod flags {
     pub const BYTES_SUBCLASS: u64 = 1 << 27;
     pub const UNICODE_SUBCLASS: u64 = 1 << 28;
     pub const DICT_SUBCLASS: u64 = 1 << 29;
+    /// `Py_TPFLAGS_TYPE_SUBCLASS`: instances are classes.
+    pub const TYPE_SUBCLASS: u64 = 1 << 31;
 }
 
 /// Facts that `_Py_DebugOffsets` (3.13+) does not publish. They are part of CPython's object
@@ -325,6 +327,25 @@ pub mod structural {
     /// `as_number` (36), `as_mapping` (3), `as_sequence` (10), `as_buffer` (2), `ht_name`,
     /// `ht_slots` and `ht_qualname` before `ht_cached_keys`.
     pub const HT_CACHED_KEYS_AFTER_TYPE: u64 = (4 + 36 + 3 + 10 + 2 + 3) * 8;
+    /// `PyFunctionObject.func_qualname`: after twelve fields in 3.9; among the fields shared
+    /// with frames (`func_globals`, `func_builtins`, `func_name`, `func_qualname`) since 3.10.
+    pub fn func_qualname(version: (u8, u8)) -> u64 {
+        if version < (3, 10) {
+            104
+        } else {
+            40
+        }
+    }
+    /// `PyCoroObject.cr_qualname`: after the frame, running flag, code, weak references and
+    /// name in 3.9/3.10; after the code, weak references and name in 3.11; after the weak
+    /// references and name since 3.12 (the code moved into the frame).
+    pub fn coro_qualname(version: (u8, u8)) -> u64 {
+        match version {
+            v if v < (3, 11) => 56,
+            (3, 11) => 40,
+            _ => 32,
+        }
+    }
     /// `PySetObject`'s `used`, `mask` and `table` for 3.13, which does not publish them.
     pub const SET_USED: u64 = 24;
     pub const SET_MASK: u64 = 32;

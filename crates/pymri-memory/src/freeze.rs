@@ -101,11 +101,17 @@ impl Drop for Freeze {
     }
 }
 
+/// The type of a `ptrace(2)` request: glibc declares it an enum (unsigned), musl an `int`.
+#[cfg(target_env = "musl")]
+type Request = libc::c_int;
+#[cfg(not(target_env = "musl"))]
+type Request = libc::c_uint;
+
 /// `ptrace(2)` with no address argument.
 ///
 /// # Safety
 /// `request` must be one that takes no pointer: `data` is passed as a plain integer.
-unsafe fn ptrace(request: libc::c_uint, tid: i32, data: usize) -> libc::c_long {
+unsafe fn ptrace(request: Request, tid: i32, data: usize) -> libc::c_long {
     // SAFETY: upheld by the caller; the address argument is null.
     unsafe { libc::ptrace(request, tid, std::ptr::null_mut::<libc::c_void>(), data as *mut libc::c_void) }
 }

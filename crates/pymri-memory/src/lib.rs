@@ -26,9 +26,9 @@ pub use files::{open_in_root, open_regular, openat2, openat2_missing, MAX_MAPPED
 pub use freeze::Freeze;
 pub use maps::{parse_maps, Mapping};
 pub use process::{
-    child_pids, diagnose_permission, parse_futex_wait, parse_run_state, process_exists, process_root,
-    read_proc, thread_futex_wait, thread_ids, thread_run_state, write_memory, PermissionCause, ProcessMemory,
-    RunState,
+    child_pids, diagnose_permission, exited_or_zombie, parse_futex_wait, parse_run_state,
+    parse_zombie_parent, process_exists, process_root, read_proc, thread_futex_wait, thread_ids,
+    thread_run_state, write_memory, zombie_parent, PermissionCause, ProcessMemory, RunState,
 };
 
 use std::cell::RefCell;
@@ -53,6 +53,13 @@ pub enum MemoryError {
     NoSuchProcess { pid: i32 },
     #[error("process {pid} exited while being read")]
     Exited { pid: i32 },
+    /// The process has exited but its parent has not collected its status: no memory is left.
+    #[error(
+        "process {pid} is a zombie: it has exited, and its parent, process {parent} ({parent_command}), \
+         has not collected its exit status\nhint: nothing of it is left to read; its parent reaps it \
+         with wait(), or init does once the parent ends"
+    )]
+    Zombie { pid: i32, parent: i32, parent_command: String },
     #[error("permission denied reading process {pid}: {cause}")]
     PermissionDenied { pid: i32, cause: PermissionCause },
     #[error("{what} on process {pid}: {source}")]

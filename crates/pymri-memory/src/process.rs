@@ -22,8 +22,11 @@ impl ProcessMemory {
             return Err(MemoryError::NoSuchProcess { pid });
         }
         let mem = ProcessMemory { pid, fallback: OnceLock::new() };
-        mem.probe()?;
-        Ok(mem)
+        match mem.probe() {
+            // Named at the start only: a process that ends while being read stays `Exited`.
+            Err(MemoryError::Exited { pid }) => Err(exited_or_zombie(pid)),
+            other => other.map(|()| mem),
+        }
     }
 
     pub fn pid(&self) -> i32 {
@@ -234,6 +237,48 @@ pub fn thread_futex_wait(pid: i32, tid: i32) -> Option<u64> {
     parse_futex_wait(&read_proc(&format!("/proc/{pid}/task/{tid}/syscall")).ok()?)
 }
 
+/// The error for a process that has no memory left: [`MemoryError::Zombie`], naming its parent,
+/// when it is an unreaped zombie, else [`MemoryError::Exited`].
+pub fn exited_or_zombie(pid: i32) -> MemoryError {
+    match zombie_parent(pid) {
+        Some(parent) => MemoryError::Zombie { pid, parent, parent_command: short_command(parent) },
+        None => MemoryError::Exited { pid },
+    }
+}
+
+/// The command line of `pid` for a message, cut to a readable length (the process chose it).
+fn short_command(pid: i32) -> String {
+    const LONGEST: usize = 200;
+    let command = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            let raw = raw.strip_suffix(b"\0").unwrap_or(&raw);
+            String::from_utf8_lossy(raw).replace('\0', " ")
+        })
+        .unwrap_or_default();
+    if command.is_empty() {
+        return "command unknown".to_owned();
+    }
+    match command.char_indices().nth(LONGEST) {
+        Some((cut, _)) => format!("{}...", &command[..cut]),
+        None => command,
+    }
+}
+
+/// The parent of `pid` if `pid` is a zombie (exited, not yet reaped), from `/proc/PID/stat`.
+pub fn zombie_parent(pid: i32) -> Option<i32> {
+    parse_zombie_parent(&read_proc(&format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The parent pid in the text of a zombie's `stat` file; `None` for any other state.
+pub fn parse_zombie_parent(stat: &str) -> Option<i32> {
+    // The command name may contain spaces and parentheses; state and parent follow the last ')'.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    if fields.next()? != "Z" {
+        return None;
+    }
+    fields.next()?.parse().ok()
+}
+
 /// The futex address in the text of a `syscall` file.
 pub fn parse_futex_wait(text: &str) -> Option<u64> {
     let mut fields = text.split_whitespace();
@@ -404,6 +449,16 @@ mod tests {
     #[test]
     fn missing_process_is_named() {
         assert!(matches!(ProcessMemory::open(i32::MAX), Err(MemoryError::NoSuchProcess { .. })));
+    }
+
+    #[test]
+    fn a_zombies_parent_is_read_after_its_state() {
+        assert_eq!(parse_zombie_parent("4242 (python3) Z 4200 4242 4200 0 -1"), Some(4200));
+        // A command name with spaces and parentheses, as a process may choose.
+        assert_eq!(parse_zombie_parent("4242 (a) Z 1 (b)) Z 77 4242 0"), Some(77));
+        assert_eq!(parse_zombie_parent("4242 (python3) S 4200 4242 4200 0 -1"), None);
+        assert_eq!(parse_zombie_parent("4242 (python3) Z"), None);
+        assert_eq!(parse_zombie_parent("garbage"), None);
     }
 
     #[test]

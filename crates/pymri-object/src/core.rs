@@ -227,7 +227,21 @@ impl CoreFile {
                 return open_regular(over, MAX_MAPPED_FILE);
             }
         }
-        open_in_root(self.sysroot.as_deref().unwrap_or(Path::new("/")), Path::new(path), MAX_MAPPED_FILE)
+        let Some(sysroot) = self.sysroot.as_deref() else {
+            return open_in_root(Path::new("/"), Path::new(path), MAX_MAPPED_FILE);
+        };
+        match open_in_root(sysroot, Path::new(path), MAX_MAPPED_FILE) {
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    && sysroot.canonicalize().is_ok_and(|root| Path::new(path).starts_with(root)) =>
+            {
+                open_in_root(Path::new("/"), Path::new(path), MAX_MAPPED_FILE)
+            }
+            // A core written from outside the root (gcore of a chrooted process) names its
+            // files with the root already in front: the path is used as it is when it exists.
+            // Nothing is opened that the same core without --sysroot would not open.
+            opened => opened,
+        }
     }
 
     fn read_from_file(&self, addr: u64, buf: &mut [u8]) -> bool {

@@ -489,4 +489,8 @@ impl Handler for Debugger {
     fn greeting(&self) -> Vec<Value> {
         vec![json!({"type": "hello"})]
     }
+
+    fn page_state(&self) -> Value {
+        self.state()
+    }
 }

@@ -47,6 +47,27 @@ pub trait Handler: Send + Sync + 'static {
     fn greeting(&self) -> Vec<Value> {
         Vec::new()
     }
+    /// The session's state, embedded in the page itself so that it shows before its event
+    /// socket is up.
+    fn page_state(&self) -> Value {
+        Value::Null
+    }
+}
+
+/// `value` as JSON that can sit inside an HTML `<script type="application/json">` element:
+/// `<`, `>` and `&` (only ever inside strings) become `\u` escapes, so no text from a target
+/// can close the element or start markup.
+fn json_for_html(value: &Value) -> String {
+    let mut out = String::new();
+    for c in value.to_string().chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -256,7 +277,9 @@ fn route(request: &Request, guard: &Guard, handler: &dyn Handler) -> Response {
     let method = request.method.as_str();
     match (method, request.path.as_str()) {
         ("GET", "/") => {
-            let page = INDEX.replace("__TOKEN__", guard.token());
+            let page = INDEX
+                .replace("__TOKEN__", guard.token())
+                .replace("__STATE__", &json_for_html(&handler.page_state()));
             Response::new(200, "text/html; charset=utf-8", page).with("Set-Cookie", guard.set_cookie()).with(
                 "Content-Security-Policy",
                 "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -338,5 +361,19 @@ fn serve_events(mut stream: TcpStream, rest: Vec<u8>, request: &Request, hub: &H
                 if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
             Err(_) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::json_for_html;
+    use serde_json::{json, Value};
+
+    #[test]
+    fn embedded_state_cannot_close_its_element() {
+        let state = json!({"program": "</script><script>alert(1)</script>&amp;", "pid": 7});
+        let text = json_for_html(&state);
+        assert!(!text.contains('<') && !text.contains('>') && !text.contains('&'), "{text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).expect("still JSON"), state);
     }
 }

@@ -79,6 +79,44 @@ pub enum Command {
     /// Make a secret for remote sessions: into a new private file, or on stdout
     #[command(long_about = SECRET_ABOUT)]
     Secret(SecretArgs),
+    /// Print a shell completion script for bash, zsh or fish on stdout
+    #[command(long_about = COMPLETIONS_ABOUT)]
+    Completions(CompletionsArgs),
+    /// Print a manual page (roff) for pymri or one of its commands on stdout
+    #[command(long_about = MAN_ABOUT)]
+    Man(ManArgs),
+}
+
+const COMPLETIONS_ABOUT: &str = "Print a shell completion script on stdout, made from pymri's own \
+argument definitions.\n\n\
+bash: `pymri completions bash > ~/.local/share/bash-completion/completions/pymri`\n\
+zsh: `pymri completions zsh > ~/.zfunc/_pymri` (with ~/.zfunc in fpath before compinit)\n\
+fish: `pymri completions fish > ~/.config/fish/completions/pymri.fish`";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: CompletionShell,
+}
+
+const MAN_ABOUT: &str = "Print a manual page in roff on stdout, made from pymri's own argument \
+definitions: pymri(1) without COMMAND, pymri-COMMAND(1) with one.\n\n\
+Read it with `pymri man | man -l -` (`pymri man dump | man -l -`), or install the pages with \
+`pymri man > /usr/local/share/man/man1/pymri.1` and `pymri man dump > \
+/usr/local/share/man/man1/pymri-dump.1`.";
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// The command whose page to print (`dump`, `record`, ...) [default: pymri(1), the overview]
+    pub command: Option<String>,
 }
 
 const CONNECT_ABOUT: &str = "Connect to a pymri agent that listens inside a program, and debug it \

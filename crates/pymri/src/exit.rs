@@ -60,10 +60,11 @@ pub fn status_of(err: &anyhow::Error) -> Status {
         if let Some(e) = cause.downcast_ref::<SecretError>() {
             return secret_status(e);
         }
-        if cause.is::<crate::commands::trace::Usage>() {
-            return Status::Usage;
-        }
-        if cause.is::<AddressError>() || cause.is::<crate::commands::remote::NoSecret>() {
+        if cause.is::<AddressError>()
+            || cause.is::<crate::commands::remote::NoSecret>()
+            || cause.is::<crate::commands::manual::UnknownCommand>()
+            || cause.is::<crate::commands::trace::Usage>()
+        {
             return Status::Usage;
         }
         // `pymri web --listen` with an address it must not serve on.

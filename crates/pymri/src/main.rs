@@ -43,6 +43,8 @@ fn main() -> ExitCode {
             commands::secret::run(commands::secret::SecretOptions { file: args.file }, &mut printer)
                 .map(success)
         }
+        Command::Completions(args) => commands::manual::completions(args.shell, &mut printer).map(success),
+        Command::Man(args) => commands::manual::man(args.command.as_deref(), &mut printer).map(success),
         Command::Dap(args) => {
             commands::dap::run(commands::dap::DapOptions { listen: args.listen }).map(success)
         }

@@ -177,6 +177,12 @@ fn gcore(name: &str) {
     assert_eq!(dump["source"], "core");
     assert_eq!(dump["pid"].as_i64(), Some(target.pid().into()));
     check_named_threads(&interp, &dump, &tids, false);
+    // gcore ran outside the target's root, so the core's paths already hold the root: with
+    // --sysroot ROOT they are used as they are rather than looked for under ROOT/ROOT.
+    let root = interp.root.to_str().expect("utf-8");
+    let dump = dump_json(&["dump", "--locals", "--json", "--core", &core, "--sysroot", root]);
+    assert_eq!(dump["pid"].as_i64(), Some(target.pid().into()));
+    check_named_threads(&interp, &dump, &tids, false);
 }
 
 /// The holder of the GIL and a thread waiting for it are told apart from idle threads.
@@ -313,4 +319,48 @@ fn dump_locals_survives_a_self_referencing_cell_and_impostor_types_3_11() {
 #[test]
 fn dump_locals_survives_a_self_referencing_cell_and_impostor_types_3_14() {
     impostor_objects("3.14")
+}
+
+/// Classes, functions and coroutines in locals are shown as `repr` names them, on every
+/// interpreter: `<class 'module.Qualname'>` (made in Python, nested, with a metaclass, written
+/// in C, builtin), `<function Qualname at 0x...>`, `<coroutine object Qualname at 0x...>`.
+#[test]
+fn classes_functions_and_coroutines_are_named_in_locals() {
+    let interpreters = common::interpreters();
+    assert!(!interpreters.is_empty(), "no interpreter is provisioned");
+    for interp in interpreters {
+        let target = Target::start(&interp, "class_reprs.py", &["{ready}"]);
+        let dump = dump_json(&["dump", "--locals", "--json", &target.pid().to_string()]);
+        let main = thread(&dump, "MainThread");
+        let hold = main["frames"]
+            .as_array()
+            .expect("frames")
+            .iter()
+            .find(|f| f["function"] == "hold")
+            .unwrap_or_else(|| panic!("{}: no frame hold in {main:#}", interp.name));
+        let locals = &hold["locals"];
+        for (name, repr) in [
+            ("session", "<class '__main__.Session'>"),
+            ("token", "<class '__main__.Session.Token'>"),
+            ("store", "<class '__main__.Store'>"),
+            ("ordered", "<class 'collections.OrderedDict'>"),
+            ("number", "<class 'int'>"),
+        ] {
+            assert_eq!(locals[name].as_str(), Some(repr), "{}: {name} in {locals:#}", interp.name);
+        }
+        for (name, prefix) in [
+            ("function", "<function parse at 0x"),
+            ("method", "<function Session.Token.renew at 0x"),
+            ("coroutine", "<coroutine object Session.fetch at 0x"),
+        ] {
+            let repr =
+                locals[name].as_str().unwrap_or_else(|| panic!("{}: no {name} in {locals:#}", interp.name));
+            let address = repr.strip_prefix(prefix).and_then(|rest| rest.strip_suffix('>'));
+            assert!(
+                address.is_some_and(|a| !a.is_empty() && a.chars().all(|c| c.is_ascii_hexdigit())),
+                "{}: {name} is {repr:?}",
+                interp.name
+            );
+        }
+    }
 }

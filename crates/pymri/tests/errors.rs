@@ -100,7 +100,22 @@ fn a_process_that_has_exited_is_reported_not_read() {
     assert_eq!(rc, 0);
     let out = pymri(&["dump", &pid.to_string()]);
     let _ = child.wait();
-    insta::assert_snapshot!(outcome(&out, &[(&pid.to_string(), "[PID]")]));
+    // Said to be a zombie, with its parent (this test) by pid and command line.
+    let stderr = text(&out.stderr);
+    let test_binary = std::env::current_exe().expect("test binary");
+    let expected = format!(
+        "error: process {pid} is a zombie: it has exited, and its parent, process {} ({} ",
+        std::process::id(),
+        test_binary.display()
+    );
+    assert!(stderr.starts_with(&expected), "expected {expected:?} at the start of:\n{stderr}");
+    assert!(
+        stderr.contains("), has not collected its exit status\nhint: nothing of it is left to read; its parent reaps it with wait(), or init does once the parent ends\n"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
 }
 
 /// Runs pymri with `stdout` as its standard output: its exit status and stderr (deadline 60 s).
@@ -269,6 +284,12 @@ fn kernel_core_of_a_crash_in_a_root_needs_sysroot() {
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("hint: pass --sysroot DIR"), "{stderr}");
+    // A --sysroot that does not hold the interpreter: the message says where pymri looked.
+    let wrong = keep.host.to_str().expect("utf-8");
+    let out = pymri(&["dump", "--core", &core, "--sysroot", wrong]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains(&format!("is neither under --sysroot {wrong} nor on this machine")), "{stderr}");
 
     let root = interp.root.to_str().expect("utf-8");
     let out = pymri(&["dump", "--locals", "--json", "--core", &core, "--sysroot", root]);

@@ -64,3 +64,69 @@ fn lists_versions_roots_and_remote_debug_state() {
     let line = table.lines().find(|l| l.starts_with(&format!("{} ", off_flag.pid()))).expect("row");
     assert!(line.contains(" disabled "), "{line}");
 }
+
+/// An unprivileged user sees no row for a root target, and is told how many Python processes
+/// were left out and why, with `dump`'s hint (not an empty table and silence).
+#[test]
+fn unreadable_processes_are_counted_with_the_reason() {
+    let host = interpreter("3.11").expect("3.11");
+    let target = Target::start(&host, "named_threads.py", &["{ready}"]);
+    let attacker = common::attacker();
+    for json in [false, true] {
+        let mut cmd = attacker.command(env!("CARGO_BIN_EXE_pymri"));
+        cmd.arg("ps").args(json.then_some("--json")).stdin(std::process::Stdio::null());
+        let out = common::run_with_deadline(cmd, std::time::Duration::from_secs(60));
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        let stdout = text(&out.stdout);
+        if json {
+            let list: Value = serde_json::from_str(&stdout).expect("json");
+            assert!(list
+                .as_array()
+                .expect("array")
+                .iter()
+                .all(|e| e["pid"].as_i64() != Some(target.pid().into())));
+        } else {
+            assert!(stdout.starts_with("PID"), "{stdout}");
+            assert!(!stdout.lines().any(|l| l.starts_with(&format!("{} ", target.pid()))), "{stdout}");
+        }
+        let warning = stderr
+            .lines()
+            .find(|l| l.starts_with("warning: ") && l.contains("uid 0"))
+            .unwrap_or_else(|| panic!("no warning for root's processes:\n{stderr}"));
+        let count: usize = warning["warning: ".len()..]
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no count in {warning:?}"));
+        let (_, pids) = warning.split_once("permission denied reading pid ").expect("pids");
+        let pids: Vec<&str> = pids.split(':').next().expect("list").split(", ").collect();
+        assert_eq!(pids.len(), count, "{warning}");
+        assert!(pids.contains(&target.pid().to_string().as_str()), "{warning}");
+        assert!(warning.ends_with(": the process belongs to uid 0"), "{warning}");
+        assert!(stderr.contains("\nhint: run pymri as that user or with sudo"), "{stderr}");
+    }
+}
+
+/// `ps --json` and `dump --json` name a target's interpreter the same way: as the target sees
+/// it, inside its root, with `root` saying where that root is here.
+#[test]
+fn ps_and_dump_agree_on_paths_in_a_root() {
+    for name in ["3.11", "3.13"] {
+        let interp = interpreter(name).unwrap_or_else(|| panic!("interpreter {name} is not provisioned"));
+        let target = Target::start(&interp, "named_threads.py", &["{ready}"]);
+        let out = pymri(&["ps", "--json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let list: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let listed = entry(&list, target.pid()).clone();
+        let out = pymri(&["dump", "--json", &target.pid().to_string()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let dump: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let binary = listed["python_binary"].as_str().expect("python_binary");
+        assert_eq!(binary, interp.exe.as_str(), "{name}: ps names {listed:#}");
+        assert_eq!(dump["python_binary"].as_str(), Some(binary), "{name}");
+        let root = interp.in_root().then(|| interp.root.to_str().expect("utf-8"));
+        assert_eq!(listed["root"].as_str(), root, "{name}");
+        assert_eq!(dump["root"].as_str(), root, "{name}");
+    }
+}

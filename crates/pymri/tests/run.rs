@@ -45,6 +45,7 @@ on_every_python!(
     listings_mark_breakpoints_and_the_current_line,
     until_leaves_the_loop_and_jump_skips_a_line,
     threads_stopped_at_the_same_breakpoint,
+    threads_aligns_long_names,
     tab_completes_commands_and_names,
     interact_runs_a_nested_console,
     exit_status_restart_and_detach,
@@ -211,8 +212,9 @@ fn post_mortem_in_the_failing_frame(interp: &Interpreter) {
     let out = r.cmd("c");
     assert_has(&out, &format!("Post mortem debugger finished. The {f} will be restarted"));
     assert_has(&out, &entry(&r, f));
-    // Quitting at the first line of the new run: the program ends there, successfully.
-    assert_eq!(quit(r), 0);
+    // Quitting at the first line of the new run: pymri exits with the status of the run that
+    // ended, the uncaught exception's 1.
+    assert_eq!(quit(r), 1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -439,6 +441,32 @@ fn until_leaves_the_loop_and_jump_skips_a_line(interp: &Interpreter) {
 // ---------------------------------------------------------------------------------------------
 // Threads
 
+/// A thread name longer than the Name column widens it: every row's State starts under the
+/// header's.
+fn threads_aligns_long_names(interp: &Interpreter) {
+    let f = "long_names.py";
+    let mut r = Repl::run(interp, f);
+    first_stop(&mut r, f);
+    r.cmd(&format!("b {}", line(f, "started")));
+    assert_has(&r.cmd("c"), &format!("({})main()", line(f, "started")));
+    let table = r.cmd("threads");
+    let header = table
+        .lines()
+        .find(|l| l.contains("Name") && l.contains("State") && l.contains("Where"))
+        .unwrap_or_else(|| panic!("no header:\n{table}"));
+    let column = header.find("State").expect("State");
+    let rows: Vec<&str> = table.lines().collect();
+    let long = rows
+        .iter()
+        .find(|l| l.contains("connection-pool-worker-with-a-long-name-7"))
+        .unwrap_or_else(|| panic!("no long-named thread:\n{table}"));
+    let main = rows.iter().find(|l| l.contains("MainThread")).expect("MainThread row");
+    assert_eq!(long.find("running"), Some(column), "threads:\n{table}");
+    assert_eq!(main.find("stopped (breakpoint)"), Some(column), "threads:\n{table}");
+    assert_eq!(header.find("Where"), main.find(&r.path(f)), "threads:\n{table}");
+    assert_eq!(quit(r), 0);
+}
+
 fn threads_stopped_at_the_same_breakpoint(interp: &Interpreter) {
     let f = "two_threads.py";
     let mut r = Repl::run(interp, f);
@@ -574,6 +602,20 @@ fn exit_status_restart_and_detach(interp: &Interpreter) {
     assert_has(&out, "Detached: the program goes on without the debugger.");
     assert_has(&out, "about to exit");
     assert_eq!(status, 3);
+
+    // `q` or end of input once the program ended and was restarted: the status of the run that
+    // ended, not the 0 of the one interrupted at its first line.
+    for end_of_input in [false, true] {
+        let mut r = Repl::run(interp, f);
+        first_stop(&mut r, f);
+        assert_has(&r.cmd("c"), "The program exited via sys.exit(). Exit status: 3");
+        if end_of_input {
+            r.control('d');
+        } else {
+            r.type_line("q");
+        }
+        assert_eq!(r.exit_status(), 3, "after a restart, {}", if end_of_input { "Ctrl-D" } else { "q" });
+    }
 
     // `q` in the middle of a run ends the program: status 0 at a plain stop...
     let mut r = Repl::run(interp, "discount.py");

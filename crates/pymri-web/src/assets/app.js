@@ -522,4 +522,20 @@ document.addEventListener('keydown', (event) => {
   }
 });
 
+// The state as it was when the page was served: shown at once, before the event socket is up
+// (its first message refreshes everything).
+function showInitialState() {
+  const element = $('initial-state');
+  const state = element && JSON.parse(element.textContent || 'null');
+  if (!state || typeof state !== 'object' || !Array.isArray(state.stopped)) return;
+  view.state = state;
+  renderHeader(state);
+  renderBreakpoints(state);
+}
+
+try {
+  showInitialState();
+} catch (e) {
+  print('*** ' + e.message, 'error');
+}
 connect();

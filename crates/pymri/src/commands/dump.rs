@@ -82,11 +82,7 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
         (None, None) => anyhow::bail!("give a process id or --core FILE"),
     };
     let version = located.version.to_string();
-    // The binary as the target sees it, inside its root.
-    let binary = match &root {
-        Some(r) => located.binary.strip_prefix(r.as_str()).unwrap_or(&located.binary).to_string(),
-        None => located.binary.clone(),
-    };
+    let binary = crate::target::inside_root(&located.binary, root.as_deref());
     if opts.json {
         let report = Report {
             schema: 1,

@@ -7,6 +7,7 @@ pub mod dump;
 pub mod exec;
 pub mod family;
 pub mod listen;
+pub mod manual;
 pub mod ps;
 pub mod record;
 pub mod remote;

@@ -32,24 +32,35 @@ pub fn run(opts: PsOptions, printer: &mut Printer) -> Result<()> {
         .collect();
     pids.sort_unstable();
     let mut entries = Vec::new();
-    let mut denied = 0;
+    let mut denied = Denied::default();
     for pid in pids {
         // Cheap filter before any memory read: an interpreter maps python3.X or libpython3.X.
-        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else { continue };
+        let maps = match std::fs::read_to_string(format!("/proc/{pid}/maps")) {
+            Ok(maps) => maps,
+            // The maps of a process we may not trace are closed to us too: its command line
+            // (readable by anyone) is the only sign that it is Python.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                if looks_like_python(pid) {
+                    denied.add(pid, pymri_memory::diagnose_permission(pid));
+                }
+                continue;
+            }
+            Err(_) => continue,
+        };
         if !maps.contains("python3") {
             continue;
         }
         match inspect(pid) {
             Ok(Some(entry)) => entries.push(entry),
             Ok(None) => {}
-            Err(e)
-                if e.chain().any(|c| {
-                    matches!(c.downcast_ref::<MemoryError>(), Some(MemoryError::PermissionDenied { .. }))
-                }) =>
-            {
-                denied += 1
+            Err(e) => {
+                if let Some(cause) = e.chain().find_map(|c| match c.downcast_ref::<MemoryError>() {
+                    Some(MemoryError::PermissionDenied { cause, .. }) => Some(cause.clone()),
+                    _ => None,
+                }) {
+                    denied.add(pid, cause);
+                }
             }
-            Err(_) => {}
         }
     }
     if opts.json {
@@ -58,24 +69,59 @@ pub fn run(opts: PsOptions, printer: &mut Printer) -> Result<()> {
         printer.write_str(&table(&entries))?;
     }
     printer.flush()?;
-    if denied > 0 {
-        note(&format!(
-            "{denied} Python process(es) could not be read (permission denied)\nhint: run pymri with sudo to see them"
-        ));
-    }
+    denied.report();
     Ok(())
+}
+
+/// Python processes that could not be read, grouped by why.
+#[derive(Default)]
+struct Denied(Vec<(String, Vec<i32>)>);
+
+impl Denied {
+    fn add(&mut self, pid: i32, cause: pymri_memory::PermissionCause) {
+        let why = cause.to_string();
+        match self.0.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, pids)) => pids.push(pid),
+            None => self.0.push((why, vec![pid])),
+        }
+    }
+
+    /// One `warning:` per cause, with `dump`'s explanation and hint for it.
+    fn report(&self) {
+        for (why, pids) in &self.0 {
+            let list: Vec<String> = pids.iter().map(i32::to_string).collect();
+            let what = match pids.len() {
+                1 => "1 Python process is".to_owned(),
+                n => format!("{n} Python processes are"),
+            };
+            note(&format!(
+                "warning: {what} not listed: permission denied reading pid {}: {why}",
+                list.join(", ")
+            ));
+        }
+    }
+}
+
+/// Whether `pid` runs a Python interpreter, judged by its program name alone.
+fn looks_like_python(pid: i32) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+    let name = argv0.rsplit(|&b| b == b'/').next().unwrap_or_default();
+    let comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap_or_default();
+    name.starts_with(b"python") || comm.starts_with(b"python")
 }
 
 fn inspect(pid: i32) -> Result<Option<Entry>> {
     let live = Live::open(pid)?;
     let Ok(located) = live.locate() else { return Ok(None) };
+    let root = live.root.map(|r| r.display().to_string());
     Ok(Some(Entry {
         pid,
         python_version: located.version.to_string(),
         remote_debug: located.remote_debug_enabled(&live.mem).ok().flatten(),
-        python_binary: located.binary,
+        python_binary: crate::target::inside_root(&located.binary, root.as_deref()),
         command: live.command,
-        root: live.root.map(|r| r.display().to_string()),
+        root,
     }))
 }
 

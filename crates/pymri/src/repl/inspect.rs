@@ -296,12 +296,26 @@ pub(crate) fn threads(repl: &mut Repl, _arg: &str) -> CmdResult {
         };
         let at = t.frame.as_ref().map(|f| location(&f.file, f.line, &f.function)).unwrap_or_default();
         let mark = if Some(t.id) == selected { "*" } else { " " };
-        rows.push((number, format!("{mark} {number:<4}{:<16} {state:<22}{at}", Name(&t.name))));
+        rows.push((number, [mark.to_string(), number.to_string(), Name(&t.name).to_string(), state, at]));
     }
     rows.sort_by_key(|(n, _)| *n);
-    repl.out.line(&format!("  {:<4}{:<16} {:<22}{}", "Id", "Name", "State", "Where"));
-    for (_, row) in rows {
-        repl.out.line(row.trim_end());
+    // Columns as wide as their longest cell, pdb's widths at least; a name longer than
+    // LONGEST (the program chose it) pushes only its own row.
+    const LONGEST: usize = 48;
+    let header = [" ".to_string(), "Id".into(), "Name".into(), "State".into(), "Where".into()];
+    let mut widths = [1, 3, 16, 21];
+    for (_, cells) in &rows {
+        for (w, cell) in widths.iter_mut().zip(cells) {
+            *w = (*w).max(cell.chars().count().min(LONGEST));
+        }
+    }
+    for cells in std::iter::once(&header).chain(rows.iter().map(|(_, cells)| cells)) {
+        let mut line = String::new();
+        for (cell, width) in cells.iter().zip(widths) {
+            line.push_str(&format!("{cell:<width$} "));
+        }
+        line.push_str(&cells[4]);
+        repl.out.line(line.trim_end());
     }
     Ok(Flow::Stay)
 }

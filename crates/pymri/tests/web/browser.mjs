@@ -65,6 +65,24 @@ async function consoleRun(command, expected) {
 }
 
 try {
+  step('the first response alone shows the session (no event socket)');
+  {
+    const still = await context.newPage();
+    // A WebSocket that never opens: what the page shows comes from the page itself.
+    await still.addInitScript(() => {
+      window.WebSocket = class {
+        addEventListener() {}
+      };
+    });
+    await still.goto(url);
+    await still.waitForSelector('#status[data-state="stopped"]', { timeout: 5000 });
+    const status = await still.locator('#status').textContent();
+    if (!/^Stopped \(/.test(status)) throw new Error(`status without the socket: ${status}`);
+    const program = await still.locator('#program').textContent();
+    if (!/ — pid \d+, Python \d+\.\d+/.test(program)) throw new Error(`program without the socket: ${program}`);
+    await still.close();
+  }
+
   step('open the page');
   await page.goto(url);
   await page.waitForSelector('#status[data-state="stopped"]');
