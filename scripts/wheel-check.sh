@@ -33,8 +33,12 @@ tools_ok || die "maturin, auditwheel or ziglang is missing from $VENV"
 
 work=$(mktemp -d)
 pid=
+# The target ends by SIGTERM, so `wait` returns 143: that must not become the script's status.
 cleanup() {
-    [[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    if [[ -n $pid ]]; then
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
