@@ -94,6 +94,11 @@ impl Web {
                 self.transcript.push('\n');
             }
             if let Some(status) = self.child.try_wait().expect("wait") {
+                // What it wrote last may still be in the pipe: read on to the end of its stderr.
+                while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+                    self.transcript.push_str(&line);
+                    self.transcript.push('\n');
+                }
                 return status.code().unwrap_or(-1);
             }
             assert!(
