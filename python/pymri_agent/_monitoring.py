@@ -29,22 +29,24 @@ _get_ident = threading.get_ident
 _getframe = sys._getframe
 
 
+def claim_tool(preferred, name):
+    """The first of `preferred` sys.monitoring tool ids that is free, claimed under `name`."""
+    for tool in preferred:
+        try:
+            M.use_tool_id(tool, name)
+        except ValueError:
+            continue
+        return tool
+    raise RuntimeError("no free sys.monitoring tool id")
+
+
 class MonitoringBackend(object):
     name = "monitoring"
     all_threads = True
 
     def __init__(self, agent):
         self.agent = agent
-        self.tool = None
-        for tool in (M.DEBUGGER_ID, 1, 2, 3, 4, 5):
-            try:
-                M.use_tool_id(tool, "pymri")
-            except ValueError:
-                continue
-            self.tool = tool
-            break
-        if self.tool is None:
-            raise RuntimeError("no free sys.monitoring tool id")
+        self.tool = claim_tool((M.DEBUGGER_ID, 1, 2, 3, 4, 5), "pymri")
         self.code_lines = {}   # id(code) -> {line: [Breakpoint]}
         self.codes = {}        # id(code) -> code (strong refs keep ids valid)
         self.file_codes = {}   # filename -> {id(code): code}

@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 
+from ._monitoring import claim_tool
 from .inspection import AGENT_DIR, safe_repr
 
 _get_ident = threading.get_ident
@@ -451,16 +452,7 @@ class _MonitoringHooks(object):
 
     def __init__(self, tracer):
         self.tracer = tracer
-        self.tool = None
-        for tool in (M.PROFILER_ID, 3, 4, 1, 5, 0):
-            try:
-                M.use_tool_id(tool, "pymri-trace")
-            except ValueError:
-                continue
-            self.tool = tool
-            break
-        if self.tool is None:
-            raise RuntimeError("no free sys.monitoring tool id")
+        self.tool = claim_tool((M.PROFILER_ID, 3, 4, 1, 5, 0), "pymri-trace")
         self.events = []
         self.lines = {}  # (code, handler offset) -> line
 
