@@ -3,18 +3,33 @@
 
 use super::{user_error, CmdResult, ExitOutcome, Flow, Mode, Repl};
 use pymri_session::protocol::messages::StopReason;
-use pymri_session::protocol::requests::{Continue, Detach, Jump, Next, Quit, Restart, Step, StepOut, Until};
+use pymri_session::protocol::requests::{
+    Continue, Detach, Jump, Next, Quit, Request, Restart, Step, StepOut, Until,
+};
 use pymri_session::SessionError;
+use std::sync::atomic::Ordering;
+
+/// Sends a request that lets the program run. The program may run, and print, before the
+/// agent's answer arrives: a Ctrl-C from the moment the request leaves must pause it, not
+/// abandon the wait for the answer.
+fn resume<R: Request>(repl: &mut Repl, request: &R) -> Result<(), SessionError> {
+    repl.running.store(true, Ordering::SeqCst);
+    let answer = repl.session.request(request);
+    if answer.is_err() {
+        repl.running.store(false, Ordering::SeqCst);
+    }
+    answer.map(|_| ())
+}
 
 pub(crate) fn step(repl: &mut Repl, _arg: &str) -> CmdResult {
     let thread = repl.selection()?.thread;
-    repl.session.request(&Step { thread, stop_at_return: true })?;
+    resume(repl, &Step { thread, stop_at_return: true })?;
     Ok(Flow::resumed(thread))
 }
 
 pub(crate) fn next(repl: &mut Repl, _arg: &str) -> CmdResult {
     let thread = repl.selection()?.thread;
-    repl.session.request(&Next { thread, stop_at_return: true })?;
+    resume(repl, &Next { thread, stop_at_return: true })?;
     Ok(Flow::resumed(thread))
 }
 
@@ -28,19 +43,19 @@ pub(crate) fn until(repl: &mut Repl, arg: &str) -> CmdResult {
             Err(_) => return user_error(format!("Error in argument: '{arg}'")),
         }
     };
-    repl.session.request(&Until { thread, line })?;
+    resume(repl, &Until { thread, line })?;
     Ok(Flow::resumed(thread))
 }
 
 pub(crate) fn return_(repl: &mut Repl, _arg: &str) -> CmdResult {
     let thread = repl.selection()?.thread;
-    repl.session.request(&StepOut { thread })?;
+    resume(repl, &StepOut { thread })?;
     Ok(Flow::resumed(thread))
 }
 
 pub(crate) fn continue_(repl: &mut Repl, _arg: &str) -> CmdResult {
     let thread = repl.selection()?.thread;
-    repl.session.request(&Continue { thread: Some(thread) })?;
+    resume(repl, &Continue { thread: Some(thread) })?;
     Ok(Flow::Resume { thread: Some(thread), others_first: true })
 }
 

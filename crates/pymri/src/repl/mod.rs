@@ -261,11 +261,13 @@ impl Repl {
         if others_first {
             let other = self.session.state().stopped().iter().find(|s| Some(s.thread) != resumed).cloned();
             if let Some(stop) = other {
+                self.running.store(false, Ordering::SeqCst);
                 return self.present(&stop);
             }
         }
         if let Some(exited) = self.pending_exit.take() {
             if let Some(flow) = self.on_exit(&exited) {
+                self.running.store(false, Ordering::SeqCst);
                 return flow;
             }
         }
