@@ -52,6 +52,9 @@ pub enum Command {
     /// A live view of where a process spends its time, function by function and thread by thread
     #[command(long_about = TOP_ABOUT)]
     Top(TopArgs),
+    /// Watch a process for a few seconds and name what is wrong (deadlock, spiking thread, leaks, ...)
+    #[command(long_about = DOCTOR_ABOUT)]
+    Doctor(DoctorArgs),
     /// Run a Python program under the debugger (like `python -m pdb`)
     #[command(long_about = RUN_ABOUT)]
     Run(RunArgs),
@@ -588,6 +591,34 @@ pub struct TopArgs {
     /// Leave line numbers out: a function is one row wherever it is
     #[arg(long)]
     pub nolineno: bool,
+}
+
+const DOCTOR_ABOUT: &str = "Watch a running process for a window (--duration, 5 s by default), \
+sampling its threads as `pymri record` does (nothing is stopped), then report what is wrong with it \
+by the debugging book's names, most serious first: each finding with its pattern, a summary, the \
+evidence (threads, stacks, lines, numbers over the window) and the command to run next.\n\n\
+Patterns: deadlock, orphaned_lock, spiking_thread, blocked_threads, thread_leak, fd_leak, \
+memory_growth, gil_contention, swallowed_exceptions, module_versions (--only picks some).\n\n\
+--json writes {\"schema\": 1, \"pid\", \"python\", \"window_seconds\", \"samples\", \"findings\": \
+[{\"pattern\", \"severity\", \"summary\", \"threads\", \"notes\", \"next\"}], \"skipped\"}.\n\n\
+Exit status: 0 when the report was made (whatever it found); 2 for a usage error; 3, 4, 5 as for dump.";
+
+#[derive(Args)]
+pub struct DoctorArgs {
+    /// Process id of a running Python program
+    pub pid: i32,
+    /// Seconds to watch (at most a day)
+    #[arg(short, long, value_name = "SECONDS", default_value = "5", value_parser = seconds, allow_negative_numbers = true)]
+    pub duration: Duration,
+    /// Samples a second during the window (1 to 100000)
+    #[arg(short, long, value_name = "HZ", default_value = "100", value_parser = rate, allow_negative_numbers = true)]
+    pub rate: u32,
+    /// Write the report as JSON (schema 1)
+    #[arg(long)]
+    pub json: bool,
+    /// Look only for these patterns (comma-separated)
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "PATTERN")]
+    pub only: Vec<crate::commands::doctor::Pattern>,
 }
 
 #[cfg(test)]

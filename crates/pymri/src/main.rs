@@ -72,6 +72,16 @@ fn main() -> ExitCode {
         Command::Record(args) => commands::record::run(record_options(args)),
         Command::Trace(args) => commands::trace::run(trace_options(args), &mut printer),
         Command::Top(args) => commands::top::run(top_options(args)),
+        Command::Doctor(args) => commands::doctor::run(
+            commands::doctor::DoctorOptions {
+                pid: args.pid,
+                duration: args.duration,
+                rate: args.rate,
+                json: args.json,
+                only: args.only,
+            },
+            &mut printer,
+        ),
         Command::Dump(args) => commands::dump::run(
             commands::dump::DumpOptions {
                 pid: args.pid,

@@ -3,6 +3,7 @@
 pub mod attach;
 pub mod connect;
 pub mod dap;
+pub mod doctor;
 pub mod dump;
 pub mod exec;
 pub mod family;

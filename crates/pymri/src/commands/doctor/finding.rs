@@ -1,0 +1,135 @@
+//! What `pymri doctor` reports: findings named by pattern, with their evidence. The JSON names
+//! (`pattern`, `severity`, the field names) are a documented schema: tests and users rely on
+//! them. Every string here may come from the target; the renderers escape it.
+
+use serde::Serialize;
+
+/// The version of the JSON document; raised when a field changes meaning or goes away.
+pub const SCHEMA: u32 = 1;
+
+/// The book's names for what goes wrong, as the JSON spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum Pattern {
+    Deadlock,
+    OrphanedLock,
+    SpikingThread,
+    BlockedThreads,
+    ThreadLeak,
+    FdLeak,
+    MemoryGrowth,
+    GilContention,
+    SwallowedExceptions,
+    ModuleVersions,
+}
+
+impl Pattern {
+    pub fn name(self) -> &'static str {
+        match self {
+            Pattern::Deadlock => "deadlock",
+            Pattern::OrphanedLock => "orphaned_lock",
+            Pattern::SpikingThread => "spiking_thread",
+            Pattern::BlockedThreads => "blocked_threads",
+            Pattern::ThreadLeak => "thread_leak",
+            Pattern::FdLeak => "fd_leak",
+            Pattern::MemoryGrowth => "memory_growth",
+            Pattern::GilContention => "gil_contention",
+            Pattern::SwallowedExceptions => "swallowed_exceptions",
+            Pattern::ModuleVersions => "module_versions",
+        }
+    }
+}
+
+/// Most serious first when sorted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Something grows or burns that should not.
+    Warning,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub pattern: Pattern,
+    pub severity: Severity,
+    /// One line: what is wrong.
+    pub summary: String,
+    /// The threads involved, in the order the report shows them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub threads: Vec<ThreadEvidence>,
+    /// Facts that fit nowhere above, one line each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Commands to run next, exactly as typed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub next: Vec<String>,
+}
+
+impl Finding {
+    pub fn new(pattern: Pattern, severity: Severity, summary: impl Into<String>) -> Finding {
+        Finding {
+            pattern,
+            severity,
+            summary: summary.into(),
+            threads: Vec::new(),
+            notes: Vec::new(),
+            next: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadEvidence {
+    /// `threading.get_ident()`.
+    pub ident: u64,
+    /// Kernel thread id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tid: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// What the thread is in this finding: `holds`, `waits`, `spinning`, `blocked`, ...
+    pub role: String,
+    /// A line about the thread in this finding (its CPU share, what it waits for and since when).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// Innermost first.
+    pub frames: Vec<FrameEvidence>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FrameEvidence {
+    pub function: String,
+    pub file: String,
+    pub line: i32,
+    /// The source line, when the file could be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Names and reprs, when the finding shows them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locals: Vec<(String, String)>,
+}
+
+/// The whole report, as `--json` writes it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub schema: u32,
+    pub pid: i32,
+    pub python: String,
+    pub window_seconds: f64,
+    pub samples: u64,
+    /// The kernel's counters at the window's start and end.
+    pub counters: CounterSummary,
+    /// Most serious first.
+    pub findings: Vec<Finding>,
+    /// What was not examined, and why (`--no-inject`, remote debugging disabled, ...).
+    pub skipped: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CounterSummary {
+    /// At the window's start and end.
+    pub threads: (u64, u64),
+    pub fds: (u64, u64),
+    pub rss_bytes: (u64, u64),
+}

@@ -1,0 +1,85 @@
+//! `pymri doctor PID`: watch a process for a window, then name what is wrong with it the way
+//! the debugging book names it (deadlock, spiking thread, leaks, ...), with the evidence and
+//! the command to run next.
+//!
+//! The window is the sampling loop `record` and `top` use ([`crate::sampling`]), folded into a
+//! [`window::Window`]; each pattern is an analyzer, a function from what the window saw to
+//! findings. An analyzer finds nothing rather than guessing: a healthy process gets no
+//! alarming finding.
+//!
+//! Not a goal: fixing anything, or changing the target's state. The doctor only reads (and,
+//! for what can only be learned inside, runs read-only code through the one attach path).
+
+mod finding;
+mod text;
+mod threads;
+mod window;
+
+use crate::printer::{note, Printer};
+use crate::sampling::{self, Opened, Schedule, Target};
+use anyhow::Result;
+pub use finding::Pattern;
+use finding::{Finding, Report, SCHEMA};
+use pymri_cpython::SampleOptions;
+use std::time::Duration;
+use window::Window;
+
+pub struct DoctorOptions {
+    pub pid: i32,
+    pub duration: Duration,
+    /// Samples a second during the window.
+    pub rate: u32,
+    pub json: bool,
+    /// Only these patterns (all when empty).
+    pub only: Vec<Pattern>,
+}
+
+/// What an analyzer may look at.
+pub struct Context<'a> {
+    pub window: &'a Window,
+}
+
+type Analyzer = fn(&Context<'_>) -> Vec<Finding>;
+
+/// Every pattern the doctor knows, and the analyzer that looks for it.
+const ANALYZERS: &[(Pattern, Analyzer)] = &[(Pattern::SpikingThread, threads::spiking)];
+
+pub fn run(opts: DoctorOptions, printer: &mut Printer) -> Result<u8> {
+    let (opened, ()) = Opened::open(&Target::Pid(opts.pid), || Ok(()))?;
+    let pid = opened.pid();
+    let python = opened.located.version.to_string();
+    let stop = sampling::interrupt_flag()?;
+    note(&format!(
+        "pymri doctor: watching process {pid} (Python {python}) for {} s",
+        opts.duration.as_secs_f64()
+    ));
+    let mut window = Window::new(pid);
+    let mut sampler = opened.sampler();
+    let schedule = Schedule { rate: opts.rate, duration: Some(opts.duration) };
+    let (_, stats) = sampling::sample(&mut sampler, &SampleOptions::default(), schedule, &stop, &mut window)?;
+    window.elapsed = stats.elapsed;
+
+    let context = Context { window: &window };
+    let mut findings: Vec<Finding> = ANALYZERS
+        .iter()
+        .filter(|(pattern, _)| opts.only.is_empty() || opts.only.contains(pattern))
+        .flat_map(|(_, analyze)| analyze(&context))
+        .collect();
+    findings.sort_by_key(|f| (f.severity, f.pattern));
+    let report = Report {
+        schema: SCHEMA,
+        pid,
+        python,
+        window_seconds: stats.elapsed.as_secs_f64(),
+        samples: stats.samples,
+        counters: window.summary(),
+        findings,
+        skipped: Vec::new(),
+    };
+    if opts.json {
+        printer.json(&report)?;
+    } else {
+        printer.write_str(&text::report(&report))?;
+    }
+    Ok(crate::exit::Status::Success as u8)
+}
