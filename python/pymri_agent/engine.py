@@ -54,6 +54,18 @@ class RestartProgram(ControlFlow):
     pass
 
 
+def _drain(queue):
+    """The ids of the requests left in a stop's queue, which is emptied."""
+    ids = []
+    while True:
+        try:
+            item = queue.get_nowait()
+        except Exception:
+            return ids
+        if item is not None and item[0] is not None:
+            ids.append(item[0])
+
+
 class Stop(object):
     def __init__(self, ident, frames, reason, event):
         self.ident = ident
@@ -377,8 +389,11 @@ class Agent(BreakpointHits, Stepping):
                     if stop is not None:
                         stop.queue.put((None, True, handler, {}))
                 return
-            stop = self.target_stop(args)
-            stop.queue.put((rid, kind == RESUME, handler, args))
+            # Under the lock that a resuming thread takes to forget its stop: a request is
+            # either queued before the stop ends (and answered by _serve's drain) or refused.
+            with self.lock:
+                stop = self.target_stop(args)
+                stop.queue.put((rid, kind == RESUME, handler, args))
         except Exception as exc:
             self._respond_failure(rid, exc)
 
@@ -543,12 +558,17 @@ class Agent(BreakpointHits, Stepping):
             if not transfer:
                 with self.lock:
                     self.stops.pop(ident, None)
+                    orphans = _drain(stop.queue)
                     if not stop.hook:  # a hook stop: the hook keeps it busy until it returns
                         self.busy.discard(ident)
                     self.refs.drop_owner(ident)
                     for fid in [k for k, v in self.frame_ids.items() if v[0] == ident]:
                         del self.frame_ids[fid]
                     self.update_slow()
+                # Requests queued behind the one that resumed the thread (a page asking for
+                # the variables of the stop just left) must not wait for an answer forever.
+                for rid in orphans:
+                    self._respond(rid, error=("not_stopped", "thread %r is not stopped" % (ident,)))
         frames = stop.frames
         if action is None or self.detached:
             try:

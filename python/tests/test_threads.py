@@ -1,6 +1,6 @@
 import threading
 
-from helpers import AgentTestCase, line_of  # first: puts progs/ on sys.path
+from helpers import AgentTestCase, RequestFailed, line_of  # first: puts progs/ on sys.path
 import prog_basic as pb  # noqa: E402
 
 F = pb.__file__
@@ -90,4 +90,29 @@ class ThreadTests(AgentTestCase):
         c.request("continue", thread=st["thread"])
         t.join(10)
         self.assertEqual(out, [11])
+        p.wait_result()
+
+    def test_requests_queued_behind_a_resume_are_answered(self):
+        # A page asks for a stop's variables while another request resumes the thread: every
+        # request gets an answer (the thread is running), none waits forever.
+        stop_spin = threading.Event()
+        counter = [0]
+
+        def target():
+            pb.spin(stop_spin, counter)
+
+        p, c = self.attach(target)
+        tid = c.wait_event("stopped", reason="attach")["thread"]
+        for _ in range(20):
+            resume = c.send("continue", thread=tid)
+            late = [c.send("scopes", thread=tid, frame=0) for _ in range(3)]
+            c.response(resume)
+            for rid in late:
+                with self.assertRaises(RequestFailed) as failed:
+                    c.response(rid, timeout=5)
+                self.assertEqual(failed.exception.code, "not_stopped")
+            c.request("pause", thread=tid)
+            c.wait_event("stopped", reason="pause")
+        stop_spin.set()
+        c.request("continue", thread=tid)
         p.wait_result()
