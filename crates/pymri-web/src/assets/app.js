@@ -406,10 +406,14 @@ async function refresh() {
   try {
     do {
       again = false;
-      await refreshOnce();
+      try {
+        await refreshOnce();
+      } catch (e) {
+        // An event that came meanwhile (the thread resumed under this view) makes the error
+        // moot: the view is drawn again from the new state.
+        if (!again && !view.ended) print('*** ' + e.message, 'error');
+      }
     } while (again && !view.ended);
-  } catch (e) {
-    if (!view.ended) print('*** ' + e.message, 'error');
   } finally {
     refreshing = false;
   }
