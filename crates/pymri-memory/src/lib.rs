@@ -26,9 +26,9 @@ pub use files::{open_in_root, open_regular, openat2, openat2_missing, MAX_MAPPED
 pub use freeze::Freeze;
 pub use maps::{parse_maps, Mapping};
 pub use process::{
-    child_pids, diagnose_permission, exited_or_zombie, parse_futex_wait, parse_run_state,
-    parse_zombie_parent, process_exists, process_root, read_proc, thread_futex_wait, thread_ids,
-    thread_run_state, write_memory, zombie_parent, PermissionCause, ProcessMemory, RunState,
+    child_pids, diagnose_permission, exited_or_zombie, parent_pid, parse_futex_wait, parse_parent,
+    parse_run_state, parse_zombie_parent, process_exists, process_root, read_proc, thread_futex_wait,
+    thread_ids, thread_run_state, write_memory, zombie_parent, PermissionCause, ProcessMemory, RunState,
 };
 
 use std::cell::RefCell;

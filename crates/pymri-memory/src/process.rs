@@ -279,6 +279,19 @@ pub fn parse_zombie_parent(stat: &str) -> Option<i32> {
     fields.next()?.parse().ok()
 }
 
+/// The parent of `pid`, from `/proc/PID/stat`; `None` once `pid` is gone.
+pub fn parent_pid(pid: i32) -> Option<i32> {
+    parse_parent(&read_proc(&format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// The parent pid in the text of a `stat` file, whatever the state.
+pub fn parse_parent(stat: &str) -> Option<i32> {
+    // The command name may contain spaces and parentheses; state and parent follow the last ')'.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    fields.next()?;
+    fields.next()?.parse().ok()
+}
+
 /// The futex address in the text of a `syscall` file.
 pub fn parse_futex_wait(text: &str) -> Option<u64> {
     let mut fields = text.split_whitespace();
@@ -459,6 +472,15 @@ mod tests {
         assert_eq!(parse_zombie_parent("4242 (python3) S 4200 4242 4200 0 -1"), None);
         assert_eq!(parse_zombie_parent("4242 (python3) Z"), None);
         assert_eq!(parse_zombie_parent("garbage"), None);
+    }
+
+    #[test]
+    fn a_parent_is_read_after_the_last_parenthesis() {
+        assert_eq!(parse_parent("4242 (python3) S 4200 4242 4200 0 -1"), Some(4200));
+        assert_eq!(parse_parent("4242 (a) S 1 (b)) R 77 4242 0"), Some(77));
+        assert_eq!(parse_parent("4242 (python3) S"), None);
+        assert_eq!(parse_parent("garbage"), None);
+        assert_eq!(parent_pid(std::process::id() as i32), Some(std::os::unix::process::parent_id() as i32));
     }
 
     #[test]

@@ -433,6 +433,9 @@ pub struct PsArgs {
     /// Print JSON instead of a table
     #[arg(long)]
     pub json: bool,
+    /// Show each process under the Python process that started it (workers under their master)
+    #[arg(long)]
+    pub tree: bool,
 }
 
 #[derive(Args)]

@@ -67,7 +67,8 @@ fn main() -> ExitCode {
             },
         }),
         Command::Ps(args) => {
-            commands::ps::run(commands::ps::PsOptions { json: args.json }, &mut printer).map(success)
+            commands::ps::run(commands::ps::PsOptions { json: args.json, tree: args.tree }, &mut printer)
+                .map(success)
         }
         Command::Record(args) => commands::record::run(record_options(args)),
         Command::Trace(args) => commands::trace::run(trace_options(args), &mut printer),

@@ -130,3 +130,50 @@ fn ps_and_dump_agree_on_paths_in_a_root() {
         assert_eq!(dump["root"].as_str(), root, "{name}");
     }
 }
+
+/// `ps --tree`: a Python child and grandchild are shown under the process that started them,
+/// each with its parent; the JSON says where each sits.
+#[test]
+fn workers_sit_under_their_master() {
+    for name in ["3.9", "3.11", "3.14"] {
+        let interp = interpreter(name).unwrap_or_else(|| panic!("interpreter {name} is not provisioned"));
+        let mut target = Target::start(&interp, "record_family.py", &["{ready}", "{control}"]);
+        let reply = target.ask("spawn");
+        let (child, grandchild) = reply.split_once(' ').unwrap_or_else(|| panic!("{reply}"));
+        let (child, grandchild): (i32, i32) =
+            (child.trim().parse().expect("child pid"), grandchild.trim().parse().expect("grandchild pid"));
+
+        let out = pymri(&["ps", "--tree", "--json"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let list: Value = serde_json::from_slice(&out.stdout).expect("json");
+        let master = entry(&list, target.pid());
+        assert_eq!(master["tree"]["depth"], 0, "{master:#}");
+        let c = entry(&list, child);
+        assert_eq!(c["ppid"].as_i64(), Some(target.pid().into()), "{c:#}");
+        assert_eq!(c["tree"]["parent"].as_i64(), Some(target.pid().into()), "{c:#}");
+        assert_eq!(c["tree"]["depth"], 1, "{c:#}");
+        let g = entry(&list, grandchild);
+        assert_eq!(g["tree"]["parent"].as_i64(), Some(child.into()), "{g:#}");
+        assert_eq!(g["tree"]["depth"], 2, "{g:#}");
+        let order: Vec<i64> =
+            list.as_array().expect("array").iter().filter_map(|e| e["pid"].as_i64()).collect();
+        let at = |pid: i32| order.iter().position(|&p| p == i64::from(pid)).expect("listed");
+        assert!(at(target.pid()) < at(child) && at(child) < at(grandchild), "{order:?}");
+
+        let out = pymri(&["ps", "--tree"]);
+        assert!(out.status.success());
+        let table = text(&out.stdout);
+        assert!(table.starts_with("PID    PPID ") || table.starts_with("PID"), "{table}");
+        let row = |pid: i32| {
+            table
+                .lines()
+                .find(|l| l.starts_with(&format!("{pid} ")))
+                .unwrap_or_else(|| panic!("{table}"))
+                .to_owned()
+        };
+        assert!(row(child).contains(&format!(" {} ", target.pid())), "{table}");
+        assert!(row(child).contains("\\_ "), "{table}");
+        assert!(row(grandchild).contains("    \\_ "), "{table}");
+        assert!(!row(target.pid()).contains("\\_ "), "{table}");
+    }
+}

@@ -9,11 +9,21 @@ use serde::Serialize;
 
 pub struct PsOptions {
     pub json: bool,
+    /// Each process under its nearest Python ancestor (workers under their master).
+    pub tree: bool,
 }
+
+/// Parents followed up from a process to find its nearest Python ancestor.
+const MAX_ANCESTORS: usize = 64;
 
 #[derive(Serialize)]
 struct Entry {
     pid: i32,
+    /// The parent process (`null` when it could not be read).
+    ppid: Option<i32>,
+    /// With `--tree`: the nearest ancestor that is listed too, and how deep the process is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tree: Option<TreePlace>,
     python_version: String,
     python_binary: String,
     command: String,
@@ -22,6 +32,13 @@ struct Entry {
     /// 3.14+: whether PEP 768 remote debugging is enabled, read from the process's memory;
     /// `null` for versions without it.
     remote_debug: Option<bool>,
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct TreePlace {
+    /// `null` for a process no listed process started.
+    parent: Option<i32>,
+    depth: usize,
 }
 
 pub fn run(opts: PsOptions, printer: &mut Printer) -> Result<()> {
@@ -62,6 +79,9 @@ pub fn run(opts: PsOptions, printer: &mut Printer) -> Result<()> {
                 }
             }
         }
+    }
+    if opts.tree {
+        entries = as_tree(entries);
     }
     if opts.json {
         printer.json(&entries)?;
@@ -117,6 +137,8 @@ fn inspect(pid: i32) -> Result<Option<Entry>> {
     let root = live.root.map(|r| r.display().to_string());
     Ok(Some(Entry {
         pid,
+        ppid: pymri_memory::parent_pid(pid),
+        tree: None,
         python_version: located.version.to_string(),
         remote_debug: located.remote_debug_enabled(&live.mem).ok().flatten(),
         python_binary: crate::target::inside_root(&located.binary, root.as_deref()),
@@ -125,12 +147,63 @@ fn inspect(pid: i32) -> Result<Option<Entry>> {
     }))
 }
 
+/// The entries in tree order: each process after its nearest listed ancestor, children by pid.
+fn as_tree(entries: Vec<Entry>) -> Vec<Entry> {
+    let listed: std::collections::HashSet<i32> = entries.iter().map(|e| e.pid).collect();
+    let parent_of = |e: &Entry| {
+        let mut pid = e.ppid;
+        for _ in 0..MAX_ANCESTORS {
+            match pid {
+                Some(p) if listed.contains(&p) => return Some(p),
+                Some(p) if p > 1 => pid = pymri_memory::parent_pid(p),
+                _ => return None,
+            }
+        }
+        None
+    };
+    let parents: Vec<Option<i32>> = entries.iter().map(parent_of).collect();
+    let mut children: std::collections::BTreeMap<Option<i32>, Vec<usize>> = Default::default();
+    for (i, parent) in parents.iter().enumerate() {
+        children.entry(*parent).or_default().push(i);
+    }
+    let mut order = Vec::with_capacity(entries.len());
+    // Depth first; a parent loop (pids reused while listing) cannot make a process appear twice.
+    let mut placed = vec![false; entries.len()];
+    let mut stack: Vec<(usize, usize)> =
+        children.get(&None).into_iter().flatten().rev().map(|&i| (i, 0)).collect();
+    while let Some((i, depth)) = stack.pop() {
+        if std::mem::replace(&mut placed[i], true) {
+            continue;
+        }
+        order.push((i, depth));
+        if let Some(kids) = children.get(&Some(entries[i].pid)) {
+            stack.extend(kids.iter().rev().map(|&k| (k, depth + 1)));
+        }
+    }
+    // Processes only reachable through a loop: at the top, in pid order.
+    order.extend((0..entries.len()).filter(|&i| !placed[i]).map(|i| (i, 0)));
+    let mut slots: Vec<Option<Entry>> = entries.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|(i, depth)| {
+            let mut e = slots[i].take()?;
+            e.tree = Some(TreePlace { parent: parents[i], depth });
+            Some(e)
+        })
+        .collect()
+}
+
 fn table(entries: &[Entry]) -> String {
-    let rows: Vec<[String; 5]> = entries
+    let rows: Vec<[String; 6]> = entries
         .iter()
         .map(|e| {
+            let indent = match e.tree {
+                Some(TreePlace { depth: d @ 1.., .. }) => format!("{}\\_ ", "    ".repeat(d - 1)),
+                _ => String::new(),
+            };
             [
                 e.pid.to_string(),
+                e.ppid.map_or_else(|| "-".into(), |p| p.to_string()),
                 e.python_version.clone(),
                 match e.remote_debug {
                     Some(true) => "enabled".into(),
@@ -138,11 +211,11 @@ fn table(entries: &[Entry]) -> String {
                     None => "-".into(),
                 },
                 e.root.as_deref().map_or_else(|| "/".into(), |r| escape::name(r).into_owned()),
-                escape::name(&e.command).into_owned(),
+                format!("{indent}{}", escape::name(&e.command)),
             ]
         })
         .collect();
-    let titles = ["PID", "PYTHON", "REMOTE-DEBUG", "ROOT", "COMMAND"];
+    let titles = ["PID", "PPID", "PYTHON", "REMOTE-DEBUG", "ROOT", "COMMAND"];
     let mut widths = titles.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -150,9 +223,9 @@ fn table(entries: &[Entry]) -> String {
         }
     }
     let mut out = String::new();
-    let mut line = |cells: [&str; 5]| {
+    let mut line = |cells: [&str; 6]| {
         for (i, cell) in cells.iter().enumerate() {
-            if i == 4 {
+            if i == 5 {
                 out.push_str(cell);
             } else {
                 out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
@@ -162,7 +235,7 @@ fn table(entries: &[Entry]) -> String {
     };
     line(titles);
     for row in &rows {
-        line([&row[0], &row[1], &row[2], &row[3], &row[4]]);
+        line([&row[0], &row[1], &row[2], &row[3], &row[4], &row[5]]);
     }
     out
 }
