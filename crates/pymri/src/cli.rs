@@ -461,6 +461,10 @@ pub struct DumpArgs {
     /// Stop every thread while reading, for a consistent snapshot; they always resume
     #[arg(long, conflicts_with = "core")]
     pub blocking: bool,
+    /// Also dump every process PID started (and theirs) that runs Python, after PID; with
+    /// --json, one document per process, one after another
+    #[arg(long, conflicts_with = "core")]
+    pub subprocesses: bool,
 }
 
 const RECORD_ABOUT: &str = "Sample a running process's Python stacks over time and write a profile: \

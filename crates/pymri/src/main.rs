@@ -92,6 +92,7 @@ fn main() -> ExitCode {
                 locals: args.locals,
                 json: args.json,
                 blocking: args.blocking,
+                subprocesses: args.subprocesses,
             },
             &mut printer,
         )

@@ -10,6 +10,7 @@ use pymri_memory::Freeze;
 use serde::Serialize;
 use std::path::PathBuf;
 
+#[derive(Clone)]
 pub struct DumpOptions {
     pub pid: Option<i32>,
     pub core: Option<PathBuf>,
@@ -18,6 +19,8 @@ pub struct DumpOptions {
     pub locals: bool,
     pub json: bool,
     pub blocking: bool,
+    /// Then every descendant of `pid` that runs Python.
+    pub subprocesses: bool,
 }
 
 /// The `--json` document. `schema` changes only when a field changes meaning or disappears.
@@ -115,6 +118,9 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
         printer.write_str(&dump_text(&header, &snapshot, locals))?;
     }
     printer.flush()?;
+    if let (true, Some(pid)) = (opts.subprocesses, opts.pid) {
+        dump_descendants(pid, &opts, printer)?;
+    }
     match (&opts.core, truncated) {
         (Some(path), Some(t)) => {
             Err(anyhow!("{}; the stacks shown are partial", truncation_message(path, t)))
@@ -131,4 +137,26 @@ fn truncation_message(path: &std::path::Path, t: Truncated) -> String {
         t.expected_bytes,
         t.expected_bytes - t.present_bytes
     )
+}
+
+/// Every descendant of `pid` that runs Python, dumped after it in the order the tree is walked
+/// (children first). A process that runs no Python, or exited meanwhile, is passed over; one
+/// that cannot be read is named on stderr and the others are still dumped.
+fn dump_descendants(pid: i32, opts: &DumpOptions, printer: &mut Printer) -> Result<()> {
+    for child in crate::commands::family::descendants(pid) {
+        let runs_python = Live::open(child).ok().and_then(|live| live.locate().ok()).is_some();
+        if !runs_python {
+            continue;
+        }
+        if !opts.json {
+            printer.write_str("\n")?;
+        }
+        let one = DumpOptions { pid: Some(child), subprocesses: false, ..opts.clone() };
+        if let Err(e) = run(one, printer) {
+            crate::printer::note(&format!(
+                "warning: process {child} (a child of {pid}'s tree) could not be dumped: {e:#}"
+            ));
+        }
+    }
+    Ok(())
 }

@@ -139,7 +139,7 @@ impl<'a> Family<'a> {
 }
 
 /// Every process below `root` (children first), at most [`MAX_TREE`] - 1 of them.
-fn descendants(root: i32) -> Vec<i32> {
+pub fn descendants(root: i32) -> Vec<i32> {
     let mut found = Vec::new();
     let mut seen = HashSet::from([root]);
     let mut next = 0;
