@@ -598,6 +598,10 @@ pub struct TopArgs {
     /// Leave line numbers out: a function is one row wherever it is
     #[arg(long)]
     pub nolineno: bool,
+    /// Also sample every process it starts (and theirs) that runs Python, counted together;
+    /// each thread's row names its process
+    #[arg(long)]
+    pub subprocesses: bool,
 }
 
 const DOCTOR_ABOUT: &str = "Watch a running process for a window (--duration, 5 s by default), \

@@ -190,6 +190,7 @@ fn top_options(args: cli::TopArgs) -> commands::top::TopOptions {
             cli::RecordMode::Gil => Mode::Gil,
         },
         lines: !args.nolineno,
+        subprocesses: args.subprocesses,
     }
 }
 

@@ -93,6 +93,11 @@ impl Schedule {
 pub trait Observer {
     fn snapshot(&mut self, snapshot: &Snapshot);
 
+    /// A sample of a descendant of the target (`--subprocesses`: see
+    /// [`crate::commands::family::WithFamily`]), right after the target's; `label` names the
+    /// process (`process PID (COMMAND)`).
+    fn member(&mut self, _pid: i32, _label: &str, _snapshot: &Snapshot) {}
+
     /// `Break` ends the sampling as if interrupted.
     fn tick(&mut self, _stats: &Stats) -> ControlFlow<()> {
         ControlFlow::Continue(())

@@ -455,3 +455,33 @@ fn top_in_a_terminal_escapes_hostile_names() {
     let (_, status) = top.finish();
     assert_eq!(status, 0);
 }
+
+/// `--subprocesses`: a child and a grandchild of the target are counted with the
+/// target, their functions in the table and their threads named with their process.
+#[test]
+fn top_follows_subprocesses() {
+    for name in ["3.11", "3.14"] {
+        let mut target = Target::start(&interp(name), "record_family.py", &["{ready}", "{control}"]);
+        let reply = target.ask("spawn");
+        let (child, grandchild) = reply.split_once(' ').unwrap_or_else(|| panic!("{reply}"));
+        let (child, grandchild) = (child.trim().to_string(), grandchild.trim().to_string());
+        let (tables, stdout, _) = top(&target, &["--subprocesses", "-d", "2", "-i", "1", "--mode", "cpu"]);
+        let last = tables.last().unwrap_or_else(|| panic!("no table:\n{stdout}"));
+        assert!(last.header.contains("and its subprocesses"), "{stdout}");
+        for function in ["spin (", "child_spin (", "grandchild_spin ("] {
+            assert!(
+                last.functions.iter().any(|(own, _, f)| f.starts_with(function) && *own > 0.0),
+                "{function}:\n{stdout}"
+            );
+        }
+        for pid in [&child, &grandchild] {
+            assert!(
+                last.threads.iter().any(|(_, _, _, rest)| rest.contains(&format!("(pid {pid})"))),
+                "{pid}:\n{stdout}"
+            );
+        }
+        let (tables, stdout, _) = top(&target, &["-d", "1", "-i", "1", "--mode", "cpu"]);
+        let last = tables.last().unwrap_or_else(|| panic!("no table:\n{stdout}"));
+        assert!(!last.functions.iter().any(|(_, _, f)| f.starts_with("child_spin (")), "{stdout}");
+    }
+}

@@ -8,10 +8,12 @@
 //! has run another program; one that stops being readable (a fork that ran another program) is
 //! opened again.
 
+use crate::sampling::{Observer, Stats};
 use pymri_cpython::{command_line, LiveProcess as Live, Located, SampleOptions, Sampler, Snapshot};
 use pymri_memory::child_pids;
 use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -79,7 +81,7 @@ impl<'a> Family<'a> {
 
     /// Samples every descendant running Python, after looking for new ones if it is time;
     /// `each` gets a process's label and its sample.
-    pub fn sample(&mut self, options: &SampleOptions, mut each: impl FnMut(&str, &Snapshot)) {
+    pub fn sample(&mut self, options: &SampleOptions, mut each: impl FnMut(i32, &str, &Snapshot)) {
         if self.polled.is_none_or(|at| at.elapsed() >= POLL_EVERY) {
             self.polled = Some(Instant::now());
             self.poll();
@@ -88,7 +90,7 @@ impl<'a> Family<'a> {
         // dropped; if it runs Python again, the next poll opens it again.
         self.members.retain_mut(|m| match m.sampler.sample(options) {
             Ok(snapshot) => {
-                each(&m.label, &snapshot);
+                each(m.pid, &m.label, &snapshot);
                 true
             }
             Err(_) => false,
@@ -135,6 +137,34 @@ impl<'a> Family<'a> {
         let _ = slot.set((live, located));
         let (live, located) = slot.get()?;
         Some(Sampler::new(live, located))
+    }
+}
+
+/// An observer that, with a family, also samples the target's descendants after each sample
+/// of the target and hands theirs to [`Observer::member`]; without one, the observer alone.
+pub struct WithFamily<'f, O> {
+    pub inner: O,
+    family: Option<Family<'f>>,
+    options: SampleOptions,
+}
+
+impl<'f, O: Observer> WithFamily<'f, O> {
+    pub fn new(inner: O, family: Option<Family<'f>>, options: SampleOptions) -> WithFamily<'f, O> {
+        WithFamily { inner, family, options }
+    }
+}
+
+impl<O: Observer> Observer for WithFamily<'_, O> {
+    fn snapshot(&mut self, snapshot: &Snapshot) {
+        self.inner.snapshot(snapshot);
+        if let Some(family) = &mut self.family {
+            let inner = &mut self.inner;
+            family.sample(&self.options, |pid, label, s| inner.member(pid, label, s));
+        }
+    }
+
+    fn tick(&mut self, stats: &Stats) -> ControlFlow<()> {
+        self.inner.tick(stats)
     }
 }
 

@@ -1,7 +1,7 @@
 //! `pymri record PID` and `pymri record -- COMMAND`: a process's stacks sampled on a
 //! schedule, written as a profile.
 
-use crate::commands::family::{self, Family};
+use crate::commands::family::{self, Family, WithFamily};
 use crate::printer::note;
 use crate::sampling::{self, End, Observer, Opened, Schedule, Stats, StatusLine};
 use anyhow::Result;
@@ -124,18 +124,20 @@ pub fn run(opts: RecordOptions) -> Result<u8> {
         ..SampleOptions::default()
     };
     let slots = family::slots();
-    let mut recorder = Recorder {
+    let recorder = Recorder {
         profile,
         mode: opts.mode,
         idle: opts.idle,
         threads: opts.split_threads,
         frames: Vec::new(),
         status: terminal.then(|| StatusLine::new("pymri record")),
-        family: opts.subprocesses.then(|| (family::label(pid), Family::new(pid, &slots))),
-        options,
+        root: opts.subprocesses.then(|| family::label(pid)),
     };
+    let family = opts.subprocesses.then(|| Family::new(pid, &slots));
+    let mut observer = WithFamily::new(recorder, family, options);
     let mut sampler = opened.sampler();
-    let (end, stats) = sampling::sample(&mut sampler, &options, schedule, &stop, &mut recorder)?;
+    let (end, stats) = sampling::sample(&mut sampler, &options, schedule, &stop, &mut observer)?;
+    let recorder = observer.inner;
     if let Some(status) = &recorder.status {
         status.clear();
     }
@@ -152,7 +154,7 @@ pub fn run(opts: RecordOptions) -> Result<u8> {
 }
 
 /// Samples into a profile.
-struct Recorder<'a> {
+struct Recorder {
     profile: Profile,
     mode: Mode,
     idle: bool,
@@ -162,12 +164,11 @@ struct Recorder<'a> {
     frames: Vec<pymri_profile::Frame>,
     /// On a terminal only.
     status: Option<StatusLine>,
-    /// With `--subprocesses`: the target's label, and its descendants.
-    family: Option<(String, Family<'a>)>,
-    options: SampleOptions,
+    /// With `--subprocesses`: the target's label (its descendants come through `member`).
+    root: Option<String>,
 }
 
-impl Recorder<'_> {
+impl Recorder {
     fn counts(&self, thread: &ThreadDump) -> bool {
         self.mode.counts(thread)
             || (self.idle && thread.on_cpu == Some(false) && thread.state != ThreadState::WaitingForGil)
@@ -219,16 +220,15 @@ fn root_frame(name: String) -> pymri_profile::Frame {
     pymri_profile::Frame { function: name, file: String::new(), line: None }
 }
 
-impl Observer for Recorder<'_> {
+impl Observer for Recorder {
     fn snapshot(&mut self, snapshot: &Snapshot) {
-        let Some((root, mut family)) = self.family.take() else {
-            self.add(None, snapshot);
-            return;
-        };
-        self.add(Some(&root), snapshot);
-        let options = self.options;
-        family.sample(&options, |label, snapshot| self.add(Some(label), snapshot));
-        self.family = Some((root, family));
+        let root = self.root.take();
+        self.add(root.as_deref(), snapshot);
+        self.root = root;
+    }
+
+    fn member(&mut self, _pid: i32, label: &str, snapshot: &Snapshot) {
+        self.add(Some(label), snapshot);
     }
 
     fn tick(&mut self, stats: &Stats) -> ControlFlow<()> {

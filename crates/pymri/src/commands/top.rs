@@ -2,6 +2,7 @@
 //! samples come from the loop `record` uses ([`crate::sampling`]); this module only counts
 //! them and shows the counts, full-screen on a terminal or as plain tables otherwise.
 
+use crate::commands::family::{self, Family, WithFamily};
 use crate::escape;
 use crate::printer::{note, Printer};
 use crate::sampling::{self, End, Mode, Observer, Opened, Schedule, Stats, Target};
@@ -33,6 +34,8 @@ pub struct TopOptions {
     pub mode: Mode,
     /// Line numbers in a function's row (else one row per function and file).
     pub lines: bool,
+    /// Also sample every descendant that runs Python, counted with the target.
+    pub subprocesses: bool,
 }
 
 /// Rows of the functions' table written when stdout is not a terminal.
@@ -44,8 +47,13 @@ pub fn run(opts: TopOptions) -> Result<u8> {
     let version = opened.located.version.to_string();
     let stop = sampling::interrupt_flag()?;
     let schedule = Schedule { rate: opts.rate, duration: opts.duration };
-    let tally = Tally::new(opts.mode, opts.lines);
-    let title = format!("process {pid} (Python {version})");
+    let tally = Tally::new(opts.mode, opts.lines, pid, opts.subprocesses);
+    let title = match opts.subprocesses {
+        true => format!("process {pid} (Python {version}) and its subprocesses"),
+        false => format!("process {pid} (Python {version})"),
+    };
+    let slots = family::slots();
+    let family = || opts.subprocesses.then(|| Family::new(pid, &slots));
     let mut sampler = opened.sampler();
     let options = SampleOptions::default();
 
@@ -54,8 +62,10 @@ pub fn run(opts: TopOptions) -> Result<u8> {
         // pymri with the terminal still raw: it ends the view as q does.
         signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))
             .context("cannot handle SIGTERM")?;
-        let mut live = Live::new(tally, title, opts.interval, opts.rate, opts.mode)?;
-        let outcome = sampling::sample(&mut sampler, &options, schedule, &stop, &mut live);
+        let live = Live::new(tally, title, opts.interval, opts.rate, opts.mode)?;
+        let mut observer = WithFamily::new(live, family(), options);
+        let outcome = sampling::sample(&mut sampler, &options, schedule, &stop, &mut observer);
+        let mut live = observer.inner;
         // The terminal is the user's again before anything else is said.
         drop(live.screen.take());
         if let Some(e) = live.failed.take() {
@@ -63,7 +73,7 @@ pub fn run(opts: TopOptions) -> Result<u8> {
         }
         outcome?
     } else {
-        let mut plain = Plain {
+        let plain = Plain {
             tally,
             title,
             interval: opts.interval,
@@ -79,7 +89,9 @@ pub fn run(opts: TopOptions) -> Result<u8> {
             opts.rate,
             opts.interval.as_secs_f64()
         ));
-        let outcome = sampling::sample(&mut sampler, &options, schedule, &stop, &mut plain);
+        let mut observer = WithFamily::new(plain, family(), options);
+        let outcome = sampling::sample(&mut sampler, &options, schedule, &stop, &mut observer);
+        let mut plain = observer.inner;
         if let Some(e) = plain.failed.take() {
             return Err(e);
         }
@@ -138,6 +150,8 @@ struct Counts {
 
 #[derive(Debug, Default)]
 struct ThreadSeen {
+    /// The process, when more than one is sampled.
+    pid: Option<i32>,
     tid: Option<i32>,
     name: Option<String>,
     /// As of the thread's latest sample.
@@ -158,7 +172,11 @@ struct Tally {
     /// Thread stacks the mode counts, in the interval and since the start.
     window_stacks: u64,
     window: HashMap<Key, Counts>,
-    threads: BTreeMap<u64, ThreadSeen>,
+    /// By process and `threading.get_ident()` (the same in a forked child as in its parent).
+    threads: BTreeMap<(i32, u64), ThreadSeen>,
+    /// The target's pid, and whether its descendants are sampled too.
+    pid: i32,
+    processes: bool,
     all_stacks: u64,
     all: HashMap<Key, Counts>,
     /// Reused: the functions of one stack, for its total counts.
@@ -166,10 +184,12 @@ struct Tally {
 }
 
 impl Tally {
-    fn new(mode: Mode, lines: bool) -> Tally {
+    fn new(mode: Mode, lines: bool, pid: i32, processes: bool) -> Tally {
         Tally {
             mode,
             lines,
+            pid,
+            processes,
             window_samples: 0,
             window_stacks: 0,
             window: HashMap::new(),
@@ -188,11 +208,15 @@ impl Tally {
         }
     }
 
-    fn add(&mut self, snapshot: &Snapshot) {
-        self.window_samples += 1;
+    /// A sample of the target (`pid` its own) or of one of its descendants.
+    fn add(&mut self, pid: i32, snapshot: &Snapshot) {
+        if pid == self.pid {
+            self.window_samples += 1;
+        }
         for thread in &snapshot.threads {
             let leaf = thread.frames.first().map(|f| self.key(f));
-            let seen = self.threads.entry(thread.ident).or_default();
+            let seen = self.threads.entry((pid, thread.ident)).or_default();
+            seen.pid = self.processes.then_some(pid);
             seen.tid = thread.tid;
             seen.name.clone_from(&thread.name);
             seen.state = thread.state.describe();
@@ -244,7 +268,13 @@ impl Tally {
             .values()
             .map(|t| ThreadRow {
                 tid: t.tid.map_or_else(|| "?".to_string(), |tid| tid.to_string()),
-                name: t.name.as_deref().map_or_else(String::new, |n| escape::name(n).into_owned()),
+                name: {
+                    let name = t.name.as_deref().map_or_else(String::new, |n| escape::name(n).into_owned());
+                    match t.pid {
+                        Some(pid) => format!("{name} (pid {pid})"),
+                        None => name,
+                    }
+                },
                 state: t.state,
                 gil: percent(t.gil, t.samples),
                 cpu: percent(t.cpu, t.samples),
@@ -420,7 +450,11 @@ impl Plain {
 
 impl Observer for Plain {
     fn snapshot(&mut self, snapshot: &Snapshot) {
-        self.tally.add(snapshot);
+        self.tally.add(self.tally.pid, snapshot);
+    }
+
+    fn member(&mut self, pid: i32, _label: &str, snapshot: &Snapshot) {
+        self.tally.add(pid, snapshot);
     }
 
     fn tick(&mut self, stats: &Stats) -> ControlFlow<()> {
@@ -664,7 +698,13 @@ impl Live {
 impl Observer for Live {
     fn snapshot(&mut self, snapshot: &Snapshot) {
         if !self.paused {
-            self.tally.add(snapshot);
+            self.tally.add(self.tally.pid, snapshot);
+        }
+    }
+
+    fn member(&mut self, pid: i32, _label: &str, snapshot: &Snapshot) {
+        if !self.paused {
+            self.tally.add(pid, snapshot);
         }
     }
 
