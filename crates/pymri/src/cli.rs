@@ -52,6 +52,9 @@ pub enum Command {
     /// A live view of where a process spends its time, function by function and thread by thread
     #[command(long_about = TOP_ABOUT)]
     Top(TopArgs),
+    /// Fold `dump --json` reports from several machines or moments into groups of identical stacks
+    #[command(long_about = COMPARE_ABOUT)]
+    Compare(CompareArgs),
     /// Watch a process for a few seconds and name what is wrong (deadlock, spiking thread, leaks, ...)
     #[command(long_about = DOCTOR_ABOUT)]
     Doctor(DoctorArgs),
@@ -439,10 +442,14 @@ pub struct PsArgs {
 }
 
 #[derive(Args)]
-#[command(group(clap::ArgGroup::new("target").required(true).args(["pid", "core"])))]
+#[command(group(clap::ArgGroup::new("target").required(true).multiple(true).args(["pid", "core", "matching"])))]
 pub struct DumpArgs {
     /// Process id of a running Python program
+    #[arg(conflicts_with = "core")]
     pub pid: Option<i32>,
+    /// More processes, dumped (or grouped) after the first
+    #[arg(value_name = "PID", conflicts_with = "core")]
+    pub more: Vec<i32>,
     /// Read a core file (from gcore or a crash) instead of a live process
     #[arg(long, value_name = "FILE")]
     pub core: Option<PathBuf>,
@@ -465,6 +472,18 @@ pub struct DumpArgs {
     /// --json, one document per process, one after another
     #[arg(long, conflicts_with = "core")]
     pub subprocesses: bool,
+    /// Also every Python process whose command line matches this regular expression
+    #[arg(long = "match", value_name = "REGEX", value_parser = pattern, conflicts_with = "core")]
+    pub matching: Option<regex::Regex>,
+    /// Fold identical stacks of every process dumped into groups, fewest processes first: the
+    /// odd one out of a job of many processes comes first
+    #[arg(long, conflicts_with = "core")]
+    pub group: bool,
+}
+
+/// A `--match` pattern, of bounded size (the compiled automaton is bounded too).
+fn pattern(text: &str) -> Result<regex::Regex, String> {
+    regex::RegexBuilder::new(text).size_limit(1 << 20).build().map_err(|e| e.to_string())
 }
 
 const RECORD_ABOUT: &str = "Sample a running process's Python stacks over time and write a profile: \
@@ -602,6 +621,24 @@ pub struct TopArgs {
     /// each thread's row names its process
     #[arg(long)]
     pub subprocesses: bool,
+}
+
+const COMPARE_ABOUT: &str = "Fold the stacks of `pymri dump --json` reports taken on several machines \
+(or at several moments) into groups of identical stacks, as `dump --group` does for live processes: \
+fewest processes first, so the odd one out of a job of many processes comes first. Each process is \
+named by its host (the report's `host`, else the file's name) and its rank when its environment \
+said (RANK and the like). A file may hold several reports one after another (`dump --subprocesses \
+--json`).\n\n\
+Exit status: 0; 1 for a file that is not a dump report; 2 for a usage error; 3 for a missing file.";
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// `pymri dump --json` reports
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Write the groups as JSON
+    #[arg(long)]
+    pub json: bool,
 }
 
 const DOCTOR_ABOUT: &str = "Watch a running process for a window (--duration, 5 s by default), \

@@ -73,6 +73,11 @@ fn main() -> ExitCode {
         Command::Record(args) => commands::record::run(record_options(args)),
         Command::Trace(args) => commands::trace::run(trace_options(args), &mut printer),
         Command::Top(args) => commands::top::run(top_options(args)),
+        Command::Compare(args) => commands::compare::run(
+            commands::compare::CompareOptions { files: args.files, json: args.json },
+            &mut printer,
+        )
+        .map(success),
         Command::Doctor(args) => commands::doctor::run(
             commands::doctor::DoctorOptions {
                 pid: args.pid,
@@ -93,6 +98,9 @@ fn main() -> ExitCode {
                 json: args.json,
                 blocking: args.blocking,
                 subprocesses: args.subprocesses,
+                more: args.more,
+                matching: args.matching,
+                group: args.group,
             },
             &mut printer,
         )

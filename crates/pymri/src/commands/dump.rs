@@ -21,6 +21,12 @@ pub struct DumpOptions {
     pub blocking: bool,
     /// Then every descendant of `pid` that runs Python.
     pub subprocesses: bool,
+    /// More processes, after `pid`.
+    pub more: Vec<i32>,
+    /// Every Python process whose command line this matches, too.
+    pub matching: Option<regex::Regex>,
+    /// Fold identical stacks of every process dumped into groups, fewest processes first.
+    pub group: bool,
 }
 
 /// The `--json` document. `schema` changes only when a field changes meaning or disappears.
@@ -28,6 +34,11 @@ pub struct DumpOptions {
 struct Report<'a> {
     schema: u32,
     pid: i32,
+    /// The machine the report was made on (`pymri compare` names processes by it).
+    host: String,
+    /// The process's rank in a distributed job, when its environment or command line says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rank: Option<String>,
     command: &'a str,
     python_version: String,
     debug_build: bool,
@@ -48,6 +59,16 @@ struct Truncated {
 }
 
 pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
+    if opts.group {
+        return grouped(&opts, printer);
+    }
+    if opts.pid.is_none() && opts.core.is_none() {
+        // `--match` alone: every process it finds, in turn.
+        if others(&opts).is_empty() {
+            return Err(no_match().into());
+        }
+        return dump_others(&opts, printer);
+    }
     let locals = opts.locals;
     let mut truncated = None;
     let (header_pid, command, root, source, located, snapshot) = match (&opts.core, opts.pid) {
@@ -90,6 +111,8 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
         let report = Report {
             schema: 1,
             pid: header_pid,
+            host: host_name(),
+            rank: if source == "live" { crate::commands::group::rank(header_pid, &command) } else { None },
             command: &command,
             python_version: version,
             debug_build: located.version.debug_build,
@@ -118,8 +141,8 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
         printer.write_str(&dump_text(&header, &snapshot, locals))?;
     }
     printer.flush()?;
-    if let (true, Some(pid)) = (opts.subprocesses, opts.pid) {
-        dump_descendants(pid, &opts, printer)?;
+    if opts.core.is_none() {
+        dump_others(&opts, printer)?;
     }
     match (&opts.core, truncated) {
         (Some(path), Some(t)) => {
@@ -139,24 +162,132 @@ fn truncation_message(path: &std::path::Path, t: Truncated) -> String {
     )
 }
 
-/// Every descendant of `pid` that runs Python, dumped after it in the order the tree is walked
-/// (children first). A process that runs no Python, or exited meanwhile, is passed over; one
-/// that cannot be read is named on stderr and the others are still dumped.
-fn dump_descendants(pid: i32, opts: &DumpOptions, printer: &mut Printer) -> Result<()> {
-    for child in crate::commands::family::descendants(pid) {
-        let runs_python = Live::open(child).ok().and_then(|live| live.locate().ok()).is_some();
-        if !runs_python {
-            continue;
+/// The processes dumped after `pid`: its descendants that run Python (children first), the
+/// other pids given, and the Python processes `--match` finds, each once, in that order.
+fn others(opts: &DumpOptions) -> Vec<i32> {
+    let mut seen: std::collections::HashSet<i32> = opts.pid.into_iter().collect();
+    let mut pids = Vec::new();
+    let mut add = |pid: i32, pids: &mut Vec<i32>| {
+        if seen.insert(pid) {
+            pids.push(pid);
         }
+    };
+    for &pid in opts.pid.iter().chain(&opts.more) {
+        add(pid, &mut pids);
+        if opts.subprocesses {
+            for child in crate::commands::family::descendants(pid) {
+                if runs_python(child) {
+                    add(child, &mut pids);
+                }
+            }
+        }
+    }
+    if let Some(pattern) = &opts.matching {
+        for pid in python_processes() {
+            if pattern.is_match(&pymri_cpython::command_line(pid)) {
+                add(pid, &mut pids);
+            }
+        }
+    }
+    pids
+}
+
+fn runs_python(pid: i32) -> bool {
+    Live::open(pid).ok().and_then(|live| live.locate().ok()).is_some()
+}
+
+/// Every process here that runs Python, pymri itself aside.
+fn python_processes() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut pids: Vec<i32> = std::fs::read_dir("/proc")
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .unwrap_or_default();
+    pids.sort_unstable();
+    pids.into_iter().filter(|&p| p != me && runs_python(p)).collect()
+}
+
+/// Dumps each of [`others`] in turn. One that exited meanwhile or cannot be read is named on
+/// stderr and the rest are still dumped.
+fn dump_others(opts: &DumpOptions, printer: &mut Printer) -> Result<()> {
+    for pid in others(opts) {
         if !opts.json {
             printer.write_str("\n")?;
         }
-        let one = DumpOptions { pid: Some(child), subprocesses: false, ..opts.clone() };
+        let one = DumpOptions {
+            pid: Some(pid),
+            subprocesses: false,
+            more: Vec::new(),
+            matching: None,
+            ..opts.clone()
+        };
         if let Err(e) = run(one, printer) {
-            crate::printer::note(&format!(
-                "warning: process {child} (a child of {pid}'s tree) could not be dumped: {e:#}"
-            ));
+            crate::printer::note(&format!("warning: process {pid} could not be dumped: {e:#}"));
         }
     }
     Ok(())
+}
+
+/// `--group`: every process's stacks read, then folded.
+fn grouped(opts: &DumpOptions, printer: &mut Printer) -> Result<()> {
+    use crate::commands::group;
+    let pids: Vec<i32> = opts.pid.into_iter().chain(others(opts)).collect();
+    if pids.is_empty() {
+        return Err(no_match().into());
+    }
+    let mut processes = Vec::with_capacity(pids.len());
+    for pid in pids {
+        let read = || -> Result<group::Process> {
+            let live = Live::open(pid)?;
+            let located = live.locate()?;
+            let snapshot = {
+                let _freeze = if opts.blocking { Some(Freeze::new(pid)?) } else { None };
+                Sampler::new(&live, &located).sample(&SampleOptions::default())?
+            };
+            Ok(group::Process {
+                host: None,
+                pid: pid.into(),
+                rank: group::rank(pid, &live.command),
+                threads: snapshot
+                    .threads
+                    .iter()
+                    .map(|t| group::Thread {
+                        tid: t.tid.map(i64::from),
+                        name: t.name.clone(),
+                        frames: t
+                            .frames
+                            .iter()
+                            .map(|f| group::Frame {
+                                function: f.function.clone(),
+                                file: f.file.clone(),
+                                line: f.line.into(),
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+        };
+        match read() {
+            Ok(p) => processes.push(p),
+            // The first process is the one asked for by name: its failure is the command's.
+            Err(e) if processes.is_empty() && Some(pid) == opts.pid => return Err(e),
+            Err(e) => crate::printer::note(&format!("warning: process {pid} could not be read: {e:#}")),
+        }
+    }
+    let g = group::group(&processes);
+    if opts.json {
+        printer.json(&g)?;
+    } else {
+        printer.write_str(&group::text(&g))?;
+    }
+    printer.flush()
+}
+
+/// This machine's name, as the kernel keeps it (`uname -n`).
+fn host_name() -> String {
+    pymri_memory::read_proc("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_default()
+}
+
+/// `--match` found nothing: a missing target, as for a pid that does not exist.
+fn no_match() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::NotFound, "no Python process's command line matches --match")
 }
