@@ -65,32 +65,7 @@ SPEC315=$(lookup PYTHON315)
 [[ -n $SPEC314 ]] || die "provision-interpreters.sh printed no PYTHON314 line"
 
 # --- peers: py-spy and pystack in a cached virtualenv --------------------------------------------
-is_shim() { [[ $(readlink -f "$1") == */shims/* ]]; }
-venv_ok() {
-    [[ -x $VENV/bin/python && -x $VENV/bin/py-spy && -x $VENV/bin/pystack ]] \
-        && ! is_shim "$VENV/bin/python" \
-        && "$VENV/bin/python" -c 'import pystack' 2>/dev/null
-}
-if ! venv_ok; then
-    if [[ -n ${PYMRI_BENCH_PYTHON:-} ]]; then
-        BASE_PY=$PYMRI_BENCH_PYTHON
-    else
-        # `python3` may be a version-manager shim (tens of ms per start): ask it for the real
-        # interpreter once and build the virtualenv on that.
-        BASE_PY=$(python3 -c 'import os, sys; print(os.path.realpath(sys.executable))')
-    fi
-    is_shim "$BASE_PY" && die "$BASE_PY is a version-manager shim; set PYMRI_BENCH_PYTHON"
-    say "creating $VENV with $BASE_PY and installing py-spy, pystack"
-    rm -rf -- "$VENV"
-    "$BASE_PY" -m venv "$VENV"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check py-spy pystack
-    venv_ok || die "py-spy or pystack did not install into $VENV"
-fi
-# pystack's console script runs through its shebang: make sure that is the venv's real python.
-PYSTACK_SHEBANG=$(head -n1 "$VENV/bin/pystack")
-PYSTACK_SHEBANG=${PYSTACK_SHEBANG#\#!}
-PYSTACK_SHEBANG=${PYSTACK_SHEBANG%% *}
-is_shim "$PYSTACK_SHEBANG" && die "$VENV/bin/pystack starts through a shim ($PYSTACK_SHEBANG)"
+peer_venv
 
 # --- targets -------------------------------------------------------------------------------------
 # Ten threads (main + 9 workers), each parked in Event.wait under 30 frames of recurse_bench.

@@ -45,3 +45,37 @@ load_interpreters() {
 
 # The ROOT:EXE of interpreter NAME (PYTHON314, ...), empty if there is none.
 lookup() { sed -n "s/^$1=//p" <<<"$INTERPRETERS" | head -n1; }
+
+# Makes sure $VENV (default /var/cache/pymri/bench-venv) holds py-spy and pystack on a real
+# interpreter (not a version-manager shim: tens of ms per start), creating it if needed.
+peer_venv() {
+    VENV=${PYMRI_BENCH_VENV:-/var/cache/pymri/bench-venv}
+    is_shim() { [[ $(readlink -f "$1") == */shims/* ]]; }
+    venv_ok() {
+        [[ -x $VENV/bin/python && -x $VENV/bin/py-spy && -x $VENV/bin/pystack ]] \
+            && ! is_shim "$VENV/bin/python" \
+            && "$VENV/bin/python" -c 'import pystack' 2>/dev/null
+    }
+    if ! venv_ok; then
+        if [[ -n ${PYMRI_BENCH_PYTHON:-} ]]; then
+            BASE_PY=$PYMRI_BENCH_PYTHON
+        else
+            # `python3` may be a version-manager shim (tens of ms per start): ask it for the real
+            # interpreter once and build the virtualenv on that.
+            BASE_PY=$(python3 -c 'import os, sys; print(os.path.realpath(sys.executable))')
+        fi
+        is_shim "$BASE_PY" && die "$BASE_PY is a version-manager shim; set PYMRI_BENCH_PYTHON"
+        say "creating $VENV with $BASE_PY and installing py-spy, pystack"
+        rm -rf -- "$VENV"
+        "$BASE_PY" -m venv "$VENV"
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check py-spy pystack
+        venv_ok || die "py-spy or pystack did not install into $VENV"
+    fi
+    # pystack's console script runs through its shebang: make sure that is the venv's real python.
+    PYSTACK_SHEBANG=$(head -n1 "$VENV/bin/pystack")
+    PYSTACK_SHEBANG=${PYSTACK_SHEBANG#\#!}
+    PYSTACK_SHEBANG=${PYSTACK_SHEBANG%% *}
+    if is_shim "$PYSTACK_SHEBANG"; then
+        die "$VENV/bin/pystack starts through a shim ($PYSTACK_SHEBANG)"
+    fi
+}
