@@ -36,6 +36,8 @@ fi
 apt_install chromium
 # `pymri record -f pprof`'s files are read by `go tool pprof` in the tests.
 apt_install golang-go
+# numpy arrays in `dump --locals` are checked against Debian's numpy for the host's 3.11.
+apt_install python3-numpy
 for tool in node npm; do
     if ! command -v "$tool" >/dev/null; then
         echo "error: $tool is not installed; the browser tests of pymri web need Node.js 20+ and npm" >&2

@@ -26,6 +26,7 @@ mod code;
 pub mod debug_offsets;
 mod live;
 mod locate;
+mod numpy;
 mod objects;
 mod sampler;
 mod snapshot;

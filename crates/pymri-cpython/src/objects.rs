@@ -664,14 +664,20 @@ impl<'a, M: Memory> Objects<'a, M> {
                 let what = if kind == Kind::Function { "function" } else { "coroutine object" };
                 let _ = write!(out, "<{what} {qualname} at {obj:#x}>");
             }
-            Kind::Code | Kind::Other => match self.class_name(obj, tp) {
-                Some(name) => {
-                    let _ = write!(out, "<class '{name}'>");
+            Kind::Code | Kind::Other => {
+                if let Some(array) = self.ndarray(obj, tp)? {
+                    out.push_str(&array);
+                    return Ok(());
                 }
-                None => {
-                    let _ = write!(out, "<{} object at {obj:#x}>", self.type_name(tp)?);
+                match self.class_name(obj, tp) {
+                    Some(name) => {
+                        let _ = write!(out, "<class '{name}'>");
+                    }
+                    None => {
+                        let _ = write!(out, "<{} object at {obj:#x}>", self.type_name(tp)?);
+                    }
                 }
-            },
+            }
         }
         Ok(())
     }

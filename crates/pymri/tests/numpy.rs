@@ -1,0 +1,39 @@
+//! numpy arrays and scalars in `dump --locals`, read from memory (no code run in the target),
+//! on the interpreters Debian packages numpy for (the host's 3.11; `scripts/test.sh` installs
+//! python3-numpy).
+
+mod common;
+
+use common::{interpreter, pymri, text, Target};
+use serde_json::Value;
+
+#[test]
+fn arrays_show_dtype_shape_layout_and_size() {
+    let interp = interpreter("3.11").expect("3.11");
+    let target = Target::start(&interp, "numpy_locals.py", &["{ready}"]);
+    let out = pymri(&["dump", &target.pid().to_string(), "--locals", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dump: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let frame = dump["threads"][0]["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .find(|f| f["function"] == "train")
+        .unwrap_or_else(|| panic!("{dump:#}"))
+        .clone();
+    let locals = &frame["locals"];
+    for (name, repr) in [
+        ("weights", "<ndarray float32 (128, 64) C 32 KiB>"),
+        ("batch", "<ndarray float64 (3, 4) C 96 B>"),
+        ("labels", "<ndarray int64 (3,) C 24 B>"),
+        ("mask", "<ndarray bool (3, 4) C 12 B>"),
+        ("transposed", "<ndarray float64 (4, 3) F 96 B>"),
+        ("every_other", "<ndarray float64 (3, 2) strided [32, 16] 48 B>"),
+        ("names", "<ndarray str (2,) C>"),
+        ("empty", "<ndarray float64 (0, 3) C 0 B>"),
+        ("loss", "numpy.float32(nan)"),
+        ("step", "numpy.int64(40000)"),
+    ] {
+        assert_eq!(locals[name], repr, "{name} in {locals:#}");
+    }
+}
