@@ -6,20 +6,22 @@
 //! and `byteorder` characters right after `typeobj`; those are all this module reads. The
 //! element size is known from the type character for the fixed-size types; the flexible ones
 //! (str, bytes, void) are named by kind only, since where numpy keeps their size changed in 2.0.
+//! With [`ReprLimits::array_values`], a contiguous array of floats or ints small enough has its
+//! data read once for its minimum, maximum, mean and NaN and Inf counts.
 //!
 //! An object is taken for an array only if its type is named `numpy.ndarray` and is big enough
 //! to hold those fields; whatever it holds is then read bounded and checked: a hostile object
 //! gives a wrong summary or an error, never a long read.
 
-use crate::objects::Objects;
+use crate::objects::{Objects, ReprLimits};
 use crate::Result;
 use pymri_memory::{field, Memory, MemoryExt};
 use std::fmt::Write;
 
 /// `NPY_MAXDIMS` of numpy 2 (64); numpy 1 allowed 32.
 const MAX_DIMS: u64 = 64;
-/// Fields of `PyArrayObject` after the object header (where `data` is), as offsets from its
-/// end.
+/// Fields of `PyArrayObject` after the object header, as offsets from its end.
+const DATA: u64 = 0;
 const ND: u64 = 8;
 const DIMENSIONS: u64 = 16;
 const STRIDES: u64 = 24;
@@ -72,7 +74,7 @@ fn flexible(kind: u8) -> Option<&'static str> {
 impl<M: Memory> Objects<'_, M> {
     /// The summary of `obj` if its type `tp` is numpy's array type (or the value of a numpy
     /// scalar: `numpy.float32(nan)`); `None` for any other object.
-    pub fn ndarray(&self, obj: u64, tp: u64) -> Result<Option<String>> {
+    pub fn ndarray(&self, obj: u64, tp: u64, limits: &ReprLimits) -> Result<Option<String>> {
         let type_name = self.type_name(tp)?;
         let basicsize =
             || -> Result<u64> { Ok(self.mem.read_u64(field(tp, self.layout.object.tp_basicsize)?)?) };
@@ -136,10 +138,70 @@ impl<M: Memory> Objects<'_, M> {
             let _ = write!(out, " {strides:?}");
         }
         let count = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(u64::try_from(d).ok()?));
-        if let Some(bytes) = count.zip(itemsize).and_then(|(n, size)| n.checked_mul(size)) {
+        let bytes = count.zip(itemsize).and_then(|(n, size)| n.checked_mul(size));
+        if let Some(bytes) = bytes {
             let _ = write!(out, " {}", human_bytes(bytes));
         }
+        let contiguous = flags & (C_CONTIGUOUS | F_CONTIGUOUS) != 0;
+        if let (Some(bytes), true) = (bytes, contiguous) {
+            if bytes > 0 && bytes <= limits.array_values {
+                if let Some(stats) = self.values(self.ptr(at(DATA)?)?, bytes, type_char)? {
+                    out.push_str(&stats);
+                }
+            }
+        }
         out.push('>');
+        Ok(Some(out))
+    }
+}
+
+impl<M: Memory> Objects<'_, M> {
+    /// ` min=... max=... mean=... nan=N inf=N` of `bytes` bytes of elements of `type_char` at
+    /// `data` (NaN left out of the others); `None` for a dtype that has no such figures.
+    fn values(&self, data: u64, bytes: u64, type_char: u8) -> Result<Option<String>> {
+        let size = match type_char {
+            b'f' | b'i' | b'I' => 4,
+            b'd' | b'l' | b'q' | b'L' | b'Q' => 8,
+            _ => return Ok(None),
+        };
+        let mut buf = vec![0u8; usize::try_from(bytes).unwrap_or(0)];
+        self.mem.read(data, &mut buf)?;
+        let (mut min, mut max, mut sum, mut n, mut nan, mut inf) =
+            (f64::INFINITY, f64::NEG_INFINITY, 0.0f64, 0u64, 0u64, 0u64);
+        for chunk in buf.chunks_exact(size) {
+            let x = match type_char {
+                b'f' => f64::from(f32::from_le_bytes(chunk.try_into().unwrap_or_default())),
+                b'd' => f64::from_le_bytes(chunk.try_into().unwrap_or_default()),
+                b'i' => f64::from(i32::from_le_bytes(chunk.try_into().unwrap_or_default())),
+                b'I' => f64::from(u32::from_le_bytes(chunk.try_into().unwrap_or_default())),
+                b'l' | b'q' => i64::from_le_bytes(chunk.try_into().unwrap_or_default()) as f64,
+                _ => u64::from_le_bytes(chunk.try_into().unwrap_or_default()) as f64,
+            };
+            if x.is_nan() {
+                nan += 1;
+                continue;
+            }
+            if x.is_infinite() {
+                inf += 1;
+            }
+            min = min.min(x);
+            max = max.max(x);
+            sum += x;
+            n += 1;
+        }
+        let mut out = String::new();
+        if n > 0 {
+            let _ = write!(
+                out,
+                " min={} max={} mean={}",
+                crate::objects::float_repr(min),
+                crate::objects::float_repr(max),
+                crate::objects::float_repr(sum / n as f64)
+            );
+        }
+        if matches!(type_char, b'f' | b'd') {
+            let _ = write!(out, " nan={nan} inf={inf}");
+        }
         Ok(Some(out))
     }
 }

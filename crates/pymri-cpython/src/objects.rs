@@ -21,11 +21,14 @@ pub struct ReprLimits {
     pub max_depth: usize,
     /// Characters of the whole repr.
     pub max_len: usize,
+    /// Bytes of a numpy array's data read to give its minimum, maximum, mean and NaN/Inf
+    /// counts; 0: none (an array larger than this gets none either).
+    pub array_values: u64,
 }
 
 impl Default for ReprLimits {
     fn default() -> Self {
-        ReprLimits { max_string: 100, max_items: 10, max_depth: 3, max_len: 400 }
+        ReprLimits { max_string: 100, max_items: 10, max_depth: 3, max_len: 400, array_values: 0 }
     }
 }
 
@@ -665,7 +668,7 @@ impl<'a, M: Memory> Objects<'a, M> {
                 let _ = write!(out, "<{what} {qualname} at {obj:#x}>");
             }
             Kind::Code | Kind::Other => {
-                if let Some(array) = self.ndarray(obj, tp)? {
+                if let Some(array) = self.ndarray(obj, tp, limits)? {
                     out.push_str(&array);
                     return Ok(());
                 }

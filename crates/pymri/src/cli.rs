@@ -462,6 +462,10 @@ pub struct DumpArgs {
     /// Show each frame's arguments and local variables
     #[arg(short, long)]
     pub locals: bool,
+    /// With --locals: numpy arrays of at most 1 MiB also show their minimum, maximum, mean and
+    /// NaN and Inf counts, read from their data
+    #[arg(long, requires = "locals")]
+    pub values: bool,
     /// Print JSON (schema in the README)
     #[arg(long)]
     pub json: bool,

@@ -101,6 +101,7 @@ fn main() -> ExitCode {
                 more: args.more,
                 matching: args.matching,
                 group: args.group,
+                array_values: if args.values { 1 << 20 } else { 0 },
             },
             &mut printer,
         )

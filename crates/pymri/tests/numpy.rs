@@ -36,4 +36,22 @@ fn arrays_show_dtype_shape_layout_and_size() {
     ] {
         assert_eq!(locals[name], repr, "{name} in {locals:#}");
     }
+    assert_eq!(locals["losses"], "<ndarray float64 (6,) C 48 B>");
+
+    // --values: statistics from the data, NaN left out of them; not for arrays above 1 MiB.
+    let out = pymri(&["dump", &target.pid().to_string(), "--locals", "--values", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dump: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let locals = dump["threads"][0]["frames"]
+        .as_array()
+        .expect("frames")
+        .iter()
+        .find(|f| f["function"] == "train")
+        .map(|f| f["locals"].clone())
+        .expect("train");
+    assert_eq!(locals["losses"], "<ndarray float64 (6,) C 48 B min=-2.0 max=inf mean=inf nan=2 inf=1>");
+    assert_eq!(locals["batch"], "<ndarray float64 (3, 4) C 96 B min=0.0 max=11.0 mean=5.5 nan=0 inf=0>");
+    assert_eq!(locals["labels"], "<ndarray int64 (3,) C 24 B min=1.0 max=3.0 mean=2.0>");
+    assert_eq!(locals["huge"], "<ndarray float64 (300000,) C 2.3 MiB>");
+    assert_eq!(pymri(&["dump", &target.pid().to_string(), "--values"]).status.code(), Some(2));
 }

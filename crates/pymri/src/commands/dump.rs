@@ -5,7 +5,7 @@ use crate::render::{dump_text, Header};
 use crate::target::Core;
 use anyhow::{anyhow, Result};
 use pymri_cpython::LiveProcess as Live;
-use pymri_cpython::{SampleOptions, Sampler, SnapshotOptions, ThreadDump};
+use pymri_cpython::{ReprLimits, SampleOptions, Sampler, SnapshotOptions, ThreadDump};
 use pymri_memory::Freeze;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -27,6 +27,8 @@ pub struct DumpOptions {
     pub matching: Option<regex::Regex>,
     /// Fold identical stacks of every process dumped into groups, fewest processes first.
     pub group: bool,
+    /// Read the data of numpy arrays up to this many bytes for their statistics (0: none).
+    pub array_values: u64,
 }
 
 /// The `--json` document. `schema` changes only when a field changes meaning or disappears.
@@ -85,7 +87,8 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             };
             let located = core.locate().map_err(fail)?;
             let tids = core.known_tids();
-            let options = SnapshotOptions { locals, known_tids: &tids, ..SnapshotOptions::default() };
+            let limits = ReprLimits { array_values: opts.array_values, ..ReprLimits::default() };
+            let options = SnapshotOptions { locals, known_tids: &tids, limits, ..SnapshotOptions::default() };
             let snapshot = located.snapshot(&core.core, &options).map_err(|e| fail(e.into()))?;
             let root = opts.sysroot.as_ref().map(|p| p.display().to_string());
             (core.core.pid(), core.core.command().to_string(), root, "core", located, snapshot)
@@ -98,7 +101,8 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             // and if pymri dies instead the kernel resumes them (see pymri_memory::Freeze).
             let snapshot = {
                 let _freeze = if opts.blocking { Some(Freeze::new(pid)?) } else { None };
-                sampler.sample(&SampleOptions { locals, ..SampleOptions::default() })?
+                let limits = ReprLimits { array_values: opts.array_values, ..ReprLimits::default() };
+                sampler.sample(&SampleOptions { locals, limits, ..SampleOptions::default() })?
             };
             let root = live.root.as_ref().map(|p| p.display().to_string());
             (pid, live.command.clone(), root, "live", located, snapshot)
