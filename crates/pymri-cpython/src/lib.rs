@@ -29,12 +29,14 @@ mod locate;
 mod objects;
 mod sampler;
 mod snapshot;
+mod tasks;
 
 pub use live::{command_line, LiveProcess};
 pub use locate::{locate, Located, TargetFiles};
 pub use objects::{BuiltinTypes, ReprLimits};
 pub use sampler::{SampleOptions, Sampler};
 pub use snapshot::{Frame, Local, Snapshot, SnapshotOptions, ThreadDump, ThreadState};
+pub use tasks::{RunningOn, TaskDump, TaskState};
 
 use pymri_memory::MemoryError;
 use pymri_object::ObjectError;

@@ -455,6 +455,21 @@ pub struct DumpArgs {
     /// Stop every thread while reading, for a consistent snapshot; they always resume
     #[arg(long, conflicts_with = "core")]
     pub blocking: bool,
+    /// Show the asyncio tasks instead of the threads: each task's name, state, coroutine
+    /// stack, awaiters and running thread, as a list, a tree of awaits or a table
+    #[arg(long, value_name = "FORM", num_args = 0..=1, require_equals = true, default_missing_value = "list", value_enum)]
+    pub tasks: Option<TasksForm>,
+}
+
+/// How `dump --tasks` shows the tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TasksForm {
+    /// Each task with its stack and awaiters
+    List,
+    /// Tasks under the tasks that await them, like `python -m asyncio pstree`
+    Tree,
+    /// One line a task, like `python -m asyncio ps`
+    Table,
 }
 
 const RECORD_ABOUT: &str = "Sample a running process's Python stacks over time and write a profile: \

@@ -81,6 +81,11 @@ fn main() -> ExitCode {
                 locals: args.locals,
                 json: args.json,
                 blocking: args.blocking,
+                tasks: args.tasks.map(|form| match form {
+                    cli::TasksForm::List => commands::dump::TasksForm::List,
+                    cli::TasksForm::Tree => commands::dump::TasksForm::Tree,
+                    cli::TasksForm::Table => commands::dump::TasksForm::Table,
+                }),
             },
             &mut printer,
         )
