@@ -163,13 +163,13 @@ impl<'a, M: Memory> Reader<'a, M> {
         let mut seen = HashSet::new();
         while interp != 0 {
             if !seen.insert(interp) || seen.len() > crate::snapshot::MAX_INTERPRETERS {
-                return Err(Error::Inconsistent("interpreter list loops".into()));
+                return Err(Error::Inconsistent("the interpreter list loops or does not end".into()));
             }
             let mut tstate = o.ptr(field(interp, layout.interpreter.threads_head)?)?;
             let mut interp_threads = Vec::new();
             while tstate != 0 {
                 if !seen.insert(tstate) || interp_threads.len() >= crate::snapshot::MAX_THREADS {
-                    return Err(Error::Inconsistent("thread list loops".into()));
+                    return Err(Error::Inconsistent("a thread list loops or does not end".into()));
                 }
                 let ident = o.ptr(field(tstate, layout.thread.thread_id)?)?;
                 let tid = match layout.thread.native_thread_id {
@@ -255,7 +255,7 @@ impl<'a, M: Memory> Reader<'a, M> {
         let mut visited = HashSet::new();
         while node != head && node != 0 {
             if !visited.insert(node) || order.len() >= MAX_TASKS {
-                return Err(Error::Inconsistent("a task list loops".into()));
+                return Err(Error::Inconsistent("a task list loops or does not end".into()));
             }
             let task = node
                 .checked_sub(task_node)
@@ -802,6 +802,47 @@ fn decode_module_offsets(data: &[u8]) -> Result<ModuleOffsets> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{BuiltinTypes, Located, SnapshotOptions, Version};
+
+    /// Memory in which every word points 64 bytes further on: endless lists of distinct
+    /// interpreters, threads, tasks and coroutines.
+    struct EndlessChains;
+
+    impl Memory for EndlessChains {
+        fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), pymri_memory::MemoryError> {
+            for (i, b) in buf.iter_mut().enumerate() {
+                let at = addr + i as u64;
+                *b = ((at & !7) + 64).to_le_bytes()[(at % 8) as usize];
+            }
+            Ok(())
+        }
+    }
+
+    /// However the target's structures point at each other, reading its tasks ends, with an
+    /// error saying which list never did.
+    #[test]
+    fn endless_chains_end_the_task_read() {
+        for layout in [pymri_layouts::v3_9(), pymri_layouts::v3_11()] {
+            let (major, minor) = layout.version;
+            let located = Located {
+                version: Version { major, minor, micro: None, level: "", serial: 0, debug_build: false },
+                layout,
+                runtime: 0x1000,
+                binary: "test".into(),
+                gil_flags: Default::default(),
+                remote: None,
+                runtime_size: None,
+                bias: 0,
+                types: BuiltinTypes::default(),
+            };
+            let open =
+                |_: &str| -> std::io::Result<std::fs::File> { Err(std::io::ErrorKind::NotFound.into()) };
+            let files = TargetFiles { mappings: &[], exe: None, open: &open };
+            let err =
+                located.tasks(&EndlessChains, &files, &SnapshotOptions::default()).expect_err("endless");
+            assert!(err.to_string().contains("list loops or does not end"), "{err}");
+        }
+    }
 
     #[test]
     fn module_offsets_outside_their_structures_are_refused() {
