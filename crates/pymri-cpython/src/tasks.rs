@@ -140,17 +140,14 @@ struct Raw {
 impl<'a, M: Memory> Reader<'a, M> {
     /// Every task of every event loop of the first interpreter that has any.
     pub(crate) fn tasks(&mut self, files: &TargetFiles<'_>) -> Result<Vec<TaskDump>> {
-        let threads = self.task_threads()?;
         let version = self.located.layout.version;
         if version >= (3, 14) {
+            let threads = self.task_threads()?;
             return self.tasks_published(files, &threads);
         }
-        let layout = asyncio::before_3_14(version).ok_or_else(|| {
-            Error::Inconsistent(format!(
-                "asyncio tasks are not read on Python {}.{} (pymri reads them on 3.9, 3.11, 3.13 and later)",
-                version.0, version.1
-            ))
-        })?;
+        let layout =
+            asyncio::before_3_14(version).ok_or(Error::TasksUnsupported { version: self.located.version })?;
+        let threads = self.task_threads()?;
         self.tasks_from_modules(&layout, &threads)
     }
 
@@ -818,28 +815,42 @@ mod tests {
         }
     }
 
+    fn located(layout: pymri_layouts::Layout) -> Located {
+        let (major, minor) = layout.version;
+        Located {
+            version: Version { major, minor, micro: None, level: "", serial: 0, debug_build: false },
+            layout,
+            runtime: 0x1000,
+            binary: "test".into(),
+            gil_flags: Default::default(),
+            remote: None,
+            runtime_size: None,
+            bias: 0,
+            types: BuiltinTypes::default(),
+        }
+    }
+
+    fn read(located: &Located) -> Result<Vec<TaskDump>> {
+        let open = |_: &str| -> std::io::Result<std::fs::File> { Err(std::io::ErrorKind::NotFound.into()) };
+        let files = TargetFiles { mappings: &[], exe: None, open: &open };
+        located.tasks(&EndlessChains, &files, &SnapshotOptions::default())
+    }
+
+    /// Versions whose asyncio structures pymri does not know are refused before any read.
+    #[test]
+    fn tasks_of_3_10_and_3_12_are_refused() {
+        for layout in [pymri_layouts::v3_10(), pymri_layouts::v3_12()] {
+            let err = read(&located(layout)).expect_err("refused");
+            assert!(matches!(err, Error::TasksUnsupported { .. }), "{err}");
+        }
+    }
+
     /// However the target's structures point at each other, reading its tasks ends, with an
     /// error saying which list never did.
     #[test]
     fn endless_chains_end_the_task_read() {
         for layout in [pymri_layouts::v3_9(), pymri_layouts::v3_11()] {
-            let (major, minor) = layout.version;
-            let located = Located {
-                version: Version { major, minor, micro: None, level: "", serial: 0, debug_build: false },
-                layout,
-                runtime: 0x1000,
-                binary: "test".into(),
-                gil_flags: Default::default(),
-                remote: None,
-                runtime_size: None,
-                bias: 0,
-                types: BuiltinTypes::default(),
-            };
-            let open =
-                |_: &str| -> std::io::Result<std::fs::File> { Err(std::io::ErrorKind::NotFound.into()) };
-            let files = TargetFiles { mappings: &[], exe: None, open: &open };
-            let err =
-                located.tasks(&EndlessChains, &files, &SnapshotOptions::default()).expect_err("endless");
+            let err = read(&located(layout)).expect_err("endless");
             assert!(err.to_string().contains("list loops or does not end"), "{err}");
         }
     }
