@@ -13,6 +13,7 @@
 //! where it is used and checked against real interpreters by the test suite.
 
 use crate::{Error, Result, Version};
+use pymri_layouts::asyncio::{GenFrame, YieldFrom};
 use pymri_layouts::{
     structural, BytesLayout, CodeLayout, DictLayout, FloatLayout, FrameLayout, FrameRef, GilAccess,
     GilLayout, InstructionRef, InterpreterLayout, Layout, LineTableFormat, LocalNames, LongFormat,
@@ -526,6 +527,43 @@ pub fn decode(bytes: &[u8]) -> Result<DebugOffsets> {
         remote,
         runtime_size,
     })
+}
+
+/// Where 3.14+ publish the generator fields and the frame's stack pointer inside
+/// `_Py_DebugOffsets`: `(gen_object.size, gi_iframe, gi_frame_state, interpreter_frame.size,
+/// interpreter_frame.stackpointer)`, read from the DWARF of Debian's 3.14 and 3.15 builds.
+fn generator_fields(version: (u8, u8)) -> Option<(usize, usize, usize, usize, usize)> {
+    match version {
+        (3, 14) => Some((664, 680, 688, 248, 296)),
+        (3, 15) => Some((792, 808, 816, 312, 360)),
+        _ => None,
+    }
+}
+
+/// How generators reach their frame and what they wait on, from a 3.14+ `_Py_DebugOffsets`
+/// (`bytes`, as [`decode`] takes them); `None` for versions that do not publish it.
+pub fn generators(bytes: &[u8]) -> Result<Option<(GenFrame, YieldFrom)>> {
+    let decoded = decode(bytes)?;
+    let version = decoded.layout.version;
+    let Some((gen_size, iframe, state, frame_size, stackpointer)) = generator_fields(version) else {
+        return Ok(None);
+    };
+    let at = |off: usize| -> Result<u64> {
+        bytes
+            .get(off..off + 8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .ok_or_else(|| Error::Inconsistent(format!("debug offsets truncated at {off}")))
+    };
+    let (gen_size, frame_size) = (at(gen_size)?, at(frame_size)?);
+    let (iframe, state, stackpointer) = (at(iframe)?, at(state)?, at(stackpointer)?);
+    if gen_size > MAX_STRUCT_SIZE || iframe >= gen_size || state >= gen_size || stackpointer >= frame_size {
+        return Err(Error::Inconsistent("generator debug offsets lie outside their structures".into()));
+    }
+    let (yield_from, finished, depth) = pymri_layouts::asyncio::frame_states(version);
+    Ok(Some((
+        GenFrame::Embedded { iframe, state, finished },
+        YieldFrom::StateStackPointer { yield_from, stackpointer, depth },
+    )))
 }
 
 #[cfg(test)]

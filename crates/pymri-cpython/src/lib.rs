@@ -30,12 +30,14 @@ mod numpy;
 mod objects;
 mod sampler;
 mod snapshot;
+mod tasks;
 
 pub use live::{command_line, LiveProcess};
 pub use locate::{locate, Located, TargetFiles};
 pub use objects::{BuiltinTypes, ReprLimits};
 pub use sampler::{SampleOptions, Sampler};
 pub use snapshot::{Frame, Local, Snapshot, SnapshotOptions, ThreadDump, ThreadState};
+pub use tasks::{RunningOn, TaskDump, TaskState};
 
 use pymri_memory::MemoryError;
 use pymri_object::ObjectError;
@@ -56,6 +58,11 @@ pub enum Error {
     UnsupportedVersion { version: Version },
     #[error("Python {version} is a free-threaded build, which pymri does not read yet")]
     FreeThreaded { version: Version },
+    /// asyncio's structures of this version are not known (3.10, 3.12).
+    #[error(
+        "asyncio tasks are not read on Python {version} yet (pymri reads them on 3.9, 3.11, 3.13 and later)"
+    )]
+    TasksUnsupported { version: Version },
     /// The interpreter's memory does not look like what its layout says: a torn read of a
     /// running process, a corrupt core, or a build pymri does not know.
     #[error("inconsistent interpreter state: {0}")]

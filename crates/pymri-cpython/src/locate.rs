@@ -100,7 +100,7 @@ fn basename(path: &str) -> &str {
 }
 
 /// A mapped file of the target, mapped here, if it opens and is not too large to be a binary.
-fn map_binary(files: &TargetFiles<'_>, path: &str) -> Option<Mmap> {
+pub(crate) fn map_binary(files: &TargetFiles<'_>, path: &str) -> Option<Mmap> {
     let file = (files.open)(path).ok()?;
     if file.metadata().map(|m| m.len() > MAX_BINARY).unwrap_or(true) {
         return None;

@@ -3,7 +3,7 @@
 use crate::cache::{Caches, GilTurn};
 use crate::code::{CodeInfo, Position, CO_FAST_CELL, CO_FAST_FREE, CO_FAST_HIDDEN};
 use crate::objects::{Kind, Objects, ReprLimits};
-use crate::{Error, Located, Result};
+use crate::{Error, Located, Result, TargetFiles};
 use pymri_layouts::{structural, FrameRef, GilAccess, GilLayout, InstructionRef};
 use pymri_memory::{field, Addresses, Budget, Memory, MemoryExt, PageCache, RunState};
 use serde::ser::{SerializeMap, Serializer};
@@ -135,8 +135,8 @@ fn serialize_locals<S: Serializer>(locals: &Option<Vec<Local>>, s: S) -> Result<
 
 /// Bounds on the interpreter and thread lists (threads of all interpreters together): more
 /// means a corrupt or torn list.
-const MAX_INTERPRETERS: usize = 256;
-const MAX_THREADS: usize = 16384;
+pub(crate) const MAX_INTERPRETERS: usize = 256;
+pub(crate) const MAX_THREADS: usize = 16384;
 /// Frames visited in one snapshot, shown or not: 64 threads at the full `max_frames` depth, or
 /// 250 threads at Python's default recursion limit. The bound is for a target that lays out
 /// endless chains of distinct frames.
@@ -145,9 +145,9 @@ const MAX_SNAPSHOT_FRAMES: usize = 1 << 18;
 /// and a two-pointer list node on x86_64. Only used for 3.9/3.10, whose thread states do not
 /// record the kernel id, and only when the value matches a real thread.
 #[cfg(target_arch = "x86_64")]
-const GLIBC_PTHREAD_TID: Option<u64> = Some(0x2d0);
+pub(crate) const GLIBC_PTHREAD_TID: Option<u64> = Some(0x2d0);
 #[cfg(not(target_arch = "x86_64"))]
-const GLIBC_PTHREAD_TID: Option<u64> = None;
+pub(crate) const GLIBC_PTHREAD_TID: Option<u64> = None;
 /// Pages cached during one snapshot: 64 MiB. A thread takes three or four pages (its state,
 /// its frames, the C stack holding its entry frame); past the bound every read is a system
 /// call of its own, which made a sample of 1,000 threads cost 5 times as much per thread as
@@ -191,6 +191,29 @@ impl Located {
         snapshot
     }
 
+    /// Every asyncio task of the process (see [`crate::TaskDump`]), read without running
+    /// anything in it. `files` opens the `_asyncio` extension, whose debug offsets locate the
+    /// tasks on 3.14+.
+    pub fn tasks<M: Memory>(
+        &self,
+        mem: &M,
+        files: &TargetFiles<'_>,
+        options: &SnapshotOptions<'_>,
+    ) -> Result<Vec<crate::TaskDump>> {
+        let cache = PageCache::new(mem, CACHE_PAGES);
+        let budget = Budget::new(&cache, options.max_read);
+        let mut caches = Caches::one_shot();
+        let mut reader = Reader {
+            located: self,
+            objects: Objects::new(&budget, &self.layout, &self.types),
+            caches: &mut caches,
+            options,
+            threads_read: 0,
+            frames_left: MAX_SNAPSHOT_FRAMES,
+        };
+        reader.tasks(files)
+    }
+
     /// A bounded repr of the object at `obj`, as `--locals` shows it.
     pub fn repr<M: Memory>(&self, mem: &M, obj: u64, limits: &ReprLimits) -> String {
         Objects::new(mem, &self.layout, &self.types).repr(obj, limits)
@@ -212,11 +235,11 @@ impl Located {
     }
 }
 
-struct Reader<'a, M: Memory> {
-    located: &'a Located,
-    objects: Objects<'a, Budget<&'a PageCache<&'a M>>>,
+pub(crate) struct Reader<'a, M: Memory> {
+    pub(crate) located: &'a Located,
+    pub(crate) objects: Objects<'a, Budget<&'a PageCache<&'a M>>>,
     caches: &'a mut Caches,
-    options: &'a SnapshotOptions<'a>,
+    pub(crate) options: &'a SnapshotOptions<'a>,
     /// Threads read so far, in every interpreter.
     threads_read: usize,
     /// Frames the snapshot may still visit.
@@ -471,7 +494,7 @@ impl<'a, M: Memory> Reader<'a, M> {
 
     /// One frame, written to `out[at]` unless it is not shown (an interpreter shim): whether it
     /// is shown, and the next frame out.
-    fn read_frame(&mut self, frame: u64, out: &mut Vec<Frame>, at: usize) -> Result<(bool, u64)> {
+    pub(crate) fn read_frame(&mut self, frame: u64, out: &mut Vec<Frame>, at: usize) -> Result<(bool, u64)> {
         let f = &self.located.layout.frame;
         // The fields a frame is shown from, read at once.
         let span = frame_head_span(f);
@@ -650,9 +673,9 @@ fn frame_head_span(f: &pymri_layouts::FrameLayout) -> usize {
 }
 
 /// `PyModuleObject.md_dict`, right after the object header in every version.
-const MODULE_DICT: u64 = 16;
+pub(crate) const MODULE_DICT: u64 = 16;
 /// `_PyStackRef` tags (3.14+): the low two bits; both set marks a tagged small int.
-const STACKREF_TAG_BITS: u64 = 3;
+pub(crate) const STACKREF_TAG_BITS: u64 = 3;
 const STACKREF_INT_TAG: u64 = 3;
 
 #[cfg(test)]

@@ -21,6 +21,7 @@
 //! This crate holds the tables and the lookups that choose among them: no I/O, no unsafe, no
 //! dependencies.
 
+pub mod asyncio;
 pub mod inject;
 mod tables;
 pub mod tracing;

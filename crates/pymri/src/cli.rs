@@ -483,11 +483,26 @@ pub struct DumpArgs {
     /// odd one out of a job of many processes comes first
     #[arg(long, conflicts_with = "core")]
     pub group: bool,
+    /// Show the asyncio tasks instead of the threads: each task's name, state, coroutine
+    /// stack, awaiters and running thread, as a list, a tree of awaits or a table
+    #[arg(long, value_name = "FORM", num_args = 0..=1, require_equals = true, default_missing_value = "list", value_enum)]
+    pub tasks: Option<TasksForm>,
 }
 
 /// A `--match` pattern, of bounded size (the compiled automaton is bounded too).
 fn pattern(text: &str) -> Result<regex::Regex, String> {
     regex::RegexBuilder::new(text).size_limit(1 << 20).build().map_err(|e| e.to_string())
+}
+
+/// How `dump --tasks` shows the tasks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TasksForm {
+    /// Each task with its stack and awaiters
+    List,
+    /// Tasks under the tasks that await them, like `python -m asyncio pstree`
+    Tree,
+    /// One line a task, like `python -m asyncio ps`
+    Table,
 }
 
 const RECORD_ABOUT: &str = "Sample a running process's Python stacks over time and write a profile: \

@@ -90,7 +90,9 @@ pub fn status_of(err: &anyhow::Error) -> Status {
             return match e {
                 PyError::Memory(m) => memory_status(m),
                 PyError::Object(o) => object_status(o),
-                PyError::UnsupportedVersion { .. } | PyError::FreeThreaded { .. } => Status::Unsupported,
+                PyError::UnsupportedVersion { .. }
+                | PyError::FreeThreaded { .. }
+                | PyError::TasksUnsupported { .. } => Status::Unsupported,
                 _ => Status::TargetFailure,
             };
         }

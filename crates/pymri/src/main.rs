@@ -102,6 +102,11 @@ fn main() -> ExitCode {
                 matching: args.matching,
                 group: args.group,
                 array_values: if args.values { 1 << 20 } else { 0 },
+                tasks: args.tasks.map(|form| match form {
+                    cli::TasksForm::List => commands::dump::TasksForm::List,
+                    cli::TasksForm::Tree => commands::dump::TasksForm::Tree,
+                    cli::TasksForm::Table => commands::dump::TasksForm::Table,
+                }),
             },
             &mut printer,
         )

@@ -48,6 +48,13 @@ impl Core {
         })
     }
 
+    /// Runs `f` with the files the core's process mapped, as `locate` and `Located::tasks`
+    /// take them.
+    pub fn with_files<T>(&self, f: impl FnOnce(&TargetFiles<'_>) -> T) -> T {
+        let open = |p: &str| self.core.open_mapped_file(p);
+        f(&TargetFiles { mappings: self.core.mappings(), exe: self.core.exe(), open: &open })
+    }
+
     pub fn known_tids(&self) -> Vec<i32> {
         self.core.threads().iter().map(|t| t.tid).collect()
     }

@@ -1,11 +1,11 @@
 //! `pymri dump`: every thread's Python stack of a live process or a core file.
 
 use crate::printer::Printer;
-use crate::render::{dump_text, Header};
+use crate::render::{dump_text, tasks_list, tasks_table, tasks_tree, Header};
 use crate::target::Core;
 use anyhow::{anyhow, Result};
 use pymri_cpython::LiveProcess as Live;
-use pymri_cpython::{ReprLimits, SampleOptions, Sampler, SnapshotOptions, ThreadDump};
+use pymri_cpython::{ReprLimits, SampleOptions, Sampler, SnapshotOptions, TaskDump, ThreadDump};
 use pymri_memory::Freeze;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -29,6 +29,16 @@ pub struct DumpOptions {
     pub group: bool,
     /// Read the data of numpy arrays up to this many bytes for their statistics (0: none).
     pub array_values: u64,
+    /// Read the asyncio tasks too, and show them in this form instead of the threads.
+    pub tasks: Option<TasksForm>,
+}
+
+/// How the tasks are shown in text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TasksForm {
+    List,
+    Tree,
+    Table,
 }
 
 /// The `--json` document. `schema` changes only when a field changes meaning or disappears.
@@ -52,6 +62,9 @@ struct Report<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     truncated: Option<Truncated>,
     threads: &'a [ThreadDump],
+    /// With `--tasks`: every asyncio task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tasks: Option<&'a [TaskDump]>,
 }
 
 #[derive(Serialize, Clone, Copy)]
@@ -73,7 +86,7 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
     }
     let locals = opts.locals;
     let mut truncated = None;
-    let (header_pid, command, root, source, located, snapshot) = match (&opts.core, opts.pid) {
+    let (header_pid, command, root, source, located, snapshot, tasks) = match (&opts.core, opts.pid) {
         (Some(path), _) => {
             let core = Core::open(path, opts.exe.as_deref(), opts.sysroot.as_deref())?;
             truncated = core
@@ -90,8 +103,15 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             let limits = ReprLimits { array_values: opts.array_values, ..ReprLimits::default() };
             let options = SnapshotOptions { locals, known_tids: &tids, limits, ..SnapshotOptions::default() };
             let snapshot = located.snapshot(&core.core, &options).map_err(|e| fail(e.into()))?;
+            let tasks = match opts.tasks {
+                Some(_) => Some(
+                    core.with_files(|files| located.tasks(&core.core, files, &options))
+                        .map_err(|e| fail(e.into()))?,
+                ),
+                None => None,
+            };
             let root = opts.sysroot.as_ref().map(|p| p.display().to_string());
-            (core.core.pid(), core.core.command().to_string(), root, "core", located, snapshot)
+            (core.core.pid(), core.core.command().to_string(), root, "core", located, snapshot, tasks)
         }
         (None, Some(pid)) => {
             let live = Live::open(pid)?;
@@ -99,13 +119,24 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             let mut sampler = Sampler::new(&live, &located);
             // The freeze lives exactly as long as the read; dropping it resumes every thread,
             // and if pymri dies instead the kernel resumes them (see pymri_memory::Freeze).
-            let snapshot = {
+            let (snapshot, tasks) = {
                 let _freeze = if opts.blocking { Some(Freeze::new(pid)?) } else { None };
                 let limits = ReprLimits { array_values: opts.array_values, ..ReprLimits::default() };
-                sampler.sample(&SampleOptions { locals, limits, ..SampleOptions::default() })?
+                let snapshot =
+                    sampler.sample(&SampleOptions { locals, limits, ..SampleOptions::default() })?;
+                let tasks = match opts.tasks {
+                    Some(_) => {
+                        let tids = live.known_tids();
+                        let options =
+                            SnapshotOptions { known_tids: &tids, live: true, ..SnapshotOptions::default() };
+                        Some(live.with_files(|files| located.tasks(&live.mem, files, &options))?)
+                    }
+                    None => None,
+                };
+                (snapshot, tasks)
             };
             let root = live.root.as_ref().map(|p| p.display().to_string());
-            (pid, live.command.clone(), root, "live", located, snapshot)
+            (pid, live.command.clone(), root, "live", located, snapshot, tasks)
         }
         (None, None) => anyhow::bail!("give a process id or --core FILE"),
     };
@@ -126,6 +157,7 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             blocking: opts.blocking,
             truncated,
             threads: &snapshot.threads,
+            tasks: tasks.as_deref(),
         };
         printer.json(&report)?;
     } else {
@@ -142,7 +174,13 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
                 _ => "",
             },
         };
-        printer.write_str(&dump_text(&header, &snapshot, locals))?;
+        let text = match (opts.tasks, &tasks) {
+            (Some(TasksForm::List), Some(tasks)) => tasks_list(&header, tasks),
+            (Some(TasksForm::Table), Some(tasks)) => tasks_table(&header, tasks),
+            (Some(TasksForm::Tree), Some(tasks)) => tasks_tree(&header, tasks)?,
+            _ => dump_text(&header, &snapshot, locals),
+        };
+        printer.write_str(&text)?;
     }
     printer.flush()?;
     if opts.core.is_none() {
