@@ -105,6 +105,15 @@ fn set(repl: &mut Repl, arg: &str, temporary: bool) -> CmdResult {
             request.frame = None;
             repl.session.request(&request)?.breakpoint
         }
+        // pdb's words for a line past the end, not an error (no `***`).
+        Err(e)
+            if e.agent_error().is_some_and(|a| {
+                a.code.as_str() == "invalid_location" && a.message.starts_with("End of file")
+            }) =>
+        {
+            repl.out.line("End of file");
+            return Ok(Flow::Stay);
+        }
         Err(e) => return Err(e.into()),
     };
     repl.out.line(&format!("Breakpoint {} at {}", bp.id, where_(&bp)));

@@ -3,7 +3,7 @@
 
 use super::editor::Input;
 use super::output::location;
-use super::{user_error, CmdError, CmdResult, Display, Flow, Repl};
+use super::{missing_argument, user_error, CmdError, CmdResult, Display, Flow, Repl};
 use crate::escape::Name;
 use pymri_session::protocol::messages::{Location, StopReason};
 use pymri_session::protocol::requests::{
@@ -102,22 +102,24 @@ pub(crate) fn evaluate_line(repl: &mut Repl, line: &str) -> CmdResult {
     Ok(Flow::Stay)
 }
 
-fn expression_arg(arg: &str, usage: &str) -> std::result::Result<(), CmdError> {
-    if arg.is_empty() {
-        return user_error(format!("Usage: {usage}"));
+/// An empty expression: pdb 3.14 asks for one; earlier pdb evaluates it, and so does pymri
+/// there (the SyntaxError is that Python's).
+fn expression_arg(repl: &Repl, arg: &str, usage: &str) -> std::result::Result<(), CmdError> {
+    if arg.is_empty() && repl.python_at_least(14) {
+        return missing_argument(usage);
     }
     Ok(())
 }
 
 pub(crate) fn p(repl: &mut Repl, arg: &str) -> CmdResult {
-    expression_arg(arg, "p expression")?;
+    expression_arg(repl, arg, "p expression")?;
     let result = evaluate(repl, arg, EvalMode::Eval)?;
     show(repl, &result);
     Ok(Flow::Stay)
 }
 
 pub(crate) fn pp(repl: &mut Repl, arg: &str) -> CmdResult {
-    expression_arg(arg, "pp expression")?;
+    expression_arg(repl, arg, "pp expression")?;
     let result = evaluate(repl, arg, EvalMode::Pprint)?;
     show(repl, &result);
     Ok(Flow::Stay)
@@ -133,7 +135,7 @@ pub(crate) fn args(repl: &mut Repl, _arg: &str) -> CmdResult {
 }
 
 pub(crate) fn whatis(repl: &mut Repl, arg: &str) -> CmdResult {
-    expression_arg(arg, "whatis expression")?;
+    expression_arg(repl, arg, "whatis expression")?;
     let sel = repl.selection()?;
     let body = repl.session.request(&Whatis {
         thread: sel.thread,
@@ -171,6 +173,10 @@ fn display_value(repl: &mut Repl, expression: &str) -> std::result::Result<Strin
 pub(crate) fn display(repl: &mut Repl, arg: &str) -> CmdResult {
     let key = repl.frame_key()?;
     if arg.is_empty() {
+        if repl.displays.is_empty() && repl.python_at_least(13) {
+            repl.out.line("No expression is being displayed");
+            return Ok(Flow::Stay);
+        }
         repl.out.line("Currently displaying:");
         let lines: Vec<String> = repl
             .displays
