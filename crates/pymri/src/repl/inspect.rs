@@ -73,7 +73,11 @@ pub(crate) fn down(repl: &mut Repl, arg: &str) -> CmdResult {
 }
 
 /// Evaluates in the selected frame; no time limit (user code may take long), Ctrl-C abandons.
-fn evaluate(repl: &mut Repl, expression: &str, mode: EvalMode) -> std::result::Result<Evaluated, CmdError> {
+pub(crate) fn evaluate(
+    repl: &mut Repl,
+    expression: &str,
+    mode: EvalMode,
+) -> std::result::Result<Evaluated, CmdError> {
     let sel = repl.selection()?;
     let request = Evaluate {
         thread: Some(sel.thread),
@@ -104,7 +108,7 @@ pub(crate) fn evaluate_line(repl: &mut Repl, line: &str) -> CmdResult {
 
 /// An empty expression: pdb 3.14 asks for one; earlier pdb evaluates it, and so does pymri
 /// there (the SyntaxError is that Python's).
-fn expression_arg(repl: &Repl, arg: &str, usage: &str) -> std::result::Result<(), CmdError> {
+pub(crate) fn expression_arg(repl: &Repl, arg: &str, usage: &str) -> std::result::Result<(), CmdError> {
     if arg.is_empty() && repl.python_at_least(14) {
         return missing_argument(usage);
     }
