@@ -105,14 +105,18 @@ fn set(repl: &mut Repl, arg: &str, temporary: bool) -> CmdResult {
             request.frame = None;
             repl.session.request(&request)?.breakpoint
         }
-        // pdb's words for a line past the end, not an error (no `***`).
-        Err(e)
-            if e.agent_error().is_some_and(|a| {
-                a.code.as_str() == "invalid_location" && a.message.starts_with("End of file")
-            }) =>
-        {
-            repl.out.line("End of file");
-            return Ok(Flow::Stay);
+        // pdb's words for a line past the end (not an error: no `***`) and for a line with
+        // no code; the agent's messages add the file and its length.
+        Err(e) if e.agent_error().is_some_and(|a| a.code.as_str() == "invalid_location") => {
+            let message = e.agent_error().map(|a| a.message.clone()).unwrap_or_default();
+            if message.starts_with("End of file") {
+                repl.out.line("End of file");
+                return Ok(Flow::Stay);
+            }
+            if message.starts_with("Blank or comment") {
+                return user_error("Blank or comment");
+            }
+            return Err(e.into());
         }
         Err(e) => return Err(e.into()),
     };
@@ -273,7 +277,12 @@ pub(crate) fn clear(repl: &mut Repl, arg: &str) -> CmdResult {
                 }
             }
             Err(e) if e.agent_error().is_some() => {
-                repl.out.error(&format!("There is no breakpoint at {}:{line}", file.trim()));
+                // pdb names the file as it resolved it (its absolute path); so does the agent.
+                let message = e.agent_error().map(|a| a.message.clone()).unwrap_or_default();
+                let place = message
+                    .strip_prefix("no breakpoint at ")
+                    .map_or_else(|| format!("{}:{line}", file.trim()), str::to_string);
+                repl.out.error(&format!("There is no breakpoint at {place}"));
             }
             Err(e) => return Err(e.into()),
         }
