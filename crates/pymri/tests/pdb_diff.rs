@@ -1,7 +1,8 @@
 //! pdb as the oracle: each case of `fixtures/pdb_diff/cases/` (a script `NAME.py` and the
 //! commands typed at its prompts, `NAME.pdb`) runs through `python -m pdb` and through
 //! `pymri run` on every provisioned interpreter, and the two transcripts are compared line by
-//! line. A difference passes only when `fixtures/pdb_diff/differences.toml` explains it: as an
+//! line. On 3.14+, each case of `fixtures/pdb_diff/attach/` is attached to by
+//! `python -m pdb -p PID` and by `pymri attach PID`, each a program of its own. A difference passes only when `fixtures/pdb_diff/differences.toml` explains it: as an
 //! intended difference (with its reason, also in the README) or as a known bug (with its issue).
 //! An entry that explains nothing on an interpreter it names fails too, so the list cannot go
 //! stale.
@@ -187,10 +188,22 @@ struct Case {
     name: String,
     script: PathBuf,
     commands: Vec<String>,
+    /// `pymri attach` against `python -m pdb -p` (3.14+): the script, started with the path of
+    /// a FIFO to write a line to once it waits to be attached to.
+    attach: bool,
 }
 
+/// The first Python with `pdb -p`.
+const ATTACH_SINCE: u32 = 14;
+
 fn cases() -> Vec<Case> {
-    let dir = repo_root().join("fixtures/pdb_diff/cases");
+    let mut cases = cases_in("cases", false);
+    cases.extend(cases_in("attach", true));
+    cases
+}
+
+fn cases_in(folder: &str, attach: bool) -> Vec<Case> {
+    let dir = repo_root().join("fixtures/pdb_diff").join(folder);
     let only: Option<Vec<String>> =
         std::env::var("PYMRI_PDB_DIFF_CASES").ok().map(|v| v.split(',').map(str::to_string).collect());
     let mut cases: Vec<Case> = std::fs::read_dir(&dir)
@@ -204,12 +217,12 @@ fn cases() -> Vec<Case> {
             let text = std::fs::read_to_string(&p).expect("commands");
             // `#` starts a comment line; an empty line is an empty command (pdb repeats the last).
             let commands = text.lines().filter(|l| !l.starts_with('#')).map(str::to_string).collect();
-            Case { name, script, commands }
+            Case { name, script, commands, attach }
         })
         .filter(|c| only.as_ref().is_none_or(|o| o.contains(&c.name)))
         .collect();
     cases.sort_by(|a, b| a.name.cmp(&b.name));
-    assert!(!cases.is_empty(), "no cases in {}", dir.display());
+    assert!(only.is_some() || !cases.is_empty(), "no cases in {}", dir.display());
     cases
 }
 
@@ -333,6 +346,7 @@ struct Normaliser {
     debugger_frame: Regex,
     /// A traceback entry in pdb's own code.
     debugger_file: Regex,
+    attaching: Regex,
 }
 
 fn normaliser() -> &'static Normaliser {
@@ -344,6 +358,7 @@ fn normaliser() -> &'static Normaliser {
             stdlib: Regex::new(r"/usr/lib/python3\.[0-9]+d?/").expect("regex"),
             debugger_frame: Regex::new(&format!(r"^(?:\(Pdb\) )?[ >] {own}\([0-9]+\)")).expect("regex"),
             debugger_file: Regex::new(&format!(r#"^(\s*)File "{own}", line [0-9]+, in "#)).expect("regex"),
+            attaching: Regex::new(r"^Attaching to process [0-9]+ \(Python [^)]*\)\.\.\.$").expect("regex"),
         }
     })
 }
@@ -355,7 +370,8 @@ fn normalise(raw: &str, dir: &str, from_pdb: bool) -> Vec<String> {
     let text = n.address.replace_all(&text, "0x…");
     let lines: Vec<String> = text.lines().map(|l| l.trim_end().to_string()).collect();
     if !from_pdb {
-        return lines;
+        // `pymri attach` says which process and Python it attached to; pdb -p does not.
+        return lines.into_iter().filter(|l| !n.attaching.is_match(l)).collect();
     }
     let mut kept = Vec::with_capacity(lines.len());
     let mut i = 0;
@@ -471,7 +487,8 @@ fn explain(
     None
 }
 
-fn compare(case: &Case, interp: &Interpreter, rules: &[Rule]) -> Result<Outcome, String> {
+/// Both transcripts of a `run` case, normalised.
+fn run_both(case: &Case, interp: &Interpreter) -> Result<(Vec<String>, Vec<String>), String> {
     let scratch = Scratch::new(interp);
     let name = format!("{}.py", case.name);
     std::fs::copy(&case.script, scratch.host.join(&name)).map_err(|e| format!("copy script: {e}"))?;
@@ -480,8 +497,31 @@ fn compare(case: &Case, interp: &Interpreter, rules: &[Rule]) -> Result<Outcome,
         drive(pdb_command(interp, &scratch, &script), &case.commands).map_err(|e| format!("pdb: {e}"))?;
     let pymri =
         drive(pymri_command(interp, &scratch, &script), &case.commands).map_err(|e| format!("pymri: {e}"))?;
-    let pdb = normalise(&pdb, &scratch.inside, true);
-    let pymri = normalise(&pymri, &scratch.inside, false);
+    Ok((normalise(&pdb, &scratch.inside, true), normalise(&pymri, &scratch.inside, false)))
+}
+
+/// Both transcripts of an `attach` case, normalised: each debugger attaches to a program of its
+/// own (what the first did must not change what the second sees).
+fn attach_both(case: &Case, interp: &Interpreter) -> Result<(Vec<String>, Vec<String>), String> {
+    let fixture = case.script.strip_prefix(repo_root().join("fixtures")).map_err(|e| e.to_string())?;
+    let fixture = fixture.to_str().ok_or("fixture path")?;
+    let target = common::Target::start(interp, fixture, &["{ready}"]);
+    let mut cmd = interp.command(None);
+    cmd.args(["-m", "pdb", "-p", &target.pid().to_string()]);
+    environment(&mut cmd, &target.scratch);
+    let pdb = drive(cmd, &case.commands).map_err(|e| format!("pdb -p: {e}"))?;
+    let pdb = normalise(&pdb, &target.scratch.inside, true);
+    drop(target);
+    let target = common::Target::start(interp, fixture, &["{ready}"]);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pymri"));
+    cmd.args(["attach", &target.pid().to_string()]);
+    environment(&mut cmd, &target.scratch);
+    let pymri = drive(cmd, &case.commands).map_err(|e| format!("pymri attach: {e}"))?;
+    Ok((pdb, normalise(&pymri, &target.scratch.inside, false)))
+}
+
+fn compare(case: &Case, interp: &Interpreter, rules: &[Rule]) -> Result<Outcome, String> {
+    let (pdb, pymri) = if case.attach { attach_both(case, interp)? } else { run_both(case, interp)? };
     let mut used = Vec::new();
     let mut unexplained = Vec::new();
     let hunks = hunks(&pdb, &pymri);
@@ -510,7 +550,8 @@ fn compare_on(version: &str) {
         common::interpreter(version).unwrap_or_else(|| panic!("interpreter {version} is not provisioned"));
     let differences = differences();
     let entries: Vec<&Entry> = differences.intended.iter().chain(&differences.known_bugs).collect();
-    let cases = cases();
+    let attach = minor(version.trim_end_matches('d')) >= ATTACH_SINCE;
+    let cases: Vec<Case> = cases().into_iter().filter(|c| attach || !c.attach).collect();
     let filtered = std::env::var_os("PYMRI_PDB_DIFF_CASES").is_some();
 
     let results: Mutex<Vec<Result<Outcome, String>>> = Mutex::new(Vec::new());
