@@ -3,7 +3,7 @@
 
 use super::editor::Input;
 use super::output::location;
-use super::{missing_argument, user_error, CmdError, CmdResult, Display, Flow, Repl};
+use super::{invalid_argument, missing_argument, user_error, CmdError, CmdResult, Display, Flow, Repl};
 use crate::escape::Name;
 use pymri_session::protocol::messages::{Location, StopReason};
 use pymri_session::protocol::requests::{
@@ -54,10 +54,12 @@ fn count(arg: &str) -> std::result::Result<i64, CmdError> {
 pub(crate) fn up(repl: &mut Repl, arg: &str) -> CmdResult {
     let sel = repl.selection()?;
     let total = repl.frames()?.len() as u32;
+    // The count is read first: pdb, whose own frames lie above the program's, has not reached
+    // its oldest frame where pymri has.
+    let n = count(arg)?;
     if sel.frame + 1 >= total {
         return user_error("Oldest frame");
     }
-    let n = count(arg)?;
     let target = if n < 0 { total - 1 } else { (sel.frame as u64 + n as u64).min(total as u64 - 1) as u32 };
     select_frame(repl, target)
 }
@@ -129,7 +131,10 @@ pub(crate) fn pp(repl: &mut Repl, arg: &str) -> CmdResult {
     Ok(Flow::Stay)
 }
 
-pub(crate) fn args(repl: &mut Repl, _arg: &str) -> CmdResult {
+pub(crate) fn args(repl: &mut Repl, arg: &str) -> CmdResult {
+    if !arg.trim().is_empty() && repl.python_at_least(13) {
+        return invalid_argument(arg.trim(), "a(rgs)");
+    }
     let sel = repl.selection()?;
     let body = repl.session.request(&Args { thread: sel.thread, frame: sel.frame })?;
     for a in body.args {

@@ -127,6 +127,11 @@ pub(crate) fn missing_argument<T>(usage: &str) -> std::result::Result<T, CmdErro
     user_error(format!("Argument is required for this command\n      Usage: {usage}"))
 }
 
+/// pdb 3.13's answer to an argument it cannot use.
+pub(crate) fn invalid_argument<T>(arg: &str, usage: &str) -> std::result::Result<T, CmdError> {
+    user_error(format!("Invalid argument: {arg}\n      Usage: {usage}"))
+}
+
 /// A `display` expression and the value it showed last, per frame.
 struct Display {
     key: FrameKey,
