@@ -169,9 +169,15 @@ pub(crate) fn retval(repl: &mut Repl, _arg: &str) -> CmdResult {
     Ok(Flow::Stay)
 }
 
-/// The value of a display expression as pdb shows it (errors included).
+/// The value of a display expression as pdb shows it (errors included). From 3.13 on, pdb
+/// refuses to display an expression that does not compile.
 fn display_value(repl: &mut Repl, expression: &str) -> std::result::Result<String, CmdError> {
     let result = evaluate(repl, expression, EvalMode::Eval)?;
+    if let Some(exc) = result.exception.as_ref().filter(|e| e.type_name == "SyntaxError") {
+        if repl.python_at_least(13) {
+            return user_error(format!("Unable to display {expression}: {}", exc.text));
+        }
+    }
     Ok(match (result.exception, result.result) {
         (Some(exc), _) => format!("** raised {} **", exc.text),
         (None, Some(v)) => v,
