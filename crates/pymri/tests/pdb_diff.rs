@@ -651,6 +651,15 @@ fn keep(
             .expect("write");
     }
     let mut summary = format!("sessions compared: {}\nidentical: {identical}\n", results.len());
+    for outcome in results.iter().flatten() {
+        let known = outcome.used.iter().any(|&u| entries[u].issue.is_some());
+        let verdict = match (outcome.hunks, known) {
+            (0, _) => "identical",
+            (_, true) => "known bug",
+            (_, false) => "intended differences only",
+        };
+        summary.push_str(&format!("case {}: {verdict}\n", outcome.case));
+    }
     for (entry, n) in entries.iter().zip(used) {
         let kind = if entry.issue.is_some() { "known bug" } else { "intended" };
         summary.push_str(&format!("{kind} x{n}: {}\n", entry.reason));
