@@ -391,7 +391,11 @@ impl Repl {
                 Name(&self.program)
             )),
             _ if exited.code != 0 => {
-                self.out.line(&format!("The program exited via sys.exit(). Exit status: {}", exited.code))
+                self.out.line(&format!("The program exited via sys.exit(). Exit status: {}", exited.code));
+                // pdb 3.13 adds its line of every restart.
+                if self.python_at_least(13) {
+                    self.out.line("The program finished and will be restarted");
+                }
             }
             _ => self.out.line("The program finished and will be restarted"),
         }
