@@ -240,7 +240,8 @@ def format_exc():
 
 
 def _exc_line(exc):
-    return "".join(_traceback().format_exception_only(type(exc), exc)).strip()
+    # pdb's one line: a SyntaxError's location and caret lines before it are left out.
+    return _traceback().format_exception_only(type(exc), exc)[-1].strip()
 
 
 def format_exception(exc, skip_agent=True):

@@ -210,7 +210,13 @@ fn post_mortem_in_the_failing_frame(interp: &Interpreter) {
     assert_has(&r.cmd("d"), "*** Newest frame");
     assert_has(&r.cmd("p undefined_name"), "*** NameError: name 'undefined_name' is not defined");
     let out = r.cmd("c");
-    assert_has(&out, &format!("Post mortem debugger finished. The {f} will be restarted"));
+    // pdb 3.13 stopped telling a restart after a post-mortem from a normal one.
+    let minor: u32 = interp.name.trim_start_matches("3.").trim_end_matches('d').parse().expect("version");
+    if minor >= 13 {
+        assert_has(&out, "The program finished and will be restarted");
+    } else {
+        assert_has(&out, &format!("Post mortem debugger finished. The {f} will be restarted"));
+    }
     assert_has(&out, &entry(&r, f));
     // Quitting at the first line of the new run: pymri exits with the status of the run that
     // ended, the uncaught exception's 1.

@@ -3,7 +3,7 @@
 //! breakpoint's `commands` are kept here and run when it stops.
 
 use super::editor::Input;
-use super::{commands, user_error, CmdError, CmdResult, Flow, Repl};
+use super::{commands, invalid_argument, missing_argument, user_error, CmdError, CmdResult, Flow, Repl};
 use crate::escape::{self, Name};
 use pymri_session::protocol::messages::Breakpoint;
 use pymri_session::protocol::requests::{
@@ -64,9 +64,8 @@ pub(crate) fn tbreak(repl: &mut Repl, arg: &str) -> CmdResult {
 
 fn set(repl: &mut Repl, arg: &str, temporary: bool) -> CmdResult {
     if arg.is_empty() {
-        if !temporary {
-            list(repl)?;
-        }
+        // pdb's tbreak is break with a flag: without argument, both list.
+        list(repl)?;
         return Ok(Flow::Stay);
     }
     let (spot, condition) = parse_spot(arg)?;
@@ -104,6 +103,28 @@ fn set(repl: &mut Repl, arg: &str, temporary: bool) -> CmdResult {
             request.thread = None;
             request.frame = None;
             repl.session.request(&request)?.breakpoint
+        }
+        // pdb's words for a line past the end (not an error: no `***`) and for a line with
+        // no code; the agent's messages add the file and its length.
+        Err(e) if e.agent_error().is_some_and(|a| a.code.as_str() == "invalid_location") => {
+            let message = e.agent_error().map(|a| a.message.clone()).unwrap_or_default();
+            if message.starts_with("End of file") {
+                repl.out.line("End of file");
+                return Ok(Flow::Stay);
+            }
+            if message.starts_with("Blank or comment") {
+                return user_error("Blank or comment");
+            }
+            return Err(e.into());
+        }
+        // A file that is neither loaded nor on sys.path, named as typed.
+        Err(e)
+            if request.function.is_none()
+                && e.agent_error().is_some_and(|a| a.code.as_str() == "not_found") =>
+        {
+            let typed = arg.split_once(',').map_or(arg, |(spot, _)| spot);
+            let file = typed.trim().rsplit_once(':').map_or(typed.trim(), |(file, _)| file);
+            return user_error(format!("'{file}' not found from sys.path"));
         }
         Err(e) => return Err(e.into()),
     };
@@ -264,7 +285,12 @@ pub(crate) fn clear(repl: &mut Repl, arg: &str) -> CmdResult {
                 }
             }
             Err(e) if e.agent_error().is_some() => {
-                repl.out.error(&format!("There is no breakpoint at {}:{line}", file.trim()));
+                // pdb names the file as it resolved it (its absolute path); so does the agent.
+                let message = e.agent_error().map(|a| a.message.clone()).unwrap_or_default();
+                let place = message
+                    .strip_prefix("no breakpoint at ")
+                    .map_or_else(|| format!("{}:{line}", file.trim()), str::to_string);
+                repl.out.error(&format!("There is no breakpoint at {place}"));
             }
             Err(e) => return Err(e.into()),
         }
@@ -306,10 +332,16 @@ fn update(repl: &mut Repl, arg: &str, enabled: bool) -> CmdResult {
 }
 
 pub(crate) fn disable(repl: &mut Repl, arg: &str) -> CmdResult {
+    if arg.trim().is_empty() && repl.python_at_least(14) {
+        return missing_argument("disable bpnumber [bpnumber ...]");
+    }
     update(repl, arg, false)
 }
 
 pub(crate) fn enable(repl: &mut Repl, arg: &str) -> CmdResult {
+    if arg.trim().is_empty() && repl.python_at_least(14) {
+        return missing_argument("enable bpnumber [bpnumber ...]");
+    }
     update(repl, arg, true)
 }
 
@@ -323,13 +355,19 @@ fn one_number(arg: &str) -> std::result::Result<(u64, &str), CmdError> {
 }
 
 pub(crate) fn ignore(repl: &mut Repl, arg: &str) -> CmdResult {
+    const USAGE: &str = "ignore bpnumber [count]";
+    if arg.trim().is_empty() && repl.python_at_least(14) {
+        return missing_argument(USAGE);
+    }
     let (id, rest) = one_number(arg)?;
     let count = if rest.is_empty() {
         0
     } else {
         match rest.parse::<u64>() {
             Ok(n) => n,
-            Err(_) => return user_error(format!("Invalid ignore count ({rest})")),
+            Err(_) if repl.python_at_least(13) => return invalid_argument(arg.trim(), USAGE),
+            // Before 3.13 pdb takes a count it cannot read as 0.
+            Err(_) => 0,
         }
     };
     match repl.session.request(&UpdateBreakpoint { id, ignore_count: Some(count), ..Default::default() }) {
@@ -344,6 +382,9 @@ pub(crate) fn ignore(repl: &mut Repl, arg: &str) -> CmdResult {
 }
 
 pub(crate) fn condition(repl: &mut Repl, arg: &str) -> CmdResult {
+    if arg.trim().is_empty() && repl.python_at_least(14) {
+        return missing_argument("condition bpnumber [condition]");
+    }
     let (id, cond) = one_number(arg)?;
     let new = if cond.is_empty() { None } else { Some(cond.to_string()) };
     match repl.session.request(&UpdateBreakpoint { id, condition: Some(new.clone()), ..Default::default() }) {

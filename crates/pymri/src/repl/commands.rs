@@ -91,6 +91,12 @@ pub(crate) static COMMANDS: &[Command] = &[
         source::list
     ),
     cmd!(&["longlist", "ll"], "ll | longlist", "List the whole source code of the current function or frame.", source::longlist),
+    cmd!(
+        &["source"],
+        "source expression",
+        "Show the source code of the object the expression gives: a function, method, class or\nmodule.",
+        source::source
+    ),
     cmd!(&["args", "a"], "a(rgs)", "Print the argument list of the current function.", inspect::args),
     cmd!(&["p"], "p expression", "Print the value of the expression.", inspect::p),
     cmd!(&["pp"], "pp expression", "Pretty-print the value of the expression.", inspect::pp),

@@ -1,7 +1,7 @@
 //! Commands that run the program: `step`, `next`, `until`, `return`, `continue`, `jump`,
 //! `restart`, `detach`, `quit`.
 
-use super::{user_error, CmdResult, ExitOutcome, Flow, Mode, Repl};
+use super::{missing_argument, user_error, CmdResult, ExitOutcome, Flow, Mode, Repl};
 use pymri_session::protocol::messages::StopReason;
 use pymri_session::protocol::requests::{
     Continue, Detach, Jump, Next, Quit, Request, Restart, Step, StepOut, Until,
@@ -61,6 +61,9 @@ pub(crate) fn continue_(repl: &mut Repl, _arg: &str) -> CmdResult {
 
 pub(crate) fn jump(repl: &mut Repl, arg: &str) -> CmdResult {
     let sel = repl.selection()?;
+    if arg.trim().is_empty() && repl.python_at_least(14) {
+        return missing_argument("j(ump) lineno");
+    }
     let Ok(line) = arg.trim().parse::<u32>() else {
         return user_error("The 'jump' command requires a line number");
     };

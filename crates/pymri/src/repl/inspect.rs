@@ -3,7 +3,7 @@
 
 use super::editor::Input;
 use super::output::location;
-use super::{user_error, CmdError, CmdResult, Display, Flow, Repl};
+use super::{invalid_argument, missing_argument, user_error, CmdError, CmdResult, Display, Flow, Repl};
 use crate::escape::Name;
 use pymri_session::protocol::messages::{Location, StopReason};
 use pymri_session::protocol::requests::{
@@ -54,10 +54,12 @@ fn count(arg: &str) -> std::result::Result<i64, CmdError> {
 pub(crate) fn up(repl: &mut Repl, arg: &str) -> CmdResult {
     let sel = repl.selection()?;
     let total = repl.frames()?.len() as u32;
+    // The count is read first: pdb, whose own frames lie above the program's, has not reached
+    // its oldest frame where pymri has.
+    let n = count(arg)?;
     if sel.frame + 1 >= total {
         return user_error("Oldest frame");
     }
-    let n = count(arg)?;
     let target = if n < 0 { total - 1 } else { (sel.frame as u64 + n as u64).min(total as u64 - 1) as u32 };
     select_frame(repl, target)
 }
@@ -73,7 +75,11 @@ pub(crate) fn down(repl: &mut Repl, arg: &str) -> CmdResult {
 }
 
 /// Evaluates in the selected frame; no time limit (user code may take long), Ctrl-C abandons.
-fn evaluate(repl: &mut Repl, expression: &str, mode: EvalMode) -> std::result::Result<Evaluated, CmdError> {
+pub(crate) fn evaluate(
+    repl: &mut Repl,
+    expression: &str,
+    mode: EvalMode,
+) -> std::result::Result<Evaluated, CmdError> {
     let sel = repl.selection()?;
     let request = Evaluate {
         thread: Some(sel.thread),
@@ -102,28 +108,33 @@ pub(crate) fn evaluate_line(repl: &mut Repl, line: &str) -> CmdResult {
     Ok(Flow::Stay)
 }
 
-fn expression_arg(arg: &str, usage: &str) -> std::result::Result<(), CmdError> {
-    if arg.is_empty() {
-        return user_error(format!("Usage: {usage}"));
+/// An empty expression: pdb 3.14 asks for one; earlier pdb evaluates it, and so does pymri
+/// there (the SyntaxError is that Python's).
+pub(crate) fn expression_arg(repl: &Repl, arg: &str, usage: &str) -> std::result::Result<(), CmdError> {
+    if arg.is_empty() && repl.python_at_least(14) {
+        return missing_argument(usage);
     }
     Ok(())
 }
 
 pub(crate) fn p(repl: &mut Repl, arg: &str) -> CmdResult {
-    expression_arg(arg, "p expression")?;
+    expression_arg(repl, arg, "p expression")?;
     let result = evaluate(repl, arg, EvalMode::Eval)?;
     show(repl, &result);
     Ok(Flow::Stay)
 }
 
 pub(crate) fn pp(repl: &mut Repl, arg: &str) -> CmdResult {
-    expression_arg(arg, "pp expression")?;
+    expression_arg(repl, arg, "pp expression")?;
     let result = evaluate(repl, arg, EvalMode::Pprint)?;
     show(repl, &result);
     Ok(Flow::Stay)
 }
 
-pub(crate) fn args(repl: &mut Repl, _arg: &str) -> CmdResult {
+pub(crate) fn args(repl: &mut Repl, arg: &str) -> CmdResult {
+    if !arg.trim().is_empty() && repl.python_at_least(13) {
+        return invalid_argument(arg.trim(), "a(rgs)");
+    }
     let sel = repl.selection()?;
     let body = repl.session.request(&Args { thread: sel.thread, frame: sel.frame })?;
     for a in body.args {
@@ -133,7 +144,7 @@ pub(crate) fn args(repl: &mut Repl, _arg: &str) -> CmdResult {
 }
 
 pub(crate) fn whatis(repl: &mut Repl, arg: &str) -> CmdResult {
-    expression_arg(arg, "whatis expression")?;
+    expression_arg(repl, arg, "whatis expression")?;
     let sel = repl.selection()?;
     let body = repl.session.request(&Whatis {
         thread: sel.thread,
@@ -158,9 +169,15 @@ pub(crate) fn retval(repl: &mut Repl, _arg: &str) -> CmdResult {
     Ok(Flow::Stay)
 }
 
-/// The value of a display expression as pdb shows it (errors included).
+/// The value of a display expression as pdb shows it (errors included). From 3.13 on, pdb
+/// refuses to display an expression that does not compile.
 fn display_value(repl: &mut Repl, expression: &str) -> std::result::Result<String, CmdError> {
     let result = evaluate(repl, expression, EvalMode::Eval)?;
+    if let Some(exc) = result.exception.as_ref().filter(|e| e.type_name == "SyntaxError") {
+        if repl.python_at_least(13) {
+            return user_error(format!("Unable to display {expression}: {}", exc.text));
+        }
+    }
     Ok(match (result.exception, result.result) {
         (Some(exc), _) => format!("** raised {} **", exc.text),
         (None, Some(v)) => v,
@@ -171,6 +188,10 @@ fn display_value(repl: &mut Repl, expression: &str) -> std::result::Result<Strin
 pub(crate) fn display(repl: &mut Repl, arg: &str) -> CmdResult {
     let key = repl.frame_key()?;
     if arg.is_empty() {
+        if repl.displays.is_empty() && repl.python_at_least(13) {
+            repl.out.line("No expression is being displayed");
+            return Ok(Flow::Stay);
+        }
         repl.out.line("Currently displaying:");
         let lines: Vec<String> = repl
             .displays

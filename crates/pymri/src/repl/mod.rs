@@ -121,6 +121,17 @@ pub(crate) fn user_error<T>(message: impl Into<String>) -> std::result::Result<T
     Err(CmdError::User(message.into()))
 }
 
+/// pdb 3.14's answer to a command that needs an argument and got none; `usage` is the first
+/// line of the command's help.
+pub(crate) fn missing_argument<T>(usage: &str) -> std::result::Result<T, CmdError> {
+    user_error(format!("Argument is required for this command\n      Usage: {usage}"))
+}
+
+/// pdb 3.13's answer to an argument it cannot use.
+pub(crate) fn invalid_argument<T>(arg: &str, usage: &str) -> std::result::Result<T, CmdError> {
+    user_error(format!("Invalid argument: {arg}\n      Usage: {usage}"))
+}
+
 /// A `display` expression and the value it showed last, per frame.
 struct Display {
     key: FrameKey,
@@ -371,12 +382,20 @@ impl Repl {
             return Some(self.quit_program());
         }
         match exited.reason.as_str() {
+            // pdb 3.13 says the same after a post-mortem as after a normal end.
+            "exception" if self.python_at_least(13) => {
+                self.out.line("The program finished and will be restarted")
+            }
             "exception" => self.out.line(&format!(
                 "Post mortem debugger finished. The {} will be restarted",
                 Name(&self.program)
             )),
             _ if exited.code != 0 => {
-                self.out.line(&format!("The program exited via sys.exit(). Exit status: {}", exited.code))
+                self.out.line(&format!("The program exited via sys.exit(). Exit status: {}", exited.code));
+                // pdb 3.13 adds its line of every restart.
+                if self.python_at_least(13) {
+                    self.out.line("The program finished and will be restarted");
+                }
             }
             _ => self.out.line("The program finished and will be restarted"),
         }
@@ -553,6 +572,14 @@ impl Repl {
         }
         let lines = self.files.get(file)?.as_ref()?;
         lines.get((line as usize).checked_sub(1)?).cloned()
+    }
+
+    /// Whether the program's Python is `3.minor` or newer: pdb's messages changed between
+    /// versions, and pymri says what the program's own pdb would.
+    fn python_at_least(&self, minor: u32) -> bool {
+        let version = &self.session.ready().python.version_info;
+        version.first().is_some_and(|&major| major > 3)
+            || (version.first() == Some(&3) && version.get(1).is_some_and(|&m| m >= minor))
     }
 
     /// The selected thread and frame, or a user error if no thread is stopped.

@@ -1,9 +1,10 @@
 //! Source listings: `list`, `longlist`, and the sticky view.
 
+use super::inspect::{evaluate, expression_arg};
 use super::output::location;
 use super::{user_error, CmdError, CmdResult, Flow, Repl};
 use crate::escape;
-use pymri_session::protocol::requests::Source;
+use pymri_session::protocol::requests::{EvalMode, Source};
 
 /// The lines `list ARG` shows, as pdb computes them; `None` for a bad argument.
 pub(crate) fn list_range(arg: &str, current: u32, continue_from: Option<u32>) -> Option<(u32, u32)> {
@@ -75,6 +76,49 @@ pub(crate) fn longlist(repl: &mut Repl, _arg: &str) -> CmdResult {
     })?;
     let exc = if frame.index == 0 { exception_line(repl) } else { None };
     repl.out.listing(&body, Some(frame.line), exc);
+    Ok(Flow::Stay)
+}
+
+/// `source EXPRESSION`: the expression is evaluated once, in the selected frame, and `inspect`
+/// says where its object's source lies (first line, number of lines, file); the lines come from
+/// the agent's view of the file, as for `list`, shown as pdb shows them (no markers).
+pub(crate) fn source(repl: &mut Repl, arg: &str) -> CmdResult {
+    expression_arg(repl, arg, "source expression")?;
+    if arg.trim().is_empty() {
+        // Before 3.14 pdb evaluates the empty expression: that Python's SyntaxError.
+        let result = evaluate(repl, arg, EvalMode::Eval)?;
+        return match result.exception {
+            Some(exc) => user_error(exc.text),
+            None => Ok(Flow::Stay),
+        };
+    }
+    let probe = format!(
+        "(lambda o, i=__import__('inspect'): (lambda found: '%d %d %s' % (max(1, found[1]), \
+         len(found[0]), i.getsourcefile(o) or i.getfile(o)))(i.getsourcelines(o)))(({arg}\n))"
+    );
+    let result = evaluate(repl, &probe, EvalMode::Str)?;
+    repl.out.text(&result.output);
+    if let Some(exc) = result.exception {
+        // pdb shows inspect's refusals by their message alone (`could not get source code`),
+        // and the expression's own errors as `Type: message`.
+        let refusal = matches!(exc.type_name.as_str(), "OSError" | "TypeError");
+        return user_error(if refusal { exc.message } else { exc.text });
+    }
+    let found = result.result.unwrap_or_default();
+    let mut parts = found.splitn(3, ' ');
+    let (Some(Ok(first)), Some(Ok(count)), Some(file)) =
+        (parts.next().map(str::parse::<u32>), parts.next().map(str::parse::<u32>), parts.next())
+    else {
+        return user_error("could not get source code");
+    };
+    let mut body = repl.session.request(&Source {
+        file: Some(file.to_string()),
+        start: Some(first),
+        end: Some(first.saturating_add(count.saturating_sub(1))),
+        ..Default::default()
+    })?;
+    body.breakpoints.clear();
+    repl.out.listing(&body, None, None);
     Ok(Flow::Stay)
 }
 
