@@ -1,6 +1,7 @@
 //! The text layout of `pymri dump`, in py-spy's shape. Every string read from the target is
 //! shown as a [`Name`]: on one line, nothing in it a terminal acts on.
 
+use crate::commands::dump::SignalReport;
 use crate::escape::Name;
 use pymri_cpython::{Snapshot, ThreadDump};
 use std::fmt::Write;
@@ -13,6 +14,8 @@ pub struct Header<'a> {
     pub binary: &'a str,
     pub root: Option<&'a str>,
     pub source: &'a str,
+    /// The signal a core records, said under the header and marked on its thread.
+    pub signal: Option<&'a SignalReport>,
 }
 
 pub fn dump_text(header: &Header<'_>, snapshot: &Snapshot, locals: bool) -> String {
@@ -24,14 +27,51 @@ pub fn dump_text(header: &Header<'_>, snapshot: &Snapshot, locals: bool) -> Stri
         let _ = write!(out, " in root {}", Name(root));
     }
     let _ = writeln!(out, "){}", header.source);
+    if let Some(signal) = header.signal {
+        signal_line(&mut out, signal);
+    }
     for thread in &snapshot.threads {
         out.push('\n');
-        thread_text(&mut out, thread, locals);
+        thread_text(&mut out, thread, locals, header.signal);
     }
     out
 }
 
-fn thread_text(out: &mut String, thread: &ThreadDump, locals: bool) {
+/// `Signal: SIGSEGV (SEGV_MAPERR) at address 0x0, received by thread 1234`.
+pub fn signal_line(out: &mut String, signal: &SignalReport) {
+    let _ = write!(out, "Signal: {}", signal.name);
+    if let Some(code) = signal.code {
+        match signal.code_name {
+            Some(name) => {
+                let _ = write!(out, " ({name})");
+            }
+            None => {
+                let _ = write!(out, " (si_code {code})");
+            }
+        }
+    }
+    if let Some(address) = signal.address {
+        let _ = write!(out, " at address {address:#x}");
+    }
+    if let (Some(pid), Some(uid)) = (signal.sender_pid, signal.sender_uid) {
+        let _ = write!(out, " sent by process {pid} (uid {uid})");
+    }
+    let _ = write!(out, ", received by thread {}", signal.thread);
+    if matches!(signal.number, libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) {
+        out.push_str(" (a stop, not a crash: the core of a process that kept running, as gcore writes)");
+    }
+    out.push('\n');
+}
+
+/// ` [received SIGSEGV]` after the thread that received the core's signal.
+pub fn signal_mark(tid: Option<i32>, signal: Option<&SignalReport>) -> String {
+    match signal {
+        Some(s) if tid == Some(s.thread) => format!(" [received {}]", s.name),
+        _ => String::new(),
+    }
+}
+
+fn thread_text(out: &mut String, thread: &ThreadDump, locals: bool, signal: Option<&SignalReport>) {
     match thread.tid {
         Some(tid) => {
             let _ = write!(out, "Thread {tid}");
@@ -44,6 +84,7 @@ fn thread_text(out: &mut String, thread: &ThreadDump, locals: bool) {
     if let Some(name) = &thread.name {
         let _ = write!(out, ": \"{}\"", Name(name));
     }
+    out.push_str(&signal_mark(thread.tid, signal));
     out.push('\n');
     for frame in &thread.frames {
         let _ = writeln!(out, "    {} ({}:{})", Name(&frame.function), Name(&frame.file), frame.line);

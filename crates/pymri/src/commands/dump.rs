@@ -35,7 +35,50 @@ struct Report<'a> {
     /// Present when the core file is shorter than its headers say: the threads are partial.
     #[serde(skip_serializing_if = "Option::is_none")]
     truncated: Option<Truncated>,
+    /// For a core that records one: the signal, and the thread that received it (listed first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<SignalReport>,
     threads: &'a [ThreadDump],
+}
+
+/// How the process a core was taken from died (or stopped, for `gcore`).
+#[derive(Serialize, Clone)]
+pub struct SignalReport {
+    pub number: i32,
+    pub name: String,
+    /// `si_code`, absent when the core has no `NT_SIGINFO` note.
+    pub code: Option<i32>,
+    pub code_name: Option<&'static str>,
+    /// The faulting address (SIGSEGV, SIGBUS, SIGILL, SIGFPE).
+    pub address: Option<u64>,
+    /// Who sent it, for a signal sent with `kill` or `tgkill`.
+    pub sender_pid: Option<i32>,
+    pub sender_uid: Option<u32>,
+    pub thread: i32,
+}
+
+impl SignalReport {
+    pub fn of(signal: &pymri_object::CoreSignal) -> SignalReport {
+        SignalReport {
+            number: signal.number,
+            name: signal.name(),
+            code: signal.code,
+            code_name: signal.code_name(),
+            address: signal.address,
+            sender_pid: signal.sender.map(|(pid, _)| pid),
+            sender_uid: signal.sender.map(|(_, uid)| uid),
+            thread: signal.tid,
+        }
+    }
+}
+
+/// Puts the thread that received the signal first, keeping the others' order.
+fn signalled_first(threads: &mut [ThreadDump], signal: Option<&SignalReport>) {
+    if let Some(s) = signal {
+        if let Some(i) = threads.iter().position(|t| t.tid == Some(s.thread)) {
+            threads[..=i].rotate_right(1);
+        }
+    }
 }
 
 #[derive(Serialize, Clone, Copy)]
@@ -47,6 +90,7 @@ struct Truncated {
 pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
     let locals = opts.locals;
     let mut truncated = None;
+    let mut signal = None;
     let (header_pid, command, root, source, located, snapshot) = match (&opts.core, opts.pid) {
         (Some(path), _) => {
             let core = Core::open(path, opts.exe.as_deref(), opts.sysroot.as_deref())?;
@@ -59,6 +103,7 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
                 Some(t) => e.context(truncation_message(path, t)),
                 None => e,
             };
+            signal = core.core.signal().map(|s| SignalReport::of(&s));
             let located = core.locate().map_err(fail)?;
             let tids = core.known_tids();
             let options = SnapshotOptions { locals, known_tids: &tids, ..SnapshotOptions::default() };
@@ -81,6 +126,8 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
         }
         (None, None) => anyhow::bail!("give a process id or --core FILE"),
     };
+    let mut snapshot = snapshot;
+    signalled_first(&mut snapshot.threads, signal.as_ref());
     let version = located.version.to_string();
     let binary = crate::target::inside_root(&located.binary, root.as_deref());
     if opts.json {
@@ -95,6 +142,7 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             source,
             blocking: opts.blocking,
             truncated,
+            signal: signal.clone(),
             threads: &snapshot.threads,
         };
         printer.json(&report)?;
@@ -111,6 +159,7 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
                 ("core", Some(_)) => " [truncated core file: partial stacks]",
                 _ => "",
             },
+            signal: signal.as_ref(),
         };
         printer.write_str(&dump_text(&header, &snapshot, locals))?;
     }
