@@ -455,6 +455,13 @@ pub struct DumpArgs {
     /// Stop every thread while reading, for a consistent snapshot; they always resume
     #[arg(long, conflicts_with = "core")]
     pub blocking: bool,
+    /// Show native (C) frames too, each interpreter call replaced by the Python frames it ran;
+    /// a live thread is stopped only while its stack is unwound
+    #[arg(long)]
+    pub native: bool,
+    /// Like --native, and also list the threads that run no Python (a BLAS pool, a C library's threads)
+    #[arg(long)]
+    pub native_all: bool,
 }
 
 const RECORD_ABOUT: &str = "Sample a running process's Python stacks over time and write a profile: \

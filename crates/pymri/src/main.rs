@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod escape;
 mod exit;
+mod native;
 mod printer;
 mod render;
 mod repl;
@@ -81,6 +82,8 @@ fn main() -> ExitCode {
                 locals: args.locals,
                 json: args.json,
                 blocking: args.blocking,
+                native: args.native || args.native_all,
+                native_all: args.native_all,
             },
             &mut printer,
         )

@@ -3,7 +3,8 @@
 
 use crate::commands::dump::SignalReport;
 use crate::escape::Name;
-use pymri_cpython::{Snapshot, ThreadDump};
+use crate::native::{MixedFrame, MixedThread};
+use pymri_cpython::{Frame, Snapshot, ThreadDump};
 use std::fmt::Write;
 
 pub struct Header<'a> {
@@ -19,6 +20,60 @@ pub struct Header<'a> {
 }
 
 pub fn dump_text(header: &Header<'_>, snapshot: &Snapshot, locals: bool) -> String {
+    let mut out = header_text(header);
+    for thread in &snapshot.threads {
+        out.push('\n');
+        thread_text(&mut out, thread, locals, header.signal);
+    }
+    out
+}
+
+/// `dump --native`: Python frames as `dump` shows them, native ones as
+/// `(native) symbol+0x12 in libfoo.so`.
+pub fn native_dump_text(header: &Header<'_>, threads: &[MixedThread], locals: bool) -> String {
+    let mut out = header_text(header);
+    for thread in threads {
+        out.push('\n');
+        match thread.tid {
+            Some(tid) => {
+                let _ = write!(out, "Thread {tid}");
+            }
+            None => {
+                let _ = write!(out, "Thread {:#x}", thread.ident.unwrap_or_default());
+            }
+        }
+        let no_python = if thread.python { "" } else { ", no Python" };
+        let _ = write!(out, " ({}{no_python})", thread.state.describe());
+        if let Some(name) = &thread.name {
+            let _ = write!(out, ": \"{}\"", Name(name));
+        }
+        out.push_str(&signal_mark(thread.tid, header.signal));
+        out.push('\n');
+        for frame in &thread.frames {
+            match frame {
+                MixedFrame::Python(frame) => frame_text(&mut out, frame, locals),
+                MixedFrame::Native { address, symbol, offset, module } => {
+                    let file = module.as_deref().map(|m| m.rsplit('/').next().unwrap_or(m));
+                    let _ = match (symbol, file) {
+                        (Some(symbol), Some(file)) => {
+                            writeln!(out, "    (native) {}+{offset:#x} in {}", Name(symbol), Name(file))
+                        }
+                        (None, Some(file)) => {
+                            writeln!(out, "    (native) {address:#x} in {}+{offset:#x}", Name(file))
+                        }
+                        (_, None) => writeln!(out, "    (native) {address:#x}"),
+                    };
+                }
+            }
+        }
+        if let Some(error) = &thread.error {
+            let _ = writeln!(out, "    [{}]", Name(error));
+        }
+    }
+    out
+}
+
+fn header_text(header: &Header<'_>) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Process {}: {}", header.pid, Name(header.command));
     let debug = if header.debug { " (debug build)" } else { "" };
@@ -29,10 +84,6 @@ pub fn dump_text(header: &Header<'_>, snapshot: &Snapshot, locals: bool) -> Stri
     let _ = writeln!(out, "){}", header.source);
     if let Some(signal) = header.signal {
         signal_line(&mut out, signal);
-    }
-    for thread in &snapshot.threads {
-        out.push('\n');
-        thread_text(&mut out, thread, locals, header.signal);
     }
     out
 }
@@ -71,6 +122,24 @@ pub fn signal_mark(tid: Option<i32>, signal: Option<&SignalReport>) -> String {
     }
 }
 
+fn frame_text(out: &mut String, frame: &Frame, locals: bool) {
+    let _ = writeln!(out, "    {} ({}:{})", Name(&frame.function), Name(&frame.file), frame.line);
+    if !locals {
+        return;
+    }
+    let Some(vars) = &frame.locals else { return };
+    let (args, rest): (Vec<_>, Vec<_>) = vars.iter().partition(|l| l.is_argument);
+    for (title, group) in [("Arguments", args), ("Locals", rest)] {
+        if group.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "        {title}:");
+        for l in group {
+            let _ = writeln!(out, "            {}: {}", Name(&l.name), Name(&l.repr));
+        }
+    }
+}
+
 fn thread_text(out: &mut String, thread: &ThreadDump, locals: bool, signal: Option<&SignalReport>) {
     match thread.tid {
         Some(tid) => {
@@ -87,21 +156,7 @@ fn thread_text(out: &mut String, thread: &ThreadDump, locals: bool, signal: Opti
     out.push_str(&signal_mark(thread.tid, signal));
     out.push('\n');
     for frame in &thread.frames {
-        let _ = writeln!(out, "    {} ({}:{})", Name(&frame.function), Name(&frame.file), frame.line);
-        if !locals {
-            continue;
-        }
-        let Some(vars) = &frame.locals else { continue };
-        let (args, rest): (Vec<_>, Vec<_>) = vars.iter().partition(|l| l.is_argument);
-        for (title, group) in [("Arguments", args), ("Locals", rest)] {
-            if group.is_empty() {
-                continue;
-            }
-            let _ = writeln!(out, "        {title}:");
-            for l in group {
-                let _ = writeln!(out, "            {}: {}", Name(&l.name), Name(&l.repr));
-            }
-        }
+        frame_text(out, frame, locals);
     }
     if let Some(error) = &thread.error {
         let _ = writeln!(out, "    [{}]", Name(error));

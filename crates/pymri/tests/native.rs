@@ -110,3 +110,182 @@ per_interpreter! {
     "3.14d" => crash_signal_3_14d;
     "3.15" => crash_signal_3_15;
 }
+
+fn frames(thread: &Value) -> &Vec<Value> {
+    thread["frames"].as_array().expect("frames")
+}
+
+fn is_native(frame: &Value) -> bool {
+    frame["kind"] == "native"
+}
+
+fn module_has(frame: &Value, part: &str) -> bool {
+    frame["module"].as_str().is_some_and(|m| m.rsplit('/').next().unwrap_or(m).contains(part))
+}
+
+/// In the C library: glibc before 2.34 (3.9's Debian 11) keeps `read` and `pause` in
+/// libpthread.
+fn in_libc(frame: &Value) -> bool {
+    module_has(frame, "libc") || module_has(frame, "libpthread")
+}
+
+/// The index of the Python frame running `function` in the fixture.
+fn python_at(thread: &Value, function: &str) -> usize {
+    frames(thread)
+        .iter()
+        .position(|f| {
+            f["kind"] == "python"
+                && f["function"]
+                    .as_str()
+                    .is_some_and(|n| n == function || n.ends_with(&format!(".{function}")))
+        })
+        .unwrap_or_else(|| panic!("no Python frame {function} in {thread:#}"))
+}
+
+fn thread_by_tid(dump: &Value, tid: i64) -> &Value {
+    dump["threads"]
+        .as_array()
+        .expect("threads")
+        .iter()
+        .find(|t| t["tid"] == tid)
+        .unwrap_or_else(|| panic!("no thread {tid} in {dump:#}"))
+}
+
+/// Every interpreter call was replaced by the Python frames it ran: none is left, and the
+/// native and Python stacks agreed (no error).
+fn merged_whole(thread: &Value) {
+    let left = frames(thread).iter().filter(|f| {
+        f["symbol"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("_PyEval_EvalFrameDefault") || s.starts_with("_TAIL_CALL_"))
+    });
+    assert_eq!(left.count(), 0, "interpreter frames left: {thread:#}");
+    assert!(thread["error"].is_null(), "{thread:#}");
+}
+
+/// The kernel core of the ctypes crash: the native frames of the crash (libc's strlen, libffi,
+/// _ctypes) above the Python frames that led there, in order.
+fn crash_native(name: &str) {
+    let interp = interp(name);
+    let (target, core) = crash(&interp);
+    let crasher = reported_tids(&target)["crasher"];
+    let core = core.to_str().expect("utf-8");
+    let mut args = core_args(&interp, core);
+    args.extend(["--native", "--json"]);
+    let dump = json(&args);
+    assert_eq!(dump["native"], true);
+    let thread = &dump["threads"][0];
+    assert_eq!(thread["tid"], crasher, "{dump:#}");
+    let all = frames(thread);
+    assert!(is_native(&all[0]) && module_has(&all[0], "libc"), "the fault is in libc (strlen): {thread:#}");
+    let ctypes = all.iter().position(|f| is_native(f) && module_has(f, "_ctypes")).expect("a _ctypes frame");
+    let ffi = all.iter().position(|f| is_native(f) && module_has(f, "libffi")).expect("a libffi frame");
+    let inner = python_at(thread, "crash_inner");
+    let outer = python_at(thread, "crash_outer");
+    assert!(ffi < inner && ctypes < inner, "the C call is above the Python frames: {thread:#}");
+    assert!(
+        all[..inner].iter().filter(|f| f["kind"] == "python").all(|f| f["function"] == "string_at"),
+        "{thread:#}"
+    );
+    // 3.9 and 3.10 run each Python frame in an eval call of its own, with native calls between.
+    assert!(
+        outer > inner && all[inner + 1..outer].iter().all(is_native),
+        "crash_outer called crash_inner: {thread:#}"
+    );
+    assert_eq!(all[inner]["line"], mark(FIXTURE, "crash"));
+    assert_eq!(all[outer]["line"], mark(FIXTURE, "outer"));
+    assert!(all[outer + 1..].iter().any(is_native), "the thread's start is native: {thread:#}");
+    merged_whole(thread);
+
+    // The text shows the same order, native frames marked.
+    let mut args = core_args(&interp, core);
+    args.push("--native");
+    let out = pymri(&args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    let at = |needle: &str| shown.find(needle).unwrap_or_else(|| panic!("{needle:?} not in\n{shown}"));
+    assert!(
+        at("    (native) ") < at("    crash_inner (") && at("    crash_inner (") < at("    crash_outer ("),
+        "{shown}"
+    );
+    assert!(at("[received SIGSEGV]") < at("    (native) "), "{shown}");
+}
+
+/// A live process: threads asleep in libc through Python (time.sleep, os.read) show their libc
+/// frame above their Python frames; --native-all adds the thread that runs no Python. Each
+/// thread is released: the target runs on, untraced.
+fn live_native(name: &str) {
+    let interp = interp(name);
+    let mut target = Target::start(&interp, FIXTURE, &["live", "{ready}"]);
+    let tids = reported_tids(&target);
+    let pid = target.pid().to_string();
+    let dump = json(&["dump", "--native", "--json", &pid]);
+    assert_eq!(dump["native"], true);
+
+    let sleeper = thread_by_tid(&dump, tids["sleeper"]);
+    assert_eq!(sleeper["python"], true);
+    let at = python_at(sleeper, "sleeper");
+    assert_eq!(frames(sleeper)[at]["line"], mark(FIXTURE, "sleep"));
+    let above = &frames(sleeper)[..at];
+    assert!(!above.is_empty() && above.iter().all(is_native), "only native frames above: {sleeper:#}");
+    assert!(in_libc(&above[0]), "asleep in libc: {sleeper:#}");
+    assert!(
+        above.iter().any(|f| in_libc(f)
+            && f["symbol"].as_str().is_some_and(|s| s.contains("sleep") || s.contains("select"))),
+        "time.sleep's libc call is named: {sleeper:#}"
+    );
+    merged_whole(sleeper);
+
+    let reader = thread_by_tid(&dump, tids["reader"]);
+    let at = python_at(reader, "reader");
+    assert_eq!(frames(reader)[at]["line"], mark(FIXTURE, "read"));
+    let above = &frames(reader)[..at];
+    assert!(above.iter().all(is_native), "{reader:#}");
+    assert!(
+        above.iter().any(|f| in_libc(f) && f["symbol"] == "read"),
+        "os.read, the GIL released, is in libc's read: {reader:#}"
+    );
+    merged_whole(reader);
+
+    let native_tid = tids["native"];
+    let listed =
+        |dump: &Value| dump["threads"].as_array().expect("threads").iter().any(|t| t["tid"] == native_tid);
+    assert!(!listed(&dump), "--native lists Python's threads only: {dump:#}");
+    let dump = json(&["dump", "--native-all", "--json", &pid]);
+    let native = thread_by_tid(&dump, native_tid);
+    assert_eq!(native["python"], false, "{native:#}");
+    assert!(native["ident"].is_null(), "{native:#}");
+    assert!(frames(native).iter().all(is_native), "{native:#}");
+    assert!(frames(native).iter().any(|f| f["symbol"] == "pause" && in_libc(f)), "{native:#}");
+
+    let out = pymri(&["dump", "--native-all", &pid]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let shown = text(&out.stdout);
+    assert!(shown.contains(&format!("Thread {native_tid} (idle, no Python)")), "{shown}");
+    assert!(shown.contains("    (native) pause+0x"), "{shown}");
+
+    assert!(target.is_alive(), "the target died");
+    assert!(!target.any_thread_stopped(), "threads left stopped");
+    assert_eq!(target.tracer_pid(), 0, "pymri left attached");
+}
+
+macro_rules! native_per_interpreter {
+    ($($version:literal => $core:ident, $live:ident;)*) => {
+        $(
+            #[test]
+            fn $core() { crash_native($version) }
+            #[test]
+            fn $live() { live_native($version) }
+        )*
+    };
+}
+
+native_per_interpreter! {
+    "3.9" => crash_native_3_9, live_native_3_9;
+    "3.9d" => crash_native_3_9d, live_native_3_9d;
+    "3.11" => crash_native_3_11, live_native_3_11;
+    "3.13" => crash_native_3_13, live_native_3_13;
+    "3.14" => crash_native_3_14, live_native_3_14;
+    "3.14d" => crash_native_3_14d, live_native_3_14d;
+    "3.15" => crash_native_3_15, live_native_3_15;
+}

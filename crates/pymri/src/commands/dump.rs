@@ -1,13 +1,16 @@
 //! `pymri dump`: every thread's Python stack of a live process or a core file.
 
+use crate::native::{self, MixedThread};
 use crate::printer::Printer;
-use crate::render::{dump_text, Header};
+use crate::render::{dump_text, native_dump_text, Header};
 use crate::target::Core;
 use anyhow::{anyhow, Result};
 use pymri_cpython::LiveProcess as Live;
-use pymri_cpython::{SampleOptions, Sampler, SnapshotOptions, ThreadDump};
-use pymri_memory::Freeze;
+use pymri_cpython::{SampleOptions, Sampler, SnapshotOptions, ThreadDump, ThreadState};
+use pymri_memory::{Freeze, MemoryError};
+use pymri_native::{Modules, NativeStack};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 pub struct DumpOptions {
@@ -18,11 +21,15 @@ pub struct DumpOptions {
     pub locals: bool,
     pub json: bool,
     pub blocking: bool,
+    /// Native frames merged with Python's (`--native`); `native_all` adds the threads that run
+    /// no Python.
+    pub native: bool,
+    pub native_all: bool,
 }
 
 /// The `--json` document. `schema` changes only when a field changes meaning or disappears.
 #[derive(Serialize)]
-struct Report<'a> {
+struct Report<'a, T> {
     schema: u32,
     pid: i32,
     command: &'a str,
@@ -38,7 +45,10 @@ struct Report<'a> {
     /// For a core that records one: the signal, and the thread that received it (listed first).
     #[serde(skip_serializing_if = "Option::is_none")]
     signal: Option<SignalReport>,
-    threads: &'a [ThreadDump],
+    /// Whether frames are native and Python ones merged (`--native`): each then has a `kind`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    native: bool,
+    threads: &'a [T],
 }
 
 /// How the process a core was taken from died (or stopped, for `gcore`).
@@ -91,6 +101,7 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
     let locals = opts.locals;
     let mut truncated = None;
     let mut signal = None;
+    let mut natives: Option<Vec<ThreadStack>> = None;
     let (header_pid, command, root, source, located, snapshot) = match (&opts.core, opts.pid) {
         (Some(path), _) => {
             let core = Core::open(path, opts.exe.as_deref(), opts.sysroot.as_deref())?;
@@ -108,6 +119,9 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             let tids = core.known_tids();
             let options = SnapshotOptions { locals, known_tids: &tids, ..SnapshotOptions::default() };
             let snapshot = located.snapshot(&core.core, &options).map_err(|e| fail(e.into()))?;
+            if opts.native {
+                natives = Some(core_stacks(&core, opts.sysroot.as_deref()));
+            }
             let root = opts.sysroot.as_ref().map(|p| p.display().to_string());
             (core.core.pid(), core.core.command().to_string(), root, "core", located, snapshot)
         }
@@ -118,8 +132,15 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             // The freeze lives exactly as long as the read; dropping it resumes every thread,
             // and if pymri dies instead the kernel resumes them (see pymri_memory::Freeze).
             let snapshot = {
-                let _freeze = if opts.blocking { Some(Freeze::new(pid)?) } else { None };
-                sampler.sample(&SampleOptions { locals, ..SampleOptions::default() })?
+                let freeze = if opts.blocking { Some(Freeze::new(pid)?) } else { None };
+                let snapshot = sampler.sample(&SampleOptions { locals, ..SampleOptions::default() })?;
+                // Native stacks after the Python ones, whose run states a thread stopped and
+                // resumed for its unwind would blur; each thread is stopped alone while it is
+                // unwound (unless --blocking holds them all).
+                if opts.native {
+                    natives = Some(live_stacks(&live, freeze.as_ref())?);
+                }
+                snapshot
             };
             let root = live.root.as_ref().map(|p| p.display().to_string());
             (pid, live.command.clone(), root, "live", located, snapshot)
@@ -130,7 +151,45 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
     signalled_first(&mut snapshot.threads, signal.as_ref());
     let version = located.version.to_string();
     let binary = crate::target::inside_root(&located.binary, root.as_deref());
-    if opts.json {
+    if let Some(natives) = natives {
+        let mut mixed = mixed_threads(snapshot.threads, natives, opts.native_all, signal.as_ref());
+        // Modules are named as the target sees them, as the interpreter's binary is.
+        for frame in mixed.iter_mut().flat_map(|t| t.frames.iter_mut()) {
+            if let native::MixedFrame::Native { module: Some(module), .. } = frame {
+                *module = crate::target::inside_root(module, root.as_deref());
+            }
+        }
+        if opts.json {
+            let report = Report {
+                schema: 1,
+                pid: header_pid,
+                command: &command,
+                python_version: version,
+                debug_build: located.version.debug_build,
+                python_binary: &binary,
+                root,
+                source,
+                blocking: opts.blocking,
+                truncated,
+                signal: signal.clone(),
+                native: true,
+                threads: &mixed,
+            };
+            printer.json(&report)?;
+        } else {
+            let header = Header {
+                pid: header_pid,
+                command: &command,
+                version: &version,
+                debug: located.version.debug_build,
+                binary: &binary,
+                root: root.as_deref(),
+                source: source_note(source, truncated),
+                signal: signal.as_ref(),
+            };
+            printer.write_str(&native_dump_text(&header, &mixed, locals))?;
+        }
+    } else if opts.json {
         let report = Report {
             schema: 1,
             pid: header_pid,
@@ -143,6 +202,7 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             blocking: opts.blocking,
             truncated,
             signal: signal.clone(),
+            native: false,
             threads: &snapshot.threads,
         };
         printer.json(&report)?;
@@ -154,11 +214,7 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             debug: located.version.debug_build,
             binary: &binary,
             root: root.as_deref(),
-            source: match (source, truncated) {
-                ("core", None) => " [core file]",
-                ("core", Some(_)) => " [truncated core file: partial stacks]",
-                _ => "",
-            },
+            source: source_note(source, truncated),
             signal: signal.as_ref(),
         };
         printer.write_str(&dump_text(&header, &snapshot, locals))?;
@@ -170,6 +226,109 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+fn source_note(source: &str, truncated: Option<Truncated>) -> &'static str {
+    match (source, truncated) {
+        ("core", None) => " [core file]",
+        ("core", Some(_)) => " [truncated core file: partial stacks]",
+        _ => "",
+    }
+}
+
+/// One thread's native stack, with what is known of a thread that may run no Python.
+struct ThreadStack {
+    /// The thread's id as the target's PID namespace numbers it (as Python's thread states do).
+    tid: i32,
+    name: Option<String>,
+    state: ThreadState,
+    stack: NativeStack,
+}
+
+/// Every live thread's native stack, each thread stopped only while it is unwound (unless
+/// `frozen` holds the whole process).
+fn live_stacks(live: &Live, frozen: Option<&Freeze>) -> Result<Vec<ThreadStack>> {
+    let pid = live.pid;
+    let root = PathBuf::from(format!("/proc/{pid}/root"));
+    let open = |p: &str| live.open_mapped(p);
+    let mut modules = Modules::new(&live.maps, &open, Some(&root));
+    let namespace: HashMap<i32, i32> = live.ns_tids.iter().map(|(&ns, &host)| (host, ns)).collect();
+    let mut out = Vec::new();
+    for tid in pymri_memory::thread_ids(pid)? {
+        // Read before the thread is stopped, which would show it stopped, then running.
+        let state = match pymri_memory::thread_run_state(pid, tid) {
+            Some(pymri_memory::RunState::Running) => ThreadState::Running,
+            Some(_) => ThreadState::Idle,
+            None => ThreadState::Unknown,
+        };
+        let stack = match native::unwind_live(&mut modules, &live.mem, pid, tid, frozen) {
+            Ok(stack) => stack,
+            Err(e @ MemoryError::PermissionDenied { .. }) => return Err(e.into()),
+            // The thread ended between listing and stopping it.
+            Err(_) if !pymri_memory::process_exists(pid) => return Err(MemoryError::Exited { pid }.into()),
+            Err(_) if !std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists() => continue,
+            Err(e) => NativeStack { frames: Vec::new(), error: Some(format!("cannot unwind: {e}")) },
+        };
+        let name = pymri_memory::read_proc(&format!("/proc/{pid}/task/{tid}/comm"))
+            .ok()
+            .map(|n| n.trim_end_matches('\n').to_string());
+        out.push(ThreadStack { tid: namespace.get(&tid).copied().unwrap_or(tid), name, state, stack });
+    }
+    Ok(out)
+}
+
+/// Every thread of a core, unwound from the registers it recorded.
+fn core_stacks(core: &Core, sysroot: Option<&std::path::Path>) -> Vec<ThreadStack> {
+    let open = |p: &str| core.core.open_mapped_file(p);
+    let root = sysroot.unwrap_or(std::path::Path::new("/"));
+    let mut modules = Modules::new(core.core.mappings(), &open, Some(root));
+    core.core
+        .threads()
+        .iter()
+        .map(|t| {
+            let stack = match t.registers {
+                Some(registers) => native::unwind(&mut modules, &core.core, registers),
+                None => NativeStack {
+                    frames: Vec::new(),
+                    error: Some("the core records no registers for this thread".into()),
+                },
+            };
+            ThreadStack { tid: t.tid, name: None, state: ThreadState::Unknown, stack }
+        })
+        .collect()
+}
+
+/// Python's threads with their native stacks merged in, then (with `all`) the threads that run
+/// no Python; the thread that received a core's signal first.
+fn mixed_threads(
+    threads: Vec<ThreadDump>,
+    natives: Vec<ThreadStack>,
+    all: bool,
+    signal: Option<&SignalReport>,
+) -> Vec<MixedThread> {
+    let mut natives: Vec<Option<ThreadStack>> = natives.into_iter().map(Some).collect();
+    let mut take = |tid: Option<i32>| {
+        let tid = tid?;
+        natives.iter_mut().find(|n| n.as_ref().is_some_and(|n| n.tid == tid))?.take()
+    };
+    let mut out: Vec<MixedThread> = threads
+        .into_iter()
+        .map(|t| {
+            let stack = take(t.tid).map(|n| n.stack);
+            native::mixed(t, stack)
+        })
+        .collect();
+    if all {
+        out.extend(
+            natives.into_iter().flatten().map(|n| native::native_only(n.tid, n.name, n.state, n.stack)),
+        );
+    }
+    if let Some(s) = signal {
+        if let Some(i) = out.iter().position(|t| t.tid == Some(s.thread)) {
+            out[..=i].rotate_right(1);
+        }
+    }
+    out
 }
 
 fn truncation_message(path: &std::path::Path, t: Truncated) -> String {
