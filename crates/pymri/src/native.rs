@@ -85,6 +85,10 @@ pub fn unwind<M: Memory>(modules: &mut Modules, mem: &M, registers: Registers) -
 /// The merged view of a Python thread.
 pub fn mixed(thread: ThreadDump, native: Option<NativeStack>) -> MixedThread {
     let (frames, native_error) = match native {
+        // Nothing to merge: the stack could not be read at all, as its error says.
+        Some(stack) if stack.frames.is_empty() => {
+            (thread.frames.into_iter().map(MixedFrame::Python).collect(), stack.error)
+        }
         Some(stack) => {
             let (frames, mismatch) = merge(&stack.frames, thread.frames);
             (frames, [stack.error, mismatch].into_iter().flatten().reduce(|a, b| format!("{a}; {b}")))

@@ -289,3 +289,38 @@ native_per_interpreter! {
     "3.14d" => crash_native_3_14d, live_native_3_14d;
     "3.15" => crash_native_3_15, live_native_3_15;
 }
+
+/// A thread another tracer holds (strace here) cannot be stopped for its unwind: the dump goes
+/// on, that thread shows its Python frames and says why its native ones are missing.
+#[test]
+fn a_thread_traced_by_another_tool_is_reported_not_fatal() {
+    let interp = interp("3.11");
+    let target = Target::start(&interp, FIXTURE, &["live", "{ready}"]);
+    let tids = reported_tids(&target);
+    let reader = tids["reader"];
+    let mut strace = std::process::Command::new("strace")
+        .args(["-o", "/dev/null", "-p", &reader.to_string()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("strace");
+    let status = format!("/proc/{}/task/{reader}/status", target.pid());
+    let deadline = std::time::Instant::now() + common::READY_TIMEOUT;
+    while !std::fs::read_to_string(&status)
+        .expect("status")
+        .lines()
+        .any(|l| l.strip_prefix("TracerPid:").is_some_and(|v| v.trim() == strace.id().to_string()))
+    {
+        assert!(std::time::Instant::now() < deadline, "strace never attached");
+        std::thread::yield_now();
+    }
+    let dump = json(&["dump", "--native", "--json", &target.pid().to_string()]);
+    let _ = strace.kill();
+    let _ = strace.wait();
+    let traced = thread_by_tid(&dump, reader);
+    let error = traced["error"].as_str().expect("an error");
+    assert!(error.contains(&format!("traced by process {}", strace.id())), "{traced:#}");
+    assert!(frames(traced).iter().all(|f| f["kind"] == "python"), "{traced:#}");
+    python_at(traced, "reader");
+    let sleeper = thread_by_tid(&dump, tids["sleeper"]);
+    merged_whole(sleeper);
+}

@@ -263,6 +263,14 @@ fn live_stacks(live: &Live, frozen: Option<&Freeze>) -> Result<Vec<ThreadStack>>
         };
         let stack = match native::unwind_live(&mut modules, &live.mem, pid, tid, frozen) {
             Ok(stack) => stack,
+            // Another tracer (a debugger, strace) holds the thread: only its stack is lost.
+            Err(MemoryError::PermissionDenied { .. }) if tracer_of(pid, tid).is_some() => NativeStack {
+                frames: Vec::new(),
+                error: Some(format!(
+                    "native stack not read: the thread is traced by process {}",
+                    tracer_of(pid, tid).unwrap_or_default()
+                )),
+            },
             Err(e @ MemoryError::PermissionDenied { .. }) => return Err(e.into()),
             // The thread ended between listing and stopping it.
             Err(_) if !pymri_memory::process_exists(pid) => return Err(MemoryError::Exited { pid }.into()),
@@ -275,6 +283,13 @@ fn live_stacks(live: &Live, frozen: Option<&Freeze>) -> Result<Vec<ThreadStack>>
         out.push(ThreadStack { tid: namespace.get(&tid).copied().unwrap_or(tid), name, state, stack });
     }
     Ok(out)
+}
+
+/// The process tracing thread `tid`, if one does.
+fn tracer_of(pid: i32, tid: i32) -> Option<i32> {
+    let status = pymri_memory::read_proc(&format!("/proc/{pid}/task/{tid}/status")).ok()?;
+    let tracer: i32 = status.lines().find_map(|l| l.strip_prefix("TracerPid:"))?.trim().parse().ok()?;
+    (tracer != 0).then_some(tracer)
 }
 
 /// Every thread of a core, unwound from the registers it recorded.
