@@ -12,70 +12,89 @@ const MAX_SYMBOLS: usize = 1 << 21;
 const MAX_DEBUG_FILE: u64 = 1 << 31;
 
 pub(crate) struct Symbols {
-    /// `(start, size, name)` by start, addresses as the file states them.
-    entries: Vec<(u64, u64, Arc<str>)>,
+    /// The file the names are in (the module's, or its separate debug file).
+    names: Option<Arc<Mmap>>,
+    /// By start address (as the file states addresses): where the name lies in `names`.
+    entries: Vec<Entry>,
+}
+
+/// A symbol, its name kept where it lies in the file: a library's table is tens of thousands
+/// of symbols, and only a handful are ever shown.
+#[derive(Clone, Copy)]
+struct Entry {
+    start: u64,
+    size: u64,
+    name_at: usize,
+    name_len: u32,
+    /// Leading underscores: of aliases, the name with the fewest is the one people call.
+    underscores: u8,
 }
 
 impl Symbols {
     /// The function symbols of the file `map` holds, and of its separate debug file under
     /// `debug_root` when it has one: the fullest table wins (`.symtab` over `.dynsym`).
-    pub(crate) fn of(map: &Mmap, debug_root: Option<&Path>) -> Symbols {
-        let Ok(elf) = object::File::parse(&**map) else { return Symbols { entries: Vec::new() } };
-        let mut entries = Vec::new();
+    pub(crate) fn of(map: &Arc<Mmap>, debug_root: Option<&Path>) -> Symbols {
+        let none = Symbols { names: None, entries: Vec::new() };
+        let Ok(elf) = object::File::parse(&***map) else { return none };
         if elf.section_by_name(".symtab").is_none() {
             if let Some(debug) = debug_root.and_then(|root| debug_file(&elf, root)) {
-                if let Ok(debug_elf) = object::File::parse(&*debug) {
-                    collect(debug_elf.symbols(), &mut entries);
+                let debug = Arc::new(debug);
+                if let Ok(debug_elf) = object::File::parse(&**debug) {
+                    let entries = collect(&debug, debug_elf.symbols());
+                    if !entries.is_empty() {
+                        return Symbols::sorted(debug.clone(), entries);
+                    }
                 }
             }
         }
+        let mut entries = collect(map, elf.symbols());
         if entries.is_empty() {
-            collect(elf.symbols(), &mut entries);
+            entries = collect(map, elf.dynamic_symbols());
         }
-        if entries.is_empty() {
-            collect(elf.dynamic_symbols(), &mut entries);
-        }
-        Symbols::sorted(entries)
+        Symbols::sorted(map.clone(), entries)
     }
 
-    fn sorted(mut entries: Vec<(u64, u64, Arc<str>)>) -> Symbols {
-        // One name per address: aliases (`getpid` and `__getpid`) keep the one with the fewest
-        // leading underscores, which is the name people call it by.
-        entries.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| underscores(&a.2).cmp(&underscores(&b.2))));
-        entries.dedup_by_key(|e| e.0);
-        Symbols { entries }
+    fn sorted(names: Arc<Mmap>, mut entries: Vec<Entry>) -> Symbols {
+        entries.sort_unstable_by_key(|e| (e.start, e.underscores));
+        entries.dedup_by_key(|e| e.start);
+        Symbols { names: Some(names), entries }
     }
 
     /// The symbol holding `address` (as the file states addresses): its name and start.
     pub(crate) fn find(&self, address: u64) -> Option<(Arc<str>, u64)> {
-        let index = self.entries.partition_point(|e| e.0 <= address).checked_sub(1)?;
-        let (start, size, name) = &self.entries[index];
+        let index = self.entries.partition_point(|e| e.start <= address).checked_sub(1)?;
+        let e = self.entries[index];
         // A symbol without a size (hand-written assembly) holds what follows it up to the next.
-        let inside = *size == 0 || address - start < *size;
-        inside.then(|| (name.clone(), *start))
+        if e.size != 0 && address - e.start >= e.size {
+            return None;
+        }
+        let bytes = self.names.as_ref()?.get(e.name_at..e.name_at.checked_add(e.name_len as usize)?)?;
+        Some((Arc::from(String::from_utf8_lossy(bytes).as_ref()), e.start))
     }
 }
 
-fn underscores(name: &str) -> usize {
-    name.bytes().take_while(|&b| b == b'_').count()
-}
-
-fn collect<'data, S: ObjectSymbol<'data>>(
-    symbols: impl Iterator<Item = S>,
-    out: &mut Vec<(u64, u64, Arc<str>)>,
-) {
+fn collect<'data, S: ObjectSymbol<'data>>(map: &Mmap, symbols: impl Iterator<Item = S>) -> Vec<Entry> {
+    let base = map.as_ptr() as usize;
+    let mut out = Vec::new();
     for symbol in symbols.take(MAX_SYMBOLS) {
         if symbol.kind() != SymbolKind::Text || symbol.is_undefined() || symbol.address() == 0 {
             continue;
         }
-        let Ok(name) = symbol.name() else { continue };
+        let Ok(name) = symbol.name_bytes() else { continue };
         // `.symtab` names versioned definitions `clock_nanosleep@GLIBC_2.2.5`.
-        let name = name.split('@').next().unwrap_or(name);
-        if name.is_empty() {
+        let name = name.split(|&b| b == b'@').next().unwrap_or(name);
+        let (Some(name_at), Ok(name_len)) =
+            ((name.as_ptr() as usize).checked_sub(base), u32::try_from(name.len()))
+        else {
+            continue;
+        };
+        if name.is_empty() || name_at.checked_add(name.len()).is_none_or(|end| end > map.len()) {
             continue;
         }
-        out.push((symbol.address(), symbol.size(), Arc::from(name)));
+        let underscores = name.iter().take_while(|&&b| b == b'_').count().min(255) as u8;
+        out.push(Entry { start: symbol.address(), size: symbol.size(), name_at, name_len, underscores });
     }
+    out
 }
 
 /// The separate debug file of `elf`, by its build id, inside `root`.
@@ -101,15 +120,36 @@ mod tests {
 
     #[test]
     fn lookups_respect_sizes_and_aliases() {
+        let mut file = tempfile_with(b"__getpid\0getpid\0asm_stub\0");
+        let map = Arc::new(unsafe_map(&mut file));
+        let entry = |start, size, name_at, name_len, underscores| Entry {
+            start,
+            size,
+            name_at,
+            name_len,
+            underscores,
+        };
+        let symbols = Symbols::sorted(
+            map,
+            vec![entry(0x2000, 0, 16, 8, 0), entry(0x1000, 0x10, 0, 8, 2), entry(0x1000, 0x10, 9, 6, 0)],
+        );
         let name = |n: &str| Arc::<str>::from(n);
-        let symbols = Symbols::sorted(vec![
-            (0x2000, 0, name("asm_stub")),
-            (0x1000, 0x10, name("__getpid")),
-            (0x1000, 0x10, name("getpid")),
-        ]);
         assert_eq!(symbols.find(0x1004), Some((name("getpid"), 0x1000)));
         assert_eq!(symbols.find(0x1010), None, "past its size");
         assert_eq!(symbols.find(0xfff), None);
         assert_eq!(symbols.find(0x2345), Some((name("asm_stub"), 0x2000)));
+    }
+
+    fn tempfile_with(bytes: &[u8]) -> File {
+        let path = std::env::temp_dir().join(format!("pymri-native-symbols-{}", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        let file = File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        file
+    }
+
+    fn unsafe_map(file: &mut File) -> Mmap {
+        // SAFETY: a private file of this test, unchanged while mapped.
+        unsafe { Mmap::map(&*file) }.unwrap()
     }
 }
