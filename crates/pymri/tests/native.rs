@@ -264,6 +264,11 @@ fn live_native(name: &str) {
     assert!(shown.contains(&format!("Thread {native_tid} (idle, no Python)")), "{shown}");
     assert!(shown.contains("    (native) pause+0x"), "{shown}");
 
+    // With --blocking the whole process is held for the read, and the stacks merge the same.
+    let dump = json(&["dump", "--native", "--blocking", "--json", &pid]);
+    merged_whole(thread_by_tid(&dump, tids["sleeper"]));
+    merged_whole(thread_by_tid(&dump, tids["reader"]));
+
     assert!(target.is_alive(), "the target died");
     assert!(!target.any_thread_stopped(), "threads left stopped");
     assert_eq!(target.tracer_pid(), 0, "pymri left attached");
