@@ -549,6 +549,10 @@ pub struct RecordArgs {
     /// stack under a frame `process PID (COMMAND LINE)`
     #[arg(long)]
     pub subprocesses: bool,
+    /// Native (C) frames too, each interpreter call replaced by the Python frames it ran; each
+    /// counted thread is stopped alone while its stack is unwound, at every sample
+    #[arg(long, conflicts_with = "subprocesses")]
+    pub native: bool,
     /// Split stacks by thread: each starts with a frame `thread NAME (TID)`
     #[arg(long)]
     pub threads: bool,

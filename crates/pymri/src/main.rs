@@ -139,6 +139,7 @@ fn record_options(args: cli::RecordArgs) -> commands::record::RecordOptions {
         idle: args.idle,
         blocking: args.blocking,
         subprocesses: args.subprocesses,
+        native: args.native,
         split_threads: args.threads,
         lines: !args.nolineno,
     }

@@ -329,3 +329,62 @@ fn a_thread_traced_by_another_tool_is_reported_not_fatal() {
     let sleeper = thread_by_tid(&dump, tids["sleeper"]);
     merged_whole(sleeper);
 }
+
+/// `record --native`: each sampled stack runs from the thread's native start through its
+/// Python frames to the C call it sleeps in, every thread let go after each unwind.
+fn record_native(name: &str) {
+    let interp = interp(name);
+    let mut target = Target::start(&interp, FIXTURE, &["live", "{ready}"]);
+    let out_path = target.scratch.host.join("native.collapsed");
+    let out_file = out_path.to_str().expect("utf-8");
+    let pid = target.pid().to_string();
+    let out =
+        pymri(&["record", &pid, "--native", "--duration", "0.5", "--format", "collapsed", "-o", out_file]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let collapsed = std::fs::read_to_string(&out_path).expect("profile");
+    // Root first, leaf last: `...;sleeper (FILE:LINE);...;clock_nanosleep (libc.so.6) COUNT`.
+    let stack = |function: &str| {
+        collapsed
+            .lines()
+            .find(|l| l.contains(&format!("{function} (")) && l.contains(FIXTURE))
+            .unwrap_or_else(|| panic!("no stack through {function}:\n{collapsed}"))
+    };
+    let sleeps = |f: &str| f.contains("sleep") || f.contains("select");
+    let reads = |f: &str| f.starts_with("read (") || f.starts_with("__libc_read (");
+    for (function, call) in [("sleeper", &sleeps as &dyn Fn(&str) -> bool), ("reader", &reads)] {
+        let line = stack(function);
+        let (frames, _count) = line.rsplit_once(' ').expect("count");
+        let frames: Vec<&str> = frames.split(';').collect();
+        let python = frames.iter().position(|f| f.starts_with(&format!("{function} ("))).expect("frame");
+        let leaf = frames.last().expect("leaf");
+        assert!(leaf.contains("(libc") || leaf.contains("(libpthread"), "{function} sleeps in libc: {line}");
+        assert!(
+            frames[python + 1..].iter().any(|f| call(f)),
+            "{function}'s C call below its Python frame: {line}"
+        );
+        assert!(frames[..python].iter().any(|f| f.contains("(libc") || f.contains("(libpthread")), "{line}");
+    }
+    assert!(target.is_alive(), "the target died");
+    assert!(!target.any_thread_stopped(), "threads left stopped");
+    assert_eq!(target.tracer_pid(), 0, "pymri left attached");
+}
+
+#[test]
+fn record_native_3_9() {
+    record_native("3.9")
+}
+
+#[test]
+fn record_native_3_11() {
+    record_native("3.11")
+}
+
+#[test]
+fn record_native_3_14() {
+    record_native("3.14")
+}
+
+#[test]
+fn record_native_3_15() {
+    record_native("3.15")
+}
