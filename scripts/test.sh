@@ -23,6 +23,8 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 apt_install debootstrap gdb python3.11 python3.11-venv python3-pip util-linux
+# `dump --native` is checked against a thread another tracer (strace) holds.
+apt_install strace
 # `pymri completions` scripts are loaded by the real shells, `pymri man` pages typeset by groff.
 apt_install bash zsh fish groff
 # The DAP tests drive `pymri dap` with Microsoft's Node.js DAP client (editors/tests, installed

@@ -115,6 +115,16 @@ pub struct Frame {
     /// Names of the locals that are the function's arguments.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arguments: Option<Vec<String>>,
+    /// Whether this is the outermost frame one C-level call of the interpreter's eval loop
+    /// (`_PyEval_EvalFrameDefault`) runs: every frame before 3.11; on 3.11 a frame marked
+    /// `is_entry`; on 3.12+ the frame the eval call's entry frame (owned by the C stack or by
+    /// the interpreter) leads to. Native stacks are merged with Python's by it.
+    #[serde(skip)]
+    pub entry: bool,
+    /// 3.12+: the address of that eval call's entry frame, which lives on the C stack, inside
+    /// the eval call's native frame (0 when not known). Stripped interpreters are merged by it.
+    #[serde(skip)]
+    pub entry_frame: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -514,9 +524,23 @@ impl<'a, M: Memory> Reader<'a, M> {
         let word =
             |off: u64| u64::from_le_bytes(head[off as usize..off as usize + 8].try_into().expect("8 bytes"));
         let previous = word(f.previous);
+        let mut entry = f.owner.is_none();
         if let Some((owner_off, first_shim)) = f.owner {
             if head[owner_off as usize] >= first_shim {
+                // 3.12+: an eval call's entry frame; the frame shown last is its outermost.
+                if let Some(last) = at.checked_sub(1).and_then(|i| out.get_mut(i)) {
+                    // The first shim out is the eval call's; 3.14's thread base frame, on
+                    // the heap, may follow it.
+                    if !last.entry {
+                        last.entry = true;
+                        last.entry_frame = frame;
+                    }
+                }
                 return Ok((false, previous));
+            }
+            // 3.11 keeps `bool is_entry` just before `owner`.
+            if self.located.version.minor == 11 {
+                entry = owner_off.checked_sub(1).and_then(|o| head.get(o as usize)).is_some_and(|&b| b != 0);
             }
         }
         let mut code = word(f.code);
@@ -569,6 +593,8 @@ impl<'a, M: Memory> Reader<'a, M> {
                 f.line = line;
                 f.locals = locals;
                 f.arguments = arguments;
+                f.entry = entry;
+                f.entry_frame = 0;
             }
             None => out.push(Frame {
                 function: info.function().to_string(),
@@ -576,6 +602,8 @@ impl<'a, M: Memory> Reader<'a, M> {
                 line,
                 locals,
                 arguments,
+                entry,
+                entry_frame: 0,
             }),
         }
         Ok((true, previous))

@@ -179,3 +179,65 @@ fn wait_for_stop(tid: i32) -> io::Result<Option<i32>> {
         std::thread::sleep(Duration::from_micros(50));
     }
 }
+
+/// The registers an unwinder starts from (x86_64): the instruction, stack and frame pointers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Registers {
+    pub ip: u64,
+    pub sp: u64,
+    pub bp: u64,
+}
+
+/// Indices in the kernel's `user_regs_struct` (x86_64), which is also a core's `pr_reg`.
+const USER_REGS_WORDS: usize = 27;
+const REG_RBP: usize = 4;
+const REG_RIP: usize = 16;
+const REG_RSP: usize = 19;
+
+impl Registers {
+    /// From the words of a `user_regs_struct` as a core's `NT_PRSTATUS` holds it (x86_64).
+    pub fn from_user_regs(words: &[u64]) -> Option<Registers> {
+        Some(Registers { ip: *words.get(REG_RIP)?, sp: *words.get(REG_RSP)?, bp: *words.get(REG_RBP)? })
+    }
+}
+
+impl Freeze {
+    /// The registers of `tid`, one of the threads this freeze holds stopped.
+    #[cfg(target_arch = "x86_64")]
+    pub fn registers(&self, tid: i32) -> Result<Registers, MemoryError> {
+        if !self.threads.iter().any(|(t, _)| *t == tid) {
+            return Err(MemoryError::Os {
+                what: "PTRACE_GETREGSET",
+                pid: self.pid,
+                source: io::Error::new(io::ErrorKind::InvalidInput, format!("thread {tid} is not stopped")),
+            });
+        }
+        let mut words = [0u64; USER_REGS_WORDS];
+        let mut iov =
+            libc::iovec { iov_base: words.as_mut_ptr().cast(), iov_len: std::mem::size_of_val(&words) };
+        // SAFETY: `iov` describes `words`, which outlives the call; the kernel writes at most
+        // `iov_len` bytes and shortens `iov_len` to what it wrote. The address argument is the
+        // register set's note type, NT_PRSTATUS (1), not a pointer.
+        let r = unsafe {
+            libc::ptrace(
+                libc::PTRACE_GETREGSET,
+                tid,
+                std::ptr::without_provenance_mut::<libc::c_void>(1),
+                (&mut iov as *mut libc::iovec).cast::<libc::c_void>(),
+            )
+        };
+        if r == -1 {
+            return Err(MemoryError::Os {
+                what: "PTRACE_GETREGSET",
+                pid: self.pid,
+                source: io::Error::last_os_error(),
+            });
+        }
+        let written = iov.iov_len / 8;
+        Registers::from_user_regs(&words[..written.min(USER_REGS_WORDS)]).ok_or(MemoryError::Os {
+            what: "PTRACE_GETREGSET",
+            pid: self.pid,
+            source: io::Error::new(io::ErrorKind::InvalidData, "short register set"),
+        })
+    }
+}

@@ -23,7 +23,7 @@ mod maps;
 mod process;
 
 pub use files::{open_in_root, open_regular, openat2, openat2_missing, MAX_MAPPED_FILE};
-pub use freeze::Freeze;
+pub use freeze::{Freeze, Registers};
 pub use maps::{parse_maps, Mapping};
 pub use process::{
     child_pids, diagnose_permission, exited_or_zombie, parent_pid, parse_futex_wait, parse_parent,

@@ -1,9 +1,9 @@
 //! Core files as process memory.
 
 use crate::elf::{Elf, ET_CORE, PT_LOAD};
-use crate::{u32_at, u64_at, ObjectError};
+use crate::{u16_at, u32_at, u64_at, ObjectError};
 use memmap2::Mmap;
-use pymri_memory::{open_in_root, open_regular, Mapping, Memory, MemoryError, MAX_MAPPED_FILE};
+use pymri_memory::{open_in_root, open_regular, Mapping, Memory, MemoryError, Registers, MAX_MAPPED_FILE};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
@@ -13,11 +13,21 @@ use std::path::{Path, PathBuf};
 const NT_PRSTATUS: u32 = 1;
 const NT_PRPSINFO: u32 = 3;
 const NT_AUXV: u32 = 6;
+const NT_SIGINFO: u32 = 0x5349_4749;
 const NT_FILE: u32 = 0x4649_4c45;
 /// `AT_PHDR` in the auxiliary vector: the address of the executable's program headers.
 const AT_PHDR: u64 = 3;
+/// `elf_prstatus.pr_cursig`, the signal being delivered (a short after the 12-byte `pr_info`).
+const PRSTATUS_CURSIG: u64 = 12;
 /// `elf_prstatus.pr_pid`, the thread's kernel id, after the signal info and masks.
 const PRSTATUS_PID: u64 = 32;
+/// `elf_prstatus.pr_reg`, the registers (`user_regs_struct`), after the ids and four times.
+const PRSTATUS_REGS: u64 = 112;
+const USER_REGS_BYTES: u64 = 27 * 8;
+/// `siginfo_t`: number, code, and the union after them (the fault address, or the sender).
+const SIGINFO_SIGNO: u64 = 0;
+const SIGINFO_CODE: u64 = 8;
+const SIGINFO_UNION: u64 = 16;
 /// `elf_prpsinfo.pr_pid` and `pr_psargs` (80 bytes, the command line truncated by the kernel).
 const PRPSINFO_PID: u64 = 24;
 const PRPSINFO_PSARGS: usize = 56;
@@ -44,6 +54,117 @@ impl Truncation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreThread {
     pub tid: i32,
+    /// Its registers when the core was written (`pr_reg`), where the note holds them whole.
+    pub registers: Option<Registers>,
+}
+
+/// The signal a core records: the one that made the kernel write it (a crash, `kill -ABRT`),
+/// or the one a thread had stopped with when `gcore` wrote it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreSignal {
+    pub number: i32,
+    /// `si_code`: why the kernel sent it (`SEGV_MAPERR`), or who did (`SI_USER`, `SI_TKILL`).
+    /// `None` when only `pr_cursig` recorded the signal (no `NT_SIGINFO` note).
+    pub code: Option<i32>,
+    /// The faulting address, for SIGSEGV, SIGBUS, SIGILL and SIGFPE.
+    pub address: Option<u64>,
+    /// The sending process and its user, for a signal sent by `kill` or `tgkill`.
+    pub sender: Option<(i32, u32)>,
+    /// The thread that received it: the first thread of the core, which the kernel and gdb
+    /// both write first.
+    pub tid: i32,
+}
+
+impl CoreSignal {
+    /// `SIGSEGV`, or `signal N` for a number with no name.
+    pub fn name(&self) -> String {
+        signal_name(self.number).map_or_else(|| format!("signal {}", self.number), str::to_string)
+    }
+
+    /// The name of `si_code` for this signal (`SEGV_MAPERR`, `SI_USER`), if it has one.
+    pub fn code_name(&self) -> Option<&'static str> {
+        si_code_name(self.number, self.code?)
+    }
+}
+
+/// Signal names on Linux (x86_64 numbering).
+pub fn signal_name(number: i32) -> Option<&'static str> {
+    const NAMES: [&str; 31] = [
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    usize::try_from(number).ok()?.checked_sub(1).and_then(|i| NAMES.get(i)).copied()
+}
+
+fn si_code_name(signal: i32, code: i32) -> Option<&'static str> {
+    let specific: &[&str] = match signal {
+        libc::SIGSEGV => &["SEGV_MAPERR", "SEGV_ACCERR", "SEGV_BNDERR", "SEGV_PKUERR"],
+        libc::SIGBUS => &["BUS_ADRALN", "BUS_ADRERR", "BUS_OBJERR", "BUS_MCEERR_AR", "BUS_MCEERR_AO"],
+        libc::SIGILL => &[
+            "ILL_ILLOPC",
+            "ILL_ILLOPN",
+            "ILL_ILLADR",
+            "ILL_ILLTRP",
+            "ILL_PRVOPC",
+            "ILL_PRVREG",
+            "ILL_COPROC",
+            "ILL_BADSTK",
+        ],
+        libc::SIGFPE => &[
+            "FPE_INTDIV",
+            "FPE_INTOVF",
+            "FPE_FLTDIV",
+            "FPE_FLTOVF",
+            "FPE_FLTUND",
+            "FPE_FLTRES",
+            "FPE_FLTINV",
+            "FPE_FLTSUB",
+        ],
+        _ => &[],
+    };
+    match code {
+        0 => Some("SI_USER"),
+        0x80 => Some("SI_KERNEL"),
+        -1 => Some("SI_QUEUE"),
+        -2 => Some("SI_TIMER"),
+        -6 => Some("SI_TKILL"),
+        c if c > 0 => usize::try_from(c - 1).ok().and_then(|i| specific.get(i)).copied(),
+        _ => None,
+    }
+}
+
+/// Whether the kernel fills `si_addr` for this signal.
+fn has_fault_address(signal: i32) -> bool {
+    matches!(signal, libc::SIGSEGV | libc::SIGBUS | libc::SIGILL | libc::SIGFPE)
 }
 
 /// The core's bytes: mapped from a file, or owned (tests, fuzzing).
@@ -68,6 +189,7 @@ pub struct CoreFile {
     loads: Vec<Load>,
     mappings: Vec<Mapping>,
     threads: Vec<CoreThread>,
+    signal: Option<CoreSignal>,
     pid: i32,
     command: String,
     exe: Option<String>,
@@ -117,6 +239,7 @@ impl CoreFile {
             loads: Vec::new(),
             mappings: Vec::new(),
             threads: Vec::new(),
+            signal: None,
             pid: 0,
             command: String::new(),
             exe: None,
@@ -158,6 +281,8 @@ impl CoreFile {
         }
         loads.sort_by_key(|l| l.vaddr);
         let mut phdr = None;
+        let mut cursig = None;
+        let mut siginfo = None;
         for (name, ntype, desc) in elf.notes() {
             if name != b"CORE" {
                 continue;
@@ -165,14 +290,25 @@ impl CoreFile {
             match ntype {
                 NT_PRSTATUS => {
                     if let Some(tid) = u32_at(desc, PRSTATUS_PID) {
-                        self.threads.push(CoreThread { tid: tid as i32 });
+                        if self.threads.is_empty() {
+                            cursig = u16_at(desc, PRSTATUS_CURSIG);
+                        }
+                        self.threads
+                            .push(CoreThread { tid: tid as i32, registers: prstatus_registers(desc) });
                     }
                 }
+                // The kernel writes one, after the first thread's status; gdb one per thread,
+                // each after its thread's: the first one is the signalled thread's either way.
+                NT_SIGINFO if siginfo.is_none() => siginfo = Some(desc),
                 NT_PRPSINFO => {
                     self.pid = u32_at(desc, PRPSINFO_PID).unwrap_or(0) as i32;
                     if let Some(args) = desc.get(PRPSINFO_PSARGS..(PRPSINFO_PSARGS + 80).min(desc.len())) {
-                        let end = args.iter().position(|&b| b == 0).unwrap_or(args.len());
-                        self.command = String::from_utf8_lossy(&args[..end]).trim_end().to_string();
+                        // The kernel separates the arguments with spaces; gdb leaves
+                        // /proc/PID/cmdline's NULs in place.
+                        let end = args.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+                        let joined: Vec<u8> =
+                            args[..end].iter().map(|&b| if b == 0 { b' ' } else { b }).collect();
+                        self.command = String::from_utf8_lossy(&joined).trim_end().to_string();
                     }
                 }
                 NT_AUXV => {
@@ -189,6 +325,7 @@ impl CoreFile {
         if self.threads.is_empty() {
             return Err(ObjectError::Malformed("core file records no threads"));
         }
+        self.signal = core_signal(self.threads[0].tid, siginfo, cursig);
         self.exe = phdr.and_then(|a| self.mappings.iter().find(|m| m.contains(a))).map(|m| m.path.clone());
         self.loads = loads;
         Ok(())
@@ -203,6 +340,10 @@ impl CoreFile {
     }
     pub fn threads(&self) -> &[CoreThread] {
         &self.threads
+    }
+    /// The signal the core records, if any (a `gcore` of a running process may have none).
+    pub fn signal(&self) -> Option<CoreSignal> {
+        self.signal
     }
     /// File mappings recorded in the core (`NT_FILE`), with paths as the process saw them.
     pub fn mappings(&self) -> &[Mapping] {
@@ -296,6 +437,36 @@ impl Memory for CoreFile {
     }
 }
 
+fn prstatus_registers(desc: &[u8]) -> Option<Registers> {
+    let bytes = desc.get(PRSTATUS_REGS as usize..(PRSTATUS_REGS + USER_REGS_BYTES) as usize)?;
+    let words: Vec<u64> = bytes.chunks_exact(8).filter_map(|w| u64_at(w, 0)).collect();
+    Registers::from_user_regs(&words)
+}
+
+/// The signal from the first `NT_SIGINFO`, else from the first thread's `pr_cursig`.
+fn core_signal(tid: i32, siginfo: Option<&[u8]>, cursig: Option<u16>) -> Option<CoreSignal> {
+    if let Some(info) = siginfo {
+        let number = u32_at(info, SIGINFO_SIGNO)? as i32;
+        if number > 0 {
+            let code = u32_at(info, SIGINFO_CODE).map(|c| c as i32);
+            let address = if has_fault_address(number) && code.is_some_and(|c| c > 0) {
+                u64_at(info, SIGINFO_UNION)
+            } else {
+                None
+            };
+            let sender = match code {
+                Some(0 | -6) => u32_at(info, SIGINFO_UNION)
+                    .zip(u32_at(info, SIGINFO_UNION + 4))
+                    .map(|(p, u)| (p as i32, u)),
+                _ => None,
+            };
+            return Some(CoreSignal { number, code, address, sender, tid });
+        }
+    }
+    let number = i32::from(cursig.filter(|&s| s > 0)?);
+    Some(CoreSignal { number, code: None, address: None, sender: None, tid })
+}
+
 fn parse_nt_file(desc: &[u8]) -> Result<Vec<Mapping>, ObjectError> {
     let bad = || ObjectError::Malformed("NT_FILE note");
     let count = u64_at(desc, 0).ok_or_else(bad)?;
@@ -346,6 +517,47 @@ mod tests {
         let mut huge = desc.clone();
         huge[..8].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(parse_nt_file(&huge).is_err());
+    }
+
+    fn siginfo(signo: i32, code: i32, union: [u32; 2]) -> Vec<u8> {
+        let mut info = vec![0u8; 128];
+        info[0..4].copy_from_slice(&signo.to_le_bytes());
+        info[8..12].copy_from_slice(&code.to_le_bytes());
+        info[16..20].copy_from_slice(&union[0].to_le_bytes());
+        info[20..24].copy_from_slice(&union[1].to_le_bytes());
+        info
+    }
+
+    #[test]
+    fn the_signal_comes_from_siginfo_else_from_cursig() {
+        let segv = core_signal(7, Some(&siginfo(11, 2, [0x1000, 0])), Some(11)).unwrap();
+        assert_eq!(
+            (segv.number, segv.code, segv.address, segv.sender, segv.tid),
+            (11, Some(2), Some(0x1000), None, 7)
+        );
+        assert_eq!((segv.name().as_str(), segv.code_name()), ("SIGSEGV", Some("SEGV_ACCERR")));
+        let killed = core_signal(7, Some(&siginfo(6, -6, [42, 1000])), None).unwrap();
+        assert_eq!(
+            (killed.address, killed.sender, killed.code_name()),
+            (None, Some((42, 1000)), Some("SI_TKILL"))
+        );
+        let bare = core_signal(7, None, Some(9)).unwrap();
+        assert_eq!((bare.name().as_str(), bare.code, bare.code_name()), ("SIGKILL", None, None));
+        assert_eq!(core_signal(7, Some(&siginfo(0, 0, [0, 0])), Some(0)), None);
+        assert_eq!(core_signal(7, Some(&[1, 0]), None), None, "a short note is no signal");
+        assert_eq!(CoreSignal { number: 77, ..bare }.name(), "signal 77");
+        assert_eq!(si_code_name(11, 99), None);
+    }
+
+    #[test]
+    fn registers_are_read_from_prstatus() {
+        let mut desc = vec![0u8; (PRSTATUS_REGS + USER_REGS_BYTES) as usize];
+        for (index, value) in [(4usize, 0xb0u64), (16, 0x401000), (19, 0x7ffc0000)] {
+            let at = PRSTATUS_REGS as usize + index * 8;
+            desc[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        }
+        assert_eq!(prstatus_registers(&desc), Some(Registers { ip: 0x401000, sp: 0x7ffc0000, bp: 0xb0 }));
+        assert_eq!(prstatus_registers(&desc[..200]), None);
     }
 
     #[test]

@@ -20,7 +20,7 @@
 mod core;
 mod elf;
 
-pub use crate::core::{CoreFile, CoreThread, Truncation};
+pub use crate::core::{signal_name, CoreFile, CoreSignal, CoreThread, Truncation};
 pub use crate::elf::{Elf, ProgramHeader, Section, Symbol};
 
 use std::path::PathBuf;

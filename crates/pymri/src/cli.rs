@@ -487,6 +487,13 @@ pub struct DumpArgs {
     /// stack, awaiters and running thread, as a list, a tree of awaits or a table
     #[arg(long, value_name = "FORM", num_args = 0..=1, require_equals = true, default_missing_value = "list", value_enum)]
     pub tasks: Option<TasksForm>,
+    /// Show native (C) frames too, each interpreter call replaced by the Python frames it ran;
+    /// a live thread is stopped only while its stack is unwound
+    #[arg(long)]
+    pub native: bool,
+    /// Like --native, and also list the threads that run no Python (a BLAS pool, a C library's threads)
+    #[arg(long)]
+    pub native_all: bool,
 }
 
 /// A `--match` pattern, of bounded size (the compiled automaton is bounded too).
@@ -590,6 +597,10 @@ pub struct RecordArgs {
     /// stack under a frame `process PID (COMMAND LINE)`
     #[arg(long)]
     pub subprocesses: bool,
+    /// Native (C) frames too, each interpreter call replaced by the Python frames it ran; each
+    /// counted thread is stopped alone while its stack is unwound, at every sample
+    #[arg(long, conflicts_with = "subprocesses")]
+    pub native: bool,
     /// Split stacks by thread: each starts with a frame `thread NAME (TID)`
     #[arg(long)]
     pub threads: bool,

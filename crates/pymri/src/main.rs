@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod escape;
 mod exit;
+mod native;
 mod printer;
 mod render;
 mod repl;
@@ -107,6 +108,8 @@ fn main() -> ExitCode {
                     cli::TasksForm::Tree => commands::dump::TasksForm::Tree,
                     cli::TasksForm::Table => commands::dump::TasksForm::Table,
                 }),
+                native: args.native || args.native_all,
+                native_all: args.native_all,
             },
             &mut printer,
         )
@@ -162,6 +165,7 @@ fn record_options(args: cli::RecordArgs) -> commands::record::RecordOptions {
         idle: args.idle,
         blocking: args.blocking,
         subprocesses: args.subprocesses,
+        native: args.native,
         split_threads: args.threads,
         lines: !args.nolineno,
     }

@@ -1,7 +1,9 @@
 //! The text layout of `pymri dump`, in py-spy's shape. Every string read from the target is
 //! shown as a [`Name`]: on one line, nothing in it a terminal acts on.
 
+use crate::commands::dump::SignalReport;
 use crate::escape::Name;
+use crate::native::{MixedFrame, MixedThread};
 use pymri_cpython::{Frame, Snapshot, TaskDump, ThreadDump};
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
@@ -14,13 +16,60 @@ pub struct Header<'a> {
     pub binary: &'a str,
     pub root: Option<&'a str>,
     pub source: &'a str,
+    /// The signal a core records, said under the header and marked on its thread.
+    pub signal: Option<&'a SignalReport>,
 }
 
 pub fn dump_text(header: &Header<'_>, snapshot: &Snapshot, locals: bool) -> String {
     let mut out = header_text(header);
     for thread in &snapshot.threads {
         out.push('\n');
-        thread_text(&mut out, thread, locals);
+        thread_text(&mut out, thread, locals, header.signal);
+    }
+    out
+}
+
+/// `dump --native`: Python frames as `dump` shows them, native ones as
+/// `(native) symbol+0x12 in libfoo.so`.
+pub fn native_dump_text(header: &Header<'_>, threads: &[MixedThread], locals: bool) -> String {
+    let mut out = header_text(header);
+    for thread in threads {
+        out.push('\n');
+        match thread.tid {
+            Some(tid) => {
+                let _ = write!(out, "Thread {tid}");
+            }
+            None => {
+                let _ = write!(out, "Thread {:#x}", thread.ident.unwrap_or_default());
+            }
+        }
+        let no_python = if thread.python { "" } else { ", no Python" };
+        let _ = write!(out, " ({}{no_python})", thread.state.describe());
+        if let Some(name) = &thread.name {
+            let _ = write!(out, ": \"{}\"", Name(name));
+        }
+        out.push_str(&signal_mark(thread.tid, header.signal));
+        out.push('\n');
+        for frame in &thread.frames {
+            match frame {
+                MixedFrame::Python(frame) => frame_text(&mut out, frame, locals),
+                MixedFrame::Native { address, symbol, offset, module } => {
+                    let file = module.as_deref().map(|m| m.rsplit('/').next().unwrap_or(m));
+                    let _ = match (symbol, file) {
+                        (Some(symbol), Some(file)) => {
+                            writeln!(out, "    (native) {}+{offset:#x} in {}", Name(symbol), Name(file))
+                        }
+                        (None, Some(file)) => {
+                            writeln!(out, "    (native) {address:#x} in {}+{offset:#x}", Name(file))
+                        }
+                        (_, None) => writeln!(out, "    (native) {address:#x}"),
+                    };
+                }
+            }
+        }
+        if let Some(error) = &thread.error {
+            let _ = writeln!(out, "    [{}]", Name(error));
+        }
     }
     out
 }
@@ -34,10 +83,65 @@ fn header_text(header: &Header<'_>) -> String {
         let _ = write!(out, " in root {}", Name(root));
     }
     let _ = writeln!(out, "){}", header.source);
+    if let Some(signal) = header.signal {
+        signal_line(&mut out, signal);
+    }
     out
 }
 
-fn thread_text(out: &mut String, thread: &ThreadDump, locals: bool) {
+/// `Signal: SIGSEGV (SEGV_MAPERR) at address 0x0, received by thread 1234`.
+pub fn signal_line(out: &mut String, signal: &SignalReport) {
+    let _ = write!(out, "Signal: {}", signal.name);
+    if let Some(code) = signal.code {
+        match signal.code_name {
+            Some(name) => {
+                let _ = write!(out, " ({name})");
+            }
+            None => {
+                let _ = write!(out, " (si_code {code})");
+            }
+        }
+    }
+    if let Some(address) = signal.address {
+        let _ = write!(out, " at address {address:#x}");
+    }
+    if let (Some(pid), Some(uid)) = (signal.sender_pid, signal.sender_uid) {
+        let _ = write!(out, " sent by process {pid} (uid {uid})");
+    }
+    let _ = write!(out, ", received by thread {}", signal.thread);
+    if matches!(signal.number, libc::SIGSTOP | libc::SIGTSTP | libc::SIGTTIN | libc::SIGTTOU) {
+        out.push_str(" (a stop, not a crash: the core of a process that kept running, as gcore writes)");
+    }
+    out.push('\n');
+}
+
+/// ` [received SIGSEGV]` after the thread that received the core's signal.
+pub fn signal_mark(tid: Option<i32>, signal: Option<&SignalReport>) -> String {
+    match signal {
+        Some(s) if tid == Some(s.thread) => format!(" [received {}]", s.name),
+        _ => String::new(),
+    }
+}
+
+fn frame_text(out: &mut String, frame: &Frame, locals: bool) {
+    let _ = writeln!(out, "    {} ({}:{})", Name(&frame.function), Name(&frame.file), frame.line);
+    if !locals {
+        return;
+    }
+    let Some(vars) = &frame.locals else { return };
+    let (args, rest): (Vec<_>, Vec<_>) = vars.iter().partition(|l| l.is_argument);
+    for (title, group) in [("Arguments", args), ("Locals", rest)] {
+        if group.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "        {title}:");
+        for l in group {
+            let _ = writeln!(out, "            {}: {}", Name(&l.name), Name(&l.repr));
+        }
+    }
+}
+
+fn thread_text(out: &mut String, thread: &ThreadDump, locals: bool, signal: Option<&SignalReport>) {
     match thread.tid {
         Some(tid) => {
             let _ = write!(out, "Thread {tid}");
@@ -50,30 +154,18 @@ fn thread_text(out: &mut String, thread: &ThreadDump, locals: bool) {
     if let Some(name) = &thread.name {
         let _ = write!(out, ": \"{}\"", Name(name));
     }
+    out.push_str(&signal_mark(thread.tid, signal));
     out.push('\n');
     for frame in &thread.frames {
-        let _ = writeln!(out, "    {} ({}:{})", Name(&frame.function), Name(&frame.file), frame.line);
-        if !locals {
-            continue;
-        }
-        let Some(vars) = &frame.locals else { continue };
-        let (args, rest): (Vec<_>, Vec<_>) = vars.iter().partition(|l| l.is_argument);
-        for (title, group) in [("Arguments", args), ("Locals", rest)] {
-            if group.is_empty() {
-                continue;
-            }
-            let _ = writeln!(out, "        {title}:");
-            for l in group {
-                let _ = writeln!(out, "            {}: {}", Name(&l.name), Name(&l.repr));
-            }
-        }
+        frame_text(out, frame, locals);
     }
     if let Some(error) = &thread.error {
         let _ = writeln!(out, "    [{}]", Name(error));
     }
 }
 
-fn frame_text(frame: &Frame) -> String {
+/// `function (file:line)`, one line.
+fn frame_place(frame: &Frame) -> String {
     format!("{} ({}:{})", Name(&frame.function), Name(&frame.file), frame.line)
 }
 
@@ -108,7 +200,7 @@ pub fn tasks_list(header: &Header<'_>, tasks: &[TaskDump]) -> String {
             let _ = writeln!(out, "    awaited by {}", names.join(", "));
         }
         for frame in &task.frames {
-            let _ = writeln!(out, "    {}", frame_text(frame));
+            let _ = writeln!(out, "    {}", frame_place(frame));
         }
         if let Some(error) = &task.error {
             let _ = writeln!(out, "    [{}]", Name(error));
@@ -230,7 +322,7 @@ fn tree_node(
     let bar = if kids.is_empty() { " " } else { "│" };
     // Outermost first: the order the coroutines called one another.
     for frame in task.frames.iter().rev() {
-        let _ = writeln!(out, "{inner}{bar}   {}", frame_text(frame));
+        let _ = writeln!(out, "{inner}{bar}   {}", frame_place(frame));
     }
     for (i, kid) in kids.iter().enumerate() {
         tree_node(out, by_id[kid], by_id, children, &inner, i + 1 == kids.len());

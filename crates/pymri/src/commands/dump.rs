@@ -1,13 +1,16 @@
 //! `pymri dump`: every thread's Python stack of a live process or a core file.
 
+use crate::native::{self, MixedThread};
 use crate::printer::Printer;
-use crate::render::{dump_text, tasks_list, tasks_table, tasks_tree, Header};
+use crate::render::{dump_text, native_dump_text, tasks_list, tasks_table, tasks_tree, Header};
 use crate::target::Core;
 use anyhow::{anyhow, Result};
 use pymri_cpython::LiveProcess as Live;
-use pymri_cpython::{ReprLimits, SampleOptions, Sampler, SnapshotOptions, TaskDump, ThreadDump};
-use pymri_memory::Freeze;
+use pymri_cpython::{ReprLimits, SampleOptions, Sampler, SnapshotOptions, TaskDump, ThreadDump, ThreadState};
+use pymri_memory::{Freeze, MemoryError};
+use pymri_native::{Modules, NativeStack};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 #[derive(Clone)]
@@ -31,6 +34,10 @@ pub struct DumpOptions {
     pub array_values: u64,
     /// Read the asyncio tasks too, and show them in this form instead of the threads.
     pub tasks: Option<TasksForm>,
+    /// Native frames merged with Python's (`--native`); `native_all` adds the threads that run
+    /// no Python.
+    pub native: bool,
+    pub native_all: bool,
 }
 
 /// How the tasks are shown in text.
@@ -43,7 +50,7 @@ pub enum TasksForm {
 
 /// The `--json` document. `schema` changes only when a field changes meaning or disappears.
 #[derive(Serialize)]
-struct Report<'a> {
+struct Report<'a, T> {
     schema: u32,
     pid: i32,
     /// The machine the report was made on (`pymri compare` names processes by it).
@@ -61,10 +68,56 @@ struct Report<'a> {
     /// Present when the core file is shorter than its headers say: the threads are partial.
     #[serde(skip_serializing_if = "Option::is_none")]
     truncated: Option<Truncated>,
-    threads: &'a [ThreadDump],
+    /// For a core that records one: the signal, and the thread that received it (listed first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signal: Option<SignalReport>,
+    /// Whether frames are native and Python ones merged (`--native`): each then has a `kind`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    native: bool,
+    threads: &'a [T],
     /// With `--tasks`: every asyncio task.
     #[serde(skip_serializing_if = "Option::is_none")]
     tasks: Option<&'a [TaskDump]>,
+}
+
+/// How the process a core was taken from died (or stopped, for `gcore`).
+#[derive(Serialize, Clone)]
+pub struct SignalReport {
+    pub number: i32,
+    pub name: String,
+    /// `si_code`, absent when the core has no `NT_SIGINFO` note.
+    pub code: Option<i32>,
+    pub code_name: Option<&'static str>,
+    /// The faulting address (SIGSEGV, SIGBUS, SIGILL, SIGFPE).
+    pub address: Option<u64>,
+    /// Who sent it, for a signal sent with `kill` or `tgkill`.
+    pub sender_pid: Option<i32>,
+    pub sender_uid: Option<u32>,
+    pub thread: i32,
+}
+
+impl SignalReport {
+    pub fn of(signal: &pymri_object::CoreSignal) -> SignalReport {
+        SignalReport {
+            number: signal.number,
+            name: signal.name(),
+            code: signal.code,
+            code_name: signal.code_name(),
+            address: signal.address,
+            sender_pid: signal.sender.map(|(pid, _)| pid),
+            sender_uid: signal.sender.map(|(_, uid)| uid),
+            thread: signal.tid,
+        }
+    }
+}
+
+/// Puts the thread that received the signal first, keeping the others' order.
+fn signalled_first(threads: &mut [ThreadDump], signal: Option<&SignalReport>) {
+    if let Some(s) = signal {
+        if let Some(i) = threads.iter().position(|t| t.tid == Some(s.thread)) {
+            threads[..=i].rotate_right(1);
+        }
+    }
 }
 
 #[derive(Serialize, Clone, Copy)]
@@ -86,6 +139,8 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
     }
     let locals = opts.locals;
     let mut truncated = None;
+    let mut signal = None;
+    let mut natives: Option<Vec<ThreadStack>> = None;
     let (header_pid, command, root, source, located, snapshot, tasks) = match (&opts.core, opts.pid) {
         (Some(path), _) => {
             let core = Core::open(path, opts.exe.as_deref(), opts.sysroot.as_deref())?;
@@ -98,6 +153,7 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
                 Some(t) => e.context(truncation_message(path, t)),
                 None => e,
             };
+            signal = core.core.signal().map(|s| SignalReport::of(&s));
             let located = core.locate().map_err(fail)?;
             let tids = core.known_tids();
             let limits = ReprLimits { array_values: opts.array_values, ..ReprLimits::default() };
@@ -110,6 +166,9 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
                 ),
                 None => None,
             };
+            if opts.native {
+                natives = Some(core_stacks(&core, opts.sysroot.as_deref()));
+            }
             let root = opts.sysroot.as_ref().map(|p| p.display().to_string());
             (core.core.pid(), core.core.command().to_string(), root, "core", located, snapshot, tasks)
         }
@@ -120,7 +179,7 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             // The freeze lives exactly as long as the read; dropping it resumes every thread,
             // and if pymri dies instead the kernel resumes them (see pymri_memory::Freeze).
             let (snapshot, tasks) = {
-                let _freeze = if opts.blocking { Some(Freeze::new(pid)?) } else { None };
+                let freeze = if opts.blocking { Some(Freeze::new(pid)?) } else { None };
                 let limits = ReprLimits { array_values: opts.array_values, ..ReprLimits::default() };
                 let snapshot =
                     sampler.sample(&SampleOptions { locals, limits, ..SampleOptions::default() })?;
@@ -133,6 +192,12 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
                     }
                     None => None,
                 };
+                // Native stacks after the Python ones, whose run states a thread stopped and
+                // resumed for its unwind would blur; each thread is stopped alone while it is
+                // unwound (unless --blocking holds them all).
+                if opts.native {
+                    natives = Some(live_stacks(&live, freeze.as_ref())?);
+                }
                 (snapshot, tasks)
             };
             let root = live.root.as_ref().map(|p| p.display().to_string());
@@ -140,9 +205,56 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
         }
         (None, None) => anyhow::bail!("give a process id or --core FILE"),
     };
+    let mut snapshot = snapshot;
+    signalled_first(&mut snapshot.threads, signal.as_ref());
     let version = located.version.to_string();
     let binary = crate::target::inside_root(&located.binary, root.as_deref());
-    if opts.json {
+    if let Some(natives) = natives {
+        let mut mixed = mixed_threads(snapshot.threads, natives, opts.native_all, signal.as_ref());
+        // Modules are named as the target sees them, as the interpreter's binary is.
+        for frame in mixed.iter_mut().flat_map(|t| t.frames.iter_mut()) {
+            if let native::MixedFrame::Native { module: Some(module), .. } = frame {
+                *module = crate::target::inside_root(module, root.as_deref());
+            }
+        }
+        if opts.json {
+            let report = Report {
+                schema: 1,
+                pid: header_pid,
+                host: host_name(),
+                rank: if source == "live" {
+                    crate::commands::group::rank(header_pid, &command)
+                } else {
+                    None
+                },
+                command: &command,
+                python_version: version,
+                debug_build: located.version.debug_build,
+                python_binary: &binary,
+                root,
+                source,
+                blocking: opts.blocking,
+                truncated,
+                signal: signal.clone(),
+                native: true,
+                threads: &mixed,
+                tasks: None,
+            };
+            printer.json(&report)?;
+        } else {
+            let header = Header {
+                pid: header_pid,
+                command: &command,
+                version: &version,
+                debug: located.version.debug_build,
+                binary: &binary,
+                root: root.as_deref(),
+                source: source_note(source, truncated),
+                signal: signal.as_ref(),
+            };
+            printer.write_str(&native_dump_text(&header, &mixed, locals))?;
+        }
+    } else if opts.json {
         let report = Report {
             schema: 1,
             pid: header_pid,
@@ -156,6 +268,8 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             source,
             blocking: opts.blocking,
             truncated,
+            signal: signal.clone(),
+            native: false,
             threads: &snapshot.threads,
             tasks: tasks.as_deref(),
         };
@@ -168,11 +282,8 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             debug: located.version.debug_build,
             binary: &binary,
             root: root.as_deref(),
-            source: match (source, truncated) {
-                ("core", None) => " [core file]",
-                ("core", Some(_)) => " [truncated core file: partial stacks]",
-                _ => "",
-            },
+            source: source_note(source, truncated),
+            signal: signal.as_ref(),
         };
         let text = match (opts.tasks, &tasks) {
             (Some(TasksForm::List), Some(tasks)) => tasks_list(&header, tasks),
@@ -192,6 +303,124 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+fn source_note(source: &str, truncated: Option<Truncated>) -> &'static str {
+    match (source, truncated) {
+        ("core", None) => " [core file]",
+        ("core", Some(_)) => " [truncated core file: partial stacks]",
+        _ => "",
+    }
+}
+
+/// One thread's native stack, with what is known of a thread that may run no Python.
+struct ThreadStack {
+    /// The thread's id as the target's PID namespace numbers it (as Python's thread states do).
+    tid: i32,
+    name: Option<String>,
+    state: ThreadState,
+    stack: NativeStack,
+}
+
+/// Every live thread's native stack, each thread stopped only while it is unwound (unless
+/// `frozen` holds the whole process).
+fn live_stacks(live: &Live, frozen: Option<&Freeze>) -> Result<Vec<ThreadStack>> {
+    let pid = live.pid;
+    let root = PathBuf::from(format!("/proc/{pid}/root"));
+    let open = |p: &str| live.open_mapped(p);
+    let mut modules = Modules::new(&live.maps, &open, Some(&root));
+    let namespace: HashMap<i32, i32> = live.ns_tids.iter().map(|(&ns, &host)| (host, ns)).collect();
+    let mut out = Vec::new();
+    for tid in pymri_memory::thread_ids(pid)? {
+        // Read before the thread is stopped, which would show it stopped, then running.
+        let state = match pymri_memory::thread_run_state(pid, tid) {
+            Some(pymri_memory::RunState::Running) => ThreadState::Running,
+            Some(_) => ThreadState::Idle,
+            None => ThreadState::Unknown,
+        };
+        let stack = match native::unwind_live(&mut modules, &live.mem, pid, tid, frozen) {
+            Ok(stack) => stack,
+            // Another tracer (a debugger, strace) holds the thread: only its stack is lost.
+            Err(MemoryError::PermissionDenied { .. }) if tracer_of(pid, tid).is_some() => NativeStack {
+                frames: Vec::new(),
+                error: Some(format!(
+                    "native stack not read: the thread is traced by process {}",
+                    tracer_of(pid, tid).unwrap_or_default()
+                )),
+            },
+            Err(e @ MemoryError::PermissionDenied { .. }) => return Err(e.into()),
+            // The thread ended between listing and stopping it.
+            Err(_) if !pymri_memory::process_exists(pid) => return Err(MemoryError::Exited { pid }.into()),
+            Err(_) if !std::path::Path::new(&format!("/proc/{pid}/task/{tid}")).exists() => continue,
+            Err(e) => NativeStack { frames: Vec::new(), error: Some(format!("cannot unwind: {e}")) },
+        };
+        let name = pymri_memory::read_proc(&format!("/proc/{pid}/task/{tid}/comm"))
+            .ok()
+            .map(|n| n.trim_end_matches('\n').to_string());
+        out.push(ThreadStack { tid: namespace.get(&tid).copied().unwrap_or(tid), name, state, stack });
+    }
+    Ok(out)
+}
+
+/// The process tracing thread `tid`, if one does.
+fn tracer_of(pid: i32, tid: i32) -> Option<i32> {
+    let status = pymri_memory::read_proc(&format!("/proc/{pid}/task/{tid}/status")).ok()?;
+    let tracer: i32 = status.lines().find_map(|l| l.strip_prefix("TracerPid:"))?.trim().parse().ok()?;
+    (tracer != 0).then_some(tracer)
+}
+
+/// Every thread of a core, unwound from the registers it recorded.
+fn core_stacks(core: &Core, sysroot: Option<&std::path::Path>) -> Vec<ThreadStack> {
+    let open = |p: &str| core.core.open_mapped_file(p);
+    let root = sysroot.unwrap_or(std::path::Path::new("/"));
+    let mut modules = Modules::new(core.core.mappings(), &open, Some(root));
+    core.core
+        .threads()
+        .iter()
+        .map(|t| {
+            let stack = match t.registers {
+                Some(registers) => native::unwind(&mut modules, &core.core, registers),
+                None => NativeStack {
+                    frames: Vec::new(),
+                    error: Some("the core records no registers for this thread".into()),
+                },
+            };
+            ThreadStack { tid: t.tid, name: None, state: ThreadState::Unknown, stack }
+        })
+        .collect()
+}
+
+/// Python's threads with their native stacks merged in, then (with `all`) the threads that run
+/// no Python; the thread that received a core's signal first.
+fn mixed_threads(
+    threads: Vec<ThreadDump>,
+    natives: Vec<ThreadStack>,
+    all: bool,
+    signal: Option<&SignalReport>,
+) -> Vec<MixedThread> {
+    let mut natives: Vec<Option<ThreadStack>> = natives.into_iter().map(Some).collect();
+    let mut take = |tid: Option<i32>| {
+        let tid = tid?;
+        natives.iter_mut().find(|n| n.as_ref().is_some_and(|n| n.tid == tid))?.take()
+    };
+    let mut out: Vec<MixedThread> = threads
+        .into_iter()
+        .map(|t| {
+            let stack = take(t.tid).map(|n| n.stack);
+            native::mixed(t, stack)
+        })
+        .collect();
+    if all {
+        out.extend(
+            natives.into_iter().flatten().map(|n| native::native_only(n.tid, n.name, n.state, n.stack)),
+        );
+    }
+    if let Some(s) = signal {
+        if let Some(i) = out.iter().position(|t| t.tid == Some(s.thread)) {
+            out[..=i].rotate_right(1);
+        }
+    }
+    out
 }
 
 fn truncation_message(path: &std::path::Path, t: Truncated) -> String {

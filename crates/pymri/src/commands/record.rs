@@ -2,10 +2,12 @@
 //! schedule, written as a profile.
 
 use crate::commands::family::{self, Family, WithFamily};
+use crate::native::{self, MixedFrame};
 use crate::printer::note;
 use crate::sampling::{self, End, Observer, Opened, Schedule, Stats, StatusLine};
 use anyhow::Result;
 use pymri_cpython::{SampleOptions, Snapshot, ThreadDump, ThreadState};
+use pymri_native::Modules;
 use pymri_profile::{Collapsed, Flamegraph, Gecko, Options, Pprof, Profile, Speedscope, ThreadId, Writer};
 use std::fmt;
 use std::fs::File;
@@ -32,6 +34,8 @@ pub struct RecordOptions {
     pub blocking: bool,
     /// Sample the processes the target starts too, each stack under its process's label.
     pub subprocesses: bool,
+    /// Native frames merged with Python's (not with `subprocesses`).
+    pub native: bool,
     pub split_threads: bool,
     pub lines: bool,
 }
@@ -132,6 +136,7 @@ pub fn run(opts: RecordOptions) -> Result<u8> {
         frames: Vec::new(),
         status: terminal.then(|| StatusLine::new("pymri record")),
         root: opts.subprocesses.then(|| family::label(pid)),
+        native: opts.native.then(|| NativeSampling::new(&opened.live)),
     };
     let family = opts.subprocesses.then(|| Family::new(pid, &slots));
     let mut observer = WithFamily::new(recorder, family, options);
@@ -154,7 +159,7 @@ pub fn run(opts: RecordOptions) -> Result<u8> {
 }
 
 /// Samples into a profile.
-struct Recorder {
+struct Recorder<'a> {
     profile: Profile,
     mode: Mode,
     idle: bool,
@@ -166,9 +171,54 @@ struct Recorder {
     status: Option<StatusLine>,
     /// With `--subprocesses`: the target's label (its descendants come through `member`).
     root: Option<String>,
+    /// With `--native`: what unwinds each counted thread at each sample.
+    native: Option<NativeSampling<'a>>,
 }
 
-impl Recorder {
+/// `record --native`: the target's modules, read once, and the process to unwind.
+struct NativeSampling<'a> {
+    live: &'a pymri_cpython::LiveProcess,
+    modules: Modules,
+}
+
+impl<'a> NativeSampling<'a> {
+    fn new(live: &'a pymri_cpython::LiveProcess) -> NativeSampling<'a> {
+        let root = PathBuf::from(format!("/proc/{}/root", live.pid));
+        let open = |p: &str| live.open_mapped(p);
+        NativeSampling { live, modules: Modules::new(&live.maps, &open, Some(&root)) }
+    }
+
+    /// The thread's frames, native ones merged in; its Python frames alone when its native
+    /// stack cannot be read (it ended, another tracer holds it).
+    fn frames(&mut self, thread: &ThreadDump, out: &mut Vec<pymri_profile::Frame>) {
+        let python = thread.frames.clone();
+        let stack = thread.tid.and_then(|tid| {
+            let host = self.live.host_tid(tid);
+            native::unwind_live(&mut self.modules, &self.live.mem, self.live.pid, host, None).ok()
+        });
+        let merged = match stack {
+            Some(stack) => native::merge(&stack.frames, python).0,
+            None => python.into_iter().map(MixedFrame::Python).collect(),
+        };
+        out.extend(merged.into_iter().map(|frame| match frame {
+            MixedFrame::Python(f) => {
+                pymri_profile::Frame { function: f.function, file: f.file, line: Some(f.line) }
+            }
+            MixedFrame::Native { symbol, offset, module, .. } => {
+                let file = module
+                    .as_deref()
+                    .map(|m| m.rsplit('/').next().unwrap_or(m).to_string())
+                    .unwrap_or_default();
+                // Without a symbol, the address within its module is what is the same from
+                // sample to sample.
+                let function = symbol.unwrap_or_else(|| format!("{file}+{offset:#x}"));
+                pymri_profile::Frame { function, file, line: None }
+            }
+        }));
+    }
+}
+
+impl Recorder<'_> {
     fn counts(&self, thread: &ThreadDump) -> bool {
         self.mode.counts(thread)
             || (self.idle && thread.on_cpu == Some(false) && thread.state != ThreadState::WaitingForGil)
@@ -181,6 +231,12 @@ impl Recorder {
                 continue;
             }
             let id = ThreadId { tid: thread.tid, ident: thread.ident, name: thread.name.clone() };
+            if let Some(native) = &mut self.native {
+                self.frames.clear();
+                native.frames(thread, &mut self.frames);
+                self.profile.add(&id, self.frames.iter());
+                continue;
+            }
             let Some(process) = process else {
                 self.profile.add(&id, thread.frames.iter().map(Sampled));
                 continue;
@@ -220,7 +276,7 @@ fn root_frame(name: String) -> pymri_profile::Frame {
     pymri_profile::Frame { function: name, file: String::new(), line: None }
 }
 
-impl Observer for Recorder {
+impl Observer for Recorder<'_> {
     fn snapshot(&mut self, snapshot: &Snapshot) {
         let root = self.root.take();
         self.add(root.as_deref(), snapshot);
