@@ -160,6 +160,9 @@ class TraceBackend(object):
             return None
         try:
             code = frame.f_code
+            st = agent.steps.get(ident)
+            if st is not None and agent.step_stops_at_call(st, frame):
+                agent.stop(frame, "call", "call")
             if code.co_filename in self.hot_files and self._call_hot(frame) is not None:
                 return self.ltrace
             if agent.is_hidden_code(code):
@@ -172,6 +175,8 @@ class TraceBackend(object):
             if "raised" in agent.exc_filters:
                 frame.f_trace_lines = False
                 return self.ltrace
+        except agent.control_exceptions:
+            raise
         except Exception:
             agent.internal_error()
         return None
@@ -216,9 +221,13 @@ class TraceBackend(object):
                 st = agent.steps.get(ident)
                 if st is not None and frame is st.frame:
                     agent.step_frame_returning(st, frame, arg)
-            elif event == "exception" and "raised" in agent.exc_filters:
+            elif event == "exception":
                 etype, exc, tb = arg
-                if tb is not None and tb.tb_next is None and tb.tb_frame is frame:
+                st = agent.steps.get(ident)
+                if st is not None and agent.step_stops_at_exception(st, frame, exc, tb):
+                    agent.step_exception_stop(frame, exc, tb)
+                elif "raised" in agent.exc_filters and tb is not None and tb.tb_next is None \
+                        and tb.tb_frame is frame:
                     if not agent.is_hidden_code(frame.f_code) and not isinstance(exc, agent.ignored_exceptions):
                         agent.stop(frame, "exception", "exception", exc=exc)
         except agent.control_exceptions:

@@ -34,7 +34,14 @@ class SteppingTests(AgentTestCase):
     def test_step_into_and_return(self):
         p, c, tid = self.stop_at(pb.caller, "caller-call")
         st = self.step(c, tid, "step")
-        self.assertEqual((st["frame"]["function"], st["frame"]["line"]), ("helper", L("helper-first")))
+        # pdb's `--Call--`: the call, on the `def` line, before the first line
+        self.assertEqual((st["reason"], st["frame"]["function"], st["frame"]["line"]),
+                         ("call", "helper", L("helper-first") - 1))
+        with self.assertRaises(RequestFailed):
+            c.request("retval", thread=tid)
+        st = self.step(c, tid, "step")
+        self.assertEqual((st["reason"], st["frame"]["function"], st["frame"]["line"]),
+                         ("step", "helper", L("helper-first")))
         st = self.step(c, tid, "step_out")
         self.assertEqual(st["reason"], "return")
         self.assertEqual(st["frame"]["function"], "helper")
@@ -57,6 +64,58 @@ class SteppingTests(AgentTestCase):
         c.request("set_breakpoint", file=F, line=L("inner-return"), temporary=True)
         c.request("continue", thread=tid)
         p.wait_result()
+
+    def test_next_stops_where_an_exception_is_raised(self):
+        # pdb: the exception at its line, before the frame unwinds; then, handled in the same
+        # frame, the `except` line.
+        p, c, tid = self.stop_at(pb.raiser, "raise")
+        st = self.step(c, tid, "next")
+        self.assertEqual((st["reason"], st["frame"]["line"]), ("exception", L("raise")))
+        self.assertEqual(st["exception"]["text"], "ValueError: boom")
+        with self.assertRaises(RequestFailed):
+            c.request("retval", thread=tid)
+        st = self.step(c, tid, "next")
+        self.assertEqual((st["reason"], st["frame"]["line"]), ("step", L("raise") + 1))
+        c.request("continue", thread=tid)
+        self.assertEqual(p.wait_result(), "caught")
+
+    def test_steps_over_an_unwinding_frame(self):
+        # The raising frame: exception, then its return with None; the caller: the exception
+        # where it arrived, and so on outwards. `until` and `return` at a return stop go on in
+        # the caller like `next`.
+        p, c, tid = self.stop_at(pb.raise_through, "raise deep")
+        st = self.step(c, tid, "next")
+        self.assertEqual((st["reason"], st["frame"]["line"]), ("exception", L("raise deep")))
+        self.assertEqual(st["exception"]["text"], "KeyError: 'deep'")
+        st = self.step(c, tid, "next")
+        self.assertEqual((st["reason"], st["frame"]["line"], st["return_value"]),
+                         ("return", L("raise deep"), "None"))
+        self.assertEqual(c.request("retval", thread=tid)["value"], "None")
+        st = self.step(c, tid, "until")
+        self.assertEqual((st["reason"], st["frame"]["function"], st["frame"]["line"]),
+                         ("exception", "raise_deep", L("raise deep") + 1))
+        self.assertEqual(c.request("evaluate", thread=tid, expression="n")["result"], "1")
+        st = self.step(c, tid, "step_out")
+        self.assertEqual((st["reason"], st["return_value"]), ("return", "None"))
+        st = self.step(c, tid, "step_out")
+        self.assertEqual((st["reason"], st["frame"]["function"]), ("exception", "raise_deep"))
+        self.assertEqual(c.request("evaluate", thread=tid, expression="n")["result"], "2")
+        c.request("continue", thread=tid)
+        self.assertEqual(p.wait_result(), "caught deep")
+
+    def test_dap_step_does_not_stop_at_the_call(self):
+        p, c, tid = self.stop_at(pb.caller, "caller-call")
+        st = self.step(c, tid, "step", stop_at_return=False)
+        self.assertEqual((st["reason"], st["frame"]["line"]), ("step", L("helper-first")))
+        c.request("continue", thread=tid)
+        self.assertEqual(p.wait_result(), 26)
+
+    def test_dap_next_does_not_stop_at_an_exception(self):
+        p, c, tid = self.stop_at(pb.raiser, "raise")
+        st = self.step(c, tid, "next", stop_at_return=False)
+        self.assertEqual((st["reason"], st["frame"]["line"]), ("step", L("raise") + 1))
+        c.request("continue", thread=tid)
+        self.assertEqual(p.wait_result(), "caught")
 
     def test_next_without_return_stops(self):
         p, c, tid = self.stop_at(pb.caller, "helper-return")

@@ -44,6 +44,8 @@ on_every_python!(
     tbreak_clear_disable_enable_ignore_condition,
     listings_mark_breakpoints_and_the_current_line,
     until_leaves_the_loop_and_jump_skips_a_line,
+    steps_stop_where_an_exception_is_raised,
+    step_stops_at_the_call_then_the_first_line,
     threads_stopped_at_the_same_breakpoint,
     threads_aligns_long_names,
     tab_completes_commands_and_names,
@@ -137,6 +139,12 @@ fn falsy_zero(interp: &Interpreter) {
     let call = line(f, "call");
     assert_has(&r.cmd(&format!("b {call}")), &format!("Breakpoint 1 at {path}:{call}"));
     assert_has(&r.cmd("c"), &format!("> {path}({call})total_price()\n-> quantity = sanitize(quantity)"));
+    // pdb stops first at the call, on the `def` line.
+    let out = r.cmd("s");
+    assert_has(
+        &out,
+        &format!("--Call--\n> {path}({})sanitize()\n-> def sanitize(quantity):", line(f, "sanitize") - 1),
+    );
     let out = r.cmd("s");
     assert_has(&out, &format!("> {path}({})sanitize()\n-> return quantity or 1", line(f, "sanitize")));
     assert_eq!(r.cmd("p quantity").trim(), "0");
@@ -435,6 +443,72 @@ fn until_leaves_the_loop_and_jump_skips_a_line(interp: &Interpreter) {
     );
     let out = r.cmd("c");
     assert_has(&out, "value: 1");
+    assert_eq!(quit(r), 0);
+}
+
+/// `n` over a line that raises stops on that line with the exception, as pdb does, before the
+/// frame unwinds; `retval` is not there yet; the unwinding gives `--Return--` with `None`, then
+/// the caller stops where the exception reached it. An exception handled in the same function
+/// stops the same way.
+fn steps_stop_where_an_exception_is_raised(interp: &Interpreter) {
+    let f = "raising.py";
+    let mut r = Repl::run(interp, f);
+    first_stop(&mut r, f);
+    let path = r.path(f);
+    let inner = line(f, "inner");
+    let call = line(f, "call");
+    r.cmd(&format!("tbreak {inner}"));
+    assert_has(&r.cmd("c"), &format!("> {path}({inner})inner()\n-> return 10 / x"));
+    let out = r.cmd("n");
+    assert_has(
+        &out,
+        &format!("ZeroDivisionError: division by zero\n> {path}({inner})inner()\n-> return 10 / x"),
+    );
+    assert_lacks(&out, "--Return--");
+    assert_has(&r.cmd("retval"), "*** Not yet returned!");
+    assert_has(&r.cmd("n"), &format!("--Return--\n> {path}({inner})inner()->None\n-> return 10 / x"));
+    assert_eq!(r.cmd("retval").trim(), "None");
+    assert_has(
+        &r.cmd("n"),
+        &format!("ZeroDivisionError: division by zero\n> {path}({call})handled()\n-> y = inner(0)"),
+    );
+    assert_has(
+        &r.cmd("n"),
+        &format!("> {path}({})handled()\n-> except ZeroDivisionError:", line(f, "except")),
+    );
+    let pop = line(f, "pop");
+    r.cmd(&format!("tbreak {pop}"));
+    assert_has(&r.cmd("c"), &format!("> {path}({pop})local()"));
+    assert_has(
+        &r.cmd("n"),
+        &format!("IndexError: pop from empty list\n> {path}({pop})local()\n-> values.pop()"),
+    );
+    assert_has(&r.cmd("n"), &format!("> {path}({})local()\n-> except IndexError:", line(f, "local-except")));
+    assert_has(&r.cmd("c"), "done: 2.0");
+    assert_eq!(quit(r), 0);
+}
+
+/// `s` into a function stops at its call (`--Call--`, on the `def` line), then at its first line,
+/// as pdb; `s` over a line that raises shows the exception too.
+fn step_stops_at_the_call_then_the_first_line(interp: &Interpreter) {
+    let f = "raising.py";
+    let mut r = Repl::run(interp, f);
+    first_stop(&mut r, f);
+    let path = r.path(f);
+    let call = line(f, "call");
+    let inner = line(f, "inner");
+    r.cmd(&format!("tbreak {call}"));
+    assert_has(&r.cmd("c"), &format!("> {path}({call})handled()"));
+    let out = r.cmd("s");
+    assert_has(&out, &format!("--Call--\n> {path}({})inner()\n-> def inner(x):", line(f, "inner-def")));
+    assert_has(&r.cmd("retval"), "*** Not yet returned!");
+    let out = r.cmd("s");
+    assert_has(&out, &format!("> {path}({inner})inner()\n-> return 10 / x"));
+    assert_lacks(&out, "--Call--");
+    assert_has(&r.cmd("s"), &format!("ZeroDivisionError: division by zero\n> {path}({inner})inner()"));
+    assert_has(&r.cmd("s"), &format!("--Return--\n> {path}({inner})inner()->None"));
+    assert_has(&r.cmd("s"), &format!("ZeroDivisionError: division by zero\n> {path}({call})handled()"));
+    assert_has(&r.cmd("c"), "done: 2.0");
     assert_eq!(quit(r), 0);
 }
 

@@ -511,14 +511,23 @@ impl Repl {
         Flow::Stay
     }
 
-    /// `--Return--` (at a return) and the location, or the sticky view.
+    /// `--Call--` or `--Return--` (where a step entered or left a function) or the exception
+    /// (where a step met one) and the location, or the sticky view.
     fn show_stop(&mut self, stop: &Stopped) {
         if self.sticky {
             self.show_sticky();
             return;
         }
-        if stop.reason == StopReason::Return {
-            self.out.line("--Return--");
+        match stop.reason {
+            StopReason::Call => self.out.line("--Call--"),
+            StopReason::Return => self.out.line("--Return--"),
+            _ => {}
+        }
+        if stop.reason == StopReason::Exception && !stop.post_mortem {
+            // pdb's `user_exception`: the exception's line, before the frame unwinds.
+            if let Some(exc) = &stop.exception {
+                self.out.line(&exc.text);
+            }
         }
         if let Some(frame) = &stop.frame {
             let retval = if stop.reason == StopReason::Return { stop.return_value.as_deref() } else { None };
