@@ -12,6 +12,31 @@ _get_ident = threading.get_ident
 _GENERATOR_FLAGS = 0x20 | 0x80 | 0x200
 
 
+def set_frame_line(frame, line):
+    """`frame.f_lineno = line`, pdb's jump. From 3.13, a jump that leaves locals unbound warns
+    (`RuntimeWarning: assigning None to 1 unbound local`) where the setter is called, i.e. in
+    the agent: the warning is caught and issued again at the frame's new line, in the program's
+    file, under the program's own filters. A filter that turns every such warning into an error
+    fails the jump (the setter raises it), as it would in the program. Raises ValueError (the
+    jump refused) or that warning."""
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        frame.f_lineno = line
+    for w in caught:
+        try:
+            if w.filename.startswith(AGENT_DIR):
+                globs = frame.f_globals
+                warnings.warn_explicit(w.message, w.category, frame.f_code.co_filename,
+                                       frame.f_lineno, module=globs.get("__name__"),
+                                       registry=globs.setdefault("__warningregistry__", {}),
+                                       module_globals=globs)
+            else:
+                # another thread's, caught meanwhile: as it was
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+        except Warning:
+            pass  # an error only for the program's module: the jump is done, nothing raised it
+
+
 class StepState(object):
     __slots__ = ("mode", "frame", "line", "stop_at_return", "entry_code")
 

@@ -10,7 +10,29 @@ import threading
 
 PY313 = sys.version_info >= (3, 13)
 AGENT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-EVAL_FILENAME = "<pymri>"
+# pdb's names for the code the user types: `p`'s expression is `<string>` (pdb evals a string),
+# any other line `<stdin>`, `interact`'s `<console>`. Warnings and tracebacks show them.
+EXPR_FILENAME = "<string>"
+STMT_FILENAME = "<stdin>"
+CONSOLE_FILENAME = "<console>"
+
+
+_RUNNERS = {}  # filename -> run(f, code, g, loc), made at first use
+_RUNNER_CODES = set()
+
+
+def run_typed(f, code, g, loc):
+    """`f(code, g, loc)` (eval or exec) for code compiled under one of the names above, called
+    from a frame of the same name: a warning whose stacklevel reaches past the evaluated code
+    names what the user typed, not the agent's frame that evaluates it."""
+    name = code.co_filename
+    run = _RUNNERS.get(name)
+    if run is None:
+        ns = {}
+        exec(compile("def run(f, code, g, loc): return f(code, g, loc)\n", name, "exec"), ns)
+        run = _RUNNERS[name] = ns["run"]
+        _RUNNER_CODES.add(run.__code__)
+    return run(f, code, g, loc)
 DEFAULT_MAX_LENGTH = 100000
 
 _get_ident = threading.get_ident
@@ -246,7 +268,8 @@ def _exc_line(exc):
 def format_exception(exc, skip_agent=True):
     """Exception text as pdb users expect, without the agent's own frames."""
     tb = exc.__traceback__
-    while skip_agent and tb is not None and tb.tb_frame.f_code.co_filename.startswith(AGENT_DIR):
+    while skip_agent and tb is not None and (tb.tb_frame.f_code.co_filename.startswith(AGENT_DIR)
+                                             or tb.tb_frame.f_code in _RUNNER_CODES):
         tb = tb.tb_next
     lines = _traceback().format_exception(type(exc), exc, tb)
     return {
@@ -270,14 +293,14 @@ def _safe_str(value):
 
 def _compile_mode(source, mode):
     if mode in ("eval", "pprint", "str"):
-        return compile(source, EVAL_FILENAME, "eval"), True
+        return compile(source, EXPR_FILENAME, "eval"), True
     if mode == "exec":
-        return compile(source + "\n", EVAL_FILENAME, "exec"), False
+        return compile(source + "\n", STMT_FILENAME, "exec"), False
     # auto: an expression if it is one, else statements
     try:
-        return compile(source, EVAL_FILENAME, "eval"), True
+        return compile(source, STMT_FILENAME, "eval"), True
     except SyntaxError:
-        return compile(source + "\n", EVAL_FILENAME, "exec"), False
+        return compile(source + "\n", STMT_FILENAME, "exec"), False
 
 
 def evaluate(frame, source, mode, capture, globals_=None, locals_=None, max_length=DEFAULT_MAX_LENGTH):
@@ -300,9 +323,9 @@ def evaluate(frame, source, mode, capture, globals_=None, locals_=None, max_leng
     try:
         try:
             if is_expr:
-                value = eval(code, g, loc)
+                value = run_typed(eval, code, g, loc)
             else:
-                exec(code, g, loc)
+                run_typed(exec, code, g, loc)
         except BaseException as exc:  # never let it reach the program
             body["exception"] = format_exception(exc)
     finally:

@@ -1,6 +1,7 @@
 import gc
 import sys
 import unittest
+import warnings
 
 from helpers import MONITORING, AgentTestCase, RequestFailed, line_of  # first: puts progs/ on sys.path
 import prog_basic as pb  # noqa: E402
@@ -182,6 +183,31 @@ class SteppingTests(AgentTestCase):
             c.request("jump", thread=tid, line=10000)
         c.request("continue", thread=tid)
         self.assertEqual(p.wait_result(), 100)
+
+    @unittest.skipUnless(sys.version_info >= (3, 13), "a jump binds unbound locals to None from 3.13")
+    def test_jump_warning_names_the_program(self):
+        p, c, tid = self.stop_at(pb.unbound_jumper, "unbound-assign")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            body = c.request("jump", thread=tid, line=L("unbound-use"))
+        self.assertEqual(body["line"], L("unbound-use"))
+        self.assertEqual([(w.category, str(w.message), w.filename, w.lineno) for w in caught],
+                         [(RuntimeWarning, "assigning None to 1 unbound local", F, L("unbound-use"))])
+        c.request("continue", thread=tid)
+        self.assertIsNone(p.wait_result())
+
+    @unittest.skipUnless(sys.version_info >= (3, 13), "a jump binds unbound locals to None from 3.13")
+    def test_jump_fails_when_the_program_makes_its_warning_an_error(self):
+        p, c, tid = self.stop_at(pb.unbound_jumper, "unbound-assign")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with self.assertRaises(RequestFailed) as cm:
+                c.request("jump", thread=tid, line=L("unbound-use"))
+        self.assertEqual(cm.exception.message, "Jump failed: assigning None to 1 unbound local")
+        frame = c.request("stack", thread=tid)["frames"][0]
+        self.assertEqual(frame["line"], L("unbound-assign"))
+        c.request("continue", thread=tid)
+        self.assertEqual(p.wait_result(), 1)
 
     def test_step_from_attach_stop(self):
         p, c = self.attach(lambda: pb.helper(1))

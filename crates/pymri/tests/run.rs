@@ -46,6 +46,7 @@ on_every_python!(
     until_leaves_the_loop_and_jump_skips_a_line,
     steps_stop_where_an_exception_is_raised,
     step_stops_at_the_call_then_the_first_line,
+    jump_over_an_assignment_then_next,
     threads_stopped_at_the_same_breakpoint,
     threads_aligns_long_names,
     tab_completes_commands_and_names,
@@ -509,6 +510,51 @@ fn step_stops_at_the_call_then_the_first_line(interp: &Interpreter) {
     assert_has(&r.cmd("s"), &format!("--Return--\n> {path}({inner})inner()->None"));
     assert_has(&r.cmd("s"), &format!("ZeroDivisionError: division by zero\n> {path}({call})handled()"));
     assert_has(&r.cmd("c"), "done: 2.0");
+    assert_eq!(quit(r), 0);
+}
+
+/// The interpreter's minor version (`3.14d` is 14).
+fn minor(interp: &Interpreter) -> u32 {
+    interp.name.trim_end_matches('d').split('.').nth(1).and_then(|m| m.parse().ok()).expect("version")
+}
+
+/// `j` over the assignment of a local, then `n`: up to 3.12 the program's own
+/// `UnboundLocalError`, shown where it is raised; from 3.13 the jump binds the local to None and
+/// warns, and the warning names the program's file and line, never pymri's agent.
+fn jump_over_an_assignment_then_next(interp: &Interpreter) {
+    let f = "raising.py";
+    let mut r = Repl::run(interp, f);
+    first_stop(&mut r, f);
+    let path = r.path(f);
+    let assign = line(f, "assign");
+    let use_ = line(f, "use");
+    r.cmd(&format!("tbreak {assign}"));
+    assert_has(&r.cmd("c"), &format!("> {path}({assign})skipped()"));
+    let out = r.cmd(&format!("j {use_}"));
+    assert_has(&out, &format!("> {path}({use_})skipped()\n-> print(\"value:\", value)"));
+    if minor(interp) >= 13 {
+        assert_has(
+            &out,
+            &format!("{path}:{use_}: RuntimeWarning: assigning None to 1 unbound local\n  print(\"value:\", value)"),
+        );
+        assert_lacks(&out, "pymri_agent");
+        assert_has(&r.cmd("n"), "value: None");
+        assert_has(&r.cmd("c"), "done: 2.0");
+    } else {
+        let message = if minor(interp) < 11 {
+            "local variable 'value' referenced before assignment"
+        } else {
+            "cannot access local variable 'value' where it is not associated with a value"
+        };
+        assert_has(
+            &r.cmd("n"),
+            &format!("UnboundLocalError: {message}\n> {path}({use_})skipped()\n-> print(\"value:\", value)"),
+        );
+        assert_has(&r.cmd("n"), &format!("--Return--\n> {path}({use_})skipped()->None"));
+        let out = r.cmd("c");
+        assert_has(&out, "unbound\n");
+        assert_has(&out, "done: 2.0");
+    }
     assert_eq!(quit(r), 0);
 }
 
