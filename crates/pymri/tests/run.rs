@@ -401,9 +401,11 @@ fn listings_mark_breakpoints_and_the_current_line(interp: &Interpreter) {
     let out = r.cmd("");
     assert!(out.starts_with(" 13  \t    value = 2"), "continued list:\n{out}");
     assert_has(&out, " 23  \t");
+    // pdb marks a listing that asked for lines past the end, with or without lines.
     let out = r.cmd("l");
-    assert_eq!(out, " 24  \tmain()\n");
-    assert_has(&r.cmd("l"), "[EOF]");
+    assert_eq!(out, " 24  \tmain()\n[EOF]\n");
+    assert_eq!(r.cmd("l"), "[EOF]\n");
+    assert_eq!(r.cmd("l 23, 30"), " 23  \t\n 24  \tmain()\n[EOF]\n");
     let out = r.cmd("l .");
     assert!(out.starts_with("  2  \t"), "list .:\n{out}");
     assert_eq!(r.cmd("l 5, 6").trim_end(), "  5  \t    total = 0\n  6  \t    for i in range(n):");
