@@ -262,7 +262,10 @@ def format_exc():
 
 
 def _exc_line(exc):
-    return "".join(_traceback().format_exception_only(type(exc), exc)).strip()
+    """pdb's one line for an exception: the last of `format_exception_only` (for a SyntaxError,
+    `SyntaxError: invalid syntax` without the location and caret before it)."""
+    lines = _traceback().format_exception_only(type(exc), exc)
+    return lines[-1].strip() if lines else type_name(exc)
 
 
 def format_exception(exc, skip_agent=True):

@@ -10,7 +10,7 @@ import sys
 
 from . import inspection
 from ._handlers import READER, RequestError
-from .breakpoints import Breakpoint, BreakpointError
+from .breakpoints import Breakpoint, BreakpointError, compile_condition
 from .inspection import AGENT_DIR, MISSING, safe_getcwd
 
 _IDENT_CHAIN = inspection.LazyRegex(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -286,6 +286,8 @@ def req_set_function_breakpoints(agent, args):
 
 
 def req_update_breakpoint(agent, args):
+    if sys.version_info >= (3, 13) and isinstance(args.get("condition"), str):
+        compile_condition(args["condition"])  # pdb 3.13+'s order: before the breakpoint's number
     with agent.lock:
         bp = agent.bps.get(args.get("id"))
         if bp is None:

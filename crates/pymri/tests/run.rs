@@ -47,6 +47,7 @@ on_every_python!(
     steps_stop_where_an_exception_is_raised,
     step_stops_at_the_call_then_the_first_line,
     jump_over_an_assignment_then_next,
+    messages_are_those_of_the_versions_pdb,
     threads_stopped_at_the_same_breakpoint,
     threads_aligns_long_names,
     tab_completes_commands_and_names,
@@ -560,6 +561,40 @@ fn jump_over_an_assignment_then_next(interp: &Interpreter) {
     assert_eq!(quit(r), 0);
 }
 
+/// The same mistakes get the same words as from the program's version of pdb.
+fn messages_are_those_of_the_versions_pdb(interp: &Interpreter) {
+    let f = "cart.py";
+    let mut r = Repl::run(interp, f);
+    first_stop(&mut r, f);
+    let new = minor(interp) >= 13;
+    assert_eq!(
+        r.cmd("b Cart.add"),
+        "*** The specified object 'Cart.add' is not a function or was not found along sys.path.\n"
+    );
+    assert_eq!(r.cmd("commands 1"), "*** cannot set commands: Breakpoint number 1 out of range\n");
+    assert_eq!(r.cmd("b 200"), "End of file\n");
+    assert_eq!(r.cmd("b 3"), "*** Blank or comment\n");
+    assert_eq!(r.cmd("b nowhere.py:3"), "*** 'nowhere.py' not found from sys.path\n");
+    let out = r.cmd("p 1 +");
+    assert!(out.starts_with("*** SyntaxError: ") && out.lines().count() == 1, "p 1 +:\n{out}");
+    let out = r.cmd("condition 5 x >");
+    if new {
+        assert!(out.starts_with("*** Invalid condition x >: SyntaxError: "), "condition:\n{out}");
+        assert_eq!(r.cmd("display"), "No expression is being displayed\n");
+        let out = r.cmd("display 1 +");
+        assert!(out.starts_with("*** Unable to display 1 +: SyntaxError: "), "display:\n{out}");
+    } else {
+        assert_eq!(out, "*** Breakpoint number 5 out of range\n");
+        assert_eq!(r.cmd("display"), "Currently displaying:\n");
+        let out = r.cmd("display 1 +");
+        assert!(
+            out.starts_with("display 1 +: ** raised SyntaxError: ") && out.lines().count() == 1,
+            "display:\n{out}"
+        );
+    }
+    assert_eq!(quit(r), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Threads
 
@@ -687,7 +722,13 @@ fn interact_runs_a_nested_console(interp: &Interpreter) {
     r.cmd("b calculate_discount");
     r.cmd("c");
     r.type_line("interact");
-    assert_has(&r.expect(">>> "), "*interactive*");
+    // pdb's banners changed in 3.13.
+    let (banner, exit) = if minor(interp) >= 13 {
+        ("*pdb interact start*", "*exit from pdb interact command*")
+    } else {
+        ("*interactive*", "now exiting InteractiveConsole...")
+    };
+    assert_has(&r.expect(">>> "), banner);
     r.type_line("price * 3");
     assert_eq!(r.expect(">>> ").trim(), "300");
     r.type_line("for k in range(2):");
@@ -700,7 +741,7 @@ fn interact_runs_a_nested_console(interp: &Interpreter) {
     assert_has(&r.expect(">>> "), "ZeroDivisionError: division by zero");
     r.control('d');
     let out = r.prompt();
-    assert_has(&out, "now exiting InteractiveConsole...");
+    assert_has(&out, exit);
     assert_eq!(r.cmd("p price").trim(), "100");
     assert_eq!(quit(r), 0);
 }

@@ -98,17 +98,44 @@ fn set(repl: &mut Repl, arg: &str, temporary: bool) -> CmdResult {
                 && e.agent_error().is_some_and(|a| a.code.as_str() == "not_found") =>
         {
             let name = request.function.take().unwrap_or_default();
-            let Some((file, line)) = find_def(repl, &name)? else { return Err(e.into()) };
+            let Some((file, line)) = find_def(repl, &name)? else {
+                return user_error(format!(
+                    "The specified object '{name}' is not a function or was not found along sys.path."
+                ));
+            };
             request.file = Some(file);
             request.line = Some(line);
             request.thread = None;
             request.frame = None;
-            repl.session.request(&request)?.breakpoint
+            match repl.session.request(&request) {
+                Ok(body) => body.breakpoint,
+                Err(e) => return refused_line(repl, None, e),
+            }
         }
+        Err(e) if request.line.is_some() => return refused_line(repl, request.file.as_deref(), e),
         Err(e) => return Err(e.into()),
     };
     repl.out.line(&format!("Breakpoint {} at {}", bp.id, where_(&bp)));
     Ok(Flow::Stay)
+}
+
+/// A line breakpoint the agent refused, said as pdb says it (the agent's messages, made for
+/// every controller, also say which file and how long it is). `typed`: the file as the user
+/// named it, if they did.
+fn refused_line(repl: &mut Repl, typed: Option<&str>, e: pymri_session::SessionError) -> CmdResult {
+    let Some(agent) = e.agent_error() else { return Err(e.into()) };
+    match agent.code.as_str() {
+        "not_found" if typed.is_some() => {
+            user_error(format!("'{}' not found from sys.path", typed.unwrap_or_default()))
+        }
+        "invalid_location" if agent.message.starts_with("End of file") => {
+            // pdb's message, not an error.
+            repl.out.line("End of file");
+            Ok(Flow::Stay)
+        }
+        "invalid_location" if agent.message.starts_with("Blank or comment") => user_error("Blank or comment"),
+        _ => Err(e.into()),
+    }
 }
 
 /// The first line of the body of `def NAME` in the current frame's file.
@@ -369,7 +396,7 @@ pub(crate) fn commands(repl: &mut Repl, arg: &str) -> CmdResult {
         one_number(arg)?.0
     };
     if !bps.iter().any(|b| b.id == id) {
-        return user_error(format!("Breakpoint number {id} out of range"));
+        return user_error(format!("cannot set commands: Breakpoint number {id} out of range"));
     }
     if repl.headless {
         return user_error("commands reads lines at its own prompt: use it in pymri run or pymri attach");

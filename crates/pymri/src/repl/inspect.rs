@@ -160,30 +160,45 @@ pub(crate) fn retval(repl: &mut Repl, _arg: &str) -> CmdResult {
 
 /// The value of a display expression as pdb shows it (errors included).
 fn display_value(repl: &mut Repl, expression: &str) -> std::result::Result<String, CmdError> {
-    let result = evaluate(repl, expression, EvalMode::Eval)?;
-    Ok(match (result.exception, result.result) {
+    Ok(displayed(evaluate(repl, expression, EvalMode::Eval)?))
+}
+
+fn displayed(result: Evaluated) -> String {
+    match (result.exception, result.result) {
         (Some(exc), _) => format!("** raised {} **", exc.text),
         (None, Some(v)) => v,
         (None, None) => "None".into(),
-    })
+    }
 }
 
 pub(crate) fn display(repl: &mut Repl, arg: &str) -> CmdResult {
     let key = repl.frame_key()?;
     if arg.is_empty() {
-        repl.out.line("Currently displaying:");
         let lines: Vec<String> = repl
             .displays
             .iter()
             .filter(|d| d.key == key)
             .map(|d| format!("{}: {}", d.expression, d.last))
             .collect();
+        if lines.is_empty() && repl.python_at_least(13) {
+            repl.out.line("No expression is being displayed");
+        } else {
+            repl.out.line("Currently displaying:");
+        }
         for line in lines {
             repl.out.line(&line);
         }
         return Ok(Flow::Stay);
     }
-    let value = display_value(repl, arg)?;
+    let result = evaluate(repl, arg, EvalMode::Eval)?;
+    if let Some(exc) = &result.exception {
+        let syntax = matches!(exc.type_name.as_str(), "SyntaxError" | "IndentationError" | "TabError");
+        if syntax && repl.python_at_least(13) {
+            // pdb 3.13+ refuses an expression that does not compile.
+            return user_error(format!("Unable to display {arg}: {}", exc.text));
+        }
+    }
+    let value = displayed(result);
     repl.displays.retain(|d| !(d.key == key && d.expression == arg));
     repl.displays.push(Display { key, expression: arg.to_string(), last: value.clone() });
     repl.out.line(&format!("display {arg}: {value}"));
@@ -237,7 +252,13 @@ pub(crate) fn interact(repl: &mut Repl, _arg: &str) -> CmdResult {
     let Some(mut session) = repl.session.request(&start)?.session else {
         return user_error("the agent did not open a console");
     };
-    repl.out.line("*interactive*");
+    // pdb's banners for the version.
+    let (banner, exit) = if repl.python_at_least(13) {
+        ("*pdb interact start*", "*exit from pdb interact command*")
+    } else {
+        ("*interactive*", "now exiting InteractiveConsole...")
+    };
+    repl.out.line(banner);
     let mut more = false;
     loop {
         let line = match repl.editor.read(if more { "... " } else { ">>> " }) {
@@ -277,7 +298,7 @@ pub(crate) fn interact(repl: &mut Repl, _arg: &str) -> CmdResult {
         }
     }
     repl.out.line("");
-    repl.out.line("now exiting InteractiveConsole...");
+    repl.out.line(exit);
     let end = Interact { thread: sel.thread, frame: sel.frame, action: InteractAction::End { session } };
     repl.session.request(&end)?;
     Ok(Flow::Stay)

@@ -740,6 +740,13 @@ impl Repl {
         }
     }
 
+    /// Whether the program's Python is at least 3.`minor`: pdb's wording changed between
+    /// versions, and pymri follows the pdb of the program's version.
+    fn python_at_least(&self, minor: u32) -> bool {
+        let v = &self.session.ready().python.version_info;
+        v.first().copied().unwrap_or(3) > 3 || v.get(1).copied().unwrap_or(0) >= minor
+    }
+
     /// Drops what belonged to the last run of the program (its source may have changed).
     fn forget_run(&mut self) {
         self.files.clear();
