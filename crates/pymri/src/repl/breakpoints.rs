@@ -98,7 +98,7 @@ fn set(repl: &mut Repl, arg: &str, temporary: bool) -> CmdResult {
                 && e.agent_error().is_some_and(|a| a.code.as_str() == "not_found") =>
         {
             let name = request.function.take().unwrap_or_default();
-            let Some((file, line)) = find_def(repl, &name)? else {
+            let Some((file, def, line)) = find_def(repl, &name)? else {
                 return user_error(format!(
                     "The specified object '{name}' is not a function or was not found along sys.path."
                 ));
@@ -108,15 +108,30 @@ fn set(repl: &mut Repl, arg: &str, temporary: bool) -> CmdResult {
             request.thread = None;
             request.frame = None;
             match repl.session.request(&request) {
-                Ok(body) => body.breakpoint,
+                Ok(body) => {
+                    if !repl.python_at_least(13) {
+                        // pdb up to 3.12 names such a breakpoint by its `def` line.
+                        repl.bp_lines.insert(body.breakpoint.id, def);
+                    }
+                    body.breakpoint
+                }
                 Err(e) => return refused_line(repl, None, e),
             }
         }
         Err(e) if request.line.is_some() => return refused_line(repl, request.file.as_deref(), e),
         Err(e) => return Err(e.into()),
     };
-    repl.out.line(&format!("Breakpoint {} at {}", bp.id, where_(&bp)));
+    repl.out.line(&format!("Breakpoint {} at {}", bp.id, where_(&shown(repl, &bp))));
     Ok(Flow::Stay)
+}
+
+/// `bp` as the REPL names it (see `Repl::bp_lines`).
+pub(crate) fn shown(repl: &Repl, bp: &Breakpoint) -> Breakpoint {
+    let mut bp = bp.clone();
+    if let Some(&line) = repl.bp_lines.get(&bp.id) {
+        bp.line = Some(line);
+    }
+    bp
 }
 
 /// A line breakpoint the agent refused, said as pdb says it (the agent's messages, made for
@@ -138,19 +153,25 @@ fn refused_line(repl: &mut Repl, typed: Option<&str>, e: pymri_session::SessionE
     }
 }
 
-/// The first line of the body of `def NAME` in the current frame's file.
-fn find_def(repl: &mut Repl, name: &str) -> std::result::Result<Option<(String, u32)>, CmdError> {
+/// The `def NAME` line and the first line of its body in the current frame's file.
+fn find_def(repl: &mut Repl, name: &str) -> std::result::Result<Option<(String, u32, u32)>, CmdError> {
     if name.contains('.') {
         return Ok(None);
     }
     let file = repl.current_frame()?.file;
     let source = repl.session.request(&Source { file: Some(file.clone()), ..Default::default() })?;
-    Ok(function_body_line(&source.lines, name).map(|line| (file, line)))
+    Ok(function_lines(&source.lines, name).map(|(def, body)| (file, def, body)))
 }
 
 /// 1-based line of the first statement of `def name(...)` in `lines`: after the signature
 /// (which may span lines), blank lines, comments and the docstring.
-pub(crate) fn function_body_line(lines: &[String], name: &str) -> Option<u32> {
+#[cfg(test)]
+fn function_body_line(lines: &[String], name: &str) -> Option<u32> {
+    function_lines(lines, name).map(|(_, body)| body)
+}
+
+/// 1-based lines of `def name(...)` in `lines` and of its body's first statement.
+fn function_lines(lines: &[String], name: &str) -> Option<(u32, u32)> {
     let is_def = |l: &str| {
         let l = l.trim_start();
         let l = l.strip_prefix("async").map(str::trim_start).unwrap_or(l);
@@ -172,7 +193,7 @@ pub(crate) fn function_body_line(lines: &[String], name: &str) -> Option<u32> {
                 ':' if depth == 0 => {
                     let rest = l[j + 1..].trim();
                     if !rest.is_empty() && !rest.starts_with('#') {
-                        return Some(i as u32 + 1); // `def f(): return x`
+                        return Some((start as u32 + 1, i as u32 + 1)); // `def f(): return x`
                     }
                     end = Some(i);
                     break 'scan;
@@ -204,7 +225,7 @@ pub(crate) fn function_body_line(lines: &[String], name: &str) -> Option<u32> {
         i += 1;
         skip_blank(&mut i);
     }
-    lines.get(i).map(|_| i as u32 + 1)
+    lines.get(i).map(|_| (start as u32 + 1, i as u32 + 1))
 }
 
 fn all(repl: &mut Repl) -> std::result::Result<Vec<Breakpoint>, CmdError> {
@@ -219,7 +240,7 @@ fn list(repl: &mut Repl) -> std::result::Result<(), CmdError> {
     }
     repl.out.line("Num Type         Disp Enb   Where");
     for bp in &bps {
-        repl.out.line(&format_breakpoint(bp));
+        repl.out.line(&format_breakpoint(&shown(repl, bp)));
     }
     Ok(())
 }
@@ -314,7 +335,9 @@ pub(crate) fn clear(repl: &mut Repl, arg: &str) -> CmdResult {
 
 fn deleted(repl: &mut Repl, bp: &Breakpoint) {
     repl.bp_commands.remove(&bp.id);
-    repl.out.line(&format!("Deleted breakpoint {} at {}", bp.id, where_(bp)));
+    let text = format!("Deleted breakpoint {} at {}", bp.id, where_(&shown(repl, bp)));
+    repl.bp_lines.remove(&bp.id);
+    repl.out.line(&text);
 }
 
 fn update(repl: &mut Repl, arg: &str, enabled: bool) -> CmdResult {
@@ -322,7 +345,8 @@ fn update(repl: &mut Repl, arg: &str, enabled: bool) -> CmdResult {
         match repl.session.request(&UpdateBreakpoint { id, enabled: Some(enabled), ..Default::default() }) {
             Ok(body) => {
                 let verb = if enabled { "Enabled" } else { "Disabled" };
-                repl.out.line(&format!("{verb} breakpoint {id} at {}", where_(&body.breakpoint)));
+                repl.out
+                    .line(&format!("{verb} breakpoint {id} at {}", where_(&shown(repl, &body.breakpoint))));
             }
             Err(e) => {
                 no_such(repl, id, e.into())?;

@@ -178,6 +178,10 @@ pub(crate) struct Repl {
     files: HashMap<String, Option<Arc<Vec<String>>>>,
     displays: Vec<Display>,
     bp_commands: HashMap<u64, Vec<String>>,
+    /// Breakpoints named at another line than theirs: pdb up to 3.12 names a breakpoint on a
+    /// function that is not defined yet by its `def` line; pymri's is a line breakpoint at the
+    /// body's first line.
+    bp_lines: HashMap<u64, u32>,
     threads: ThreadNumbers,
     sticky: bool,
     last_presented: Option<u64>,
@@ -226,6 +230,7 @@ impl Repl {
             files: HashMap::new(),
             displays: Vec::new(),
             bp_commands: HashMap::new(),
+            bp_lines: HashMap::new(),
             threads,
             sticky: false,
             last_presented: None,
@@ -334,11 +339,13 @@ impl Repl {
             }
             SessionEvent::Event(Event::Breakpoint(b)) if b.reason == "removed" => {
                 self.bp_commands.remove(&b.breakpoint.id);
-                self.out.line(&format!(
+                let text = format!(
                     "Deleted breakpoint {} at {}",
                     b.breakpoint.id,
-                    breakpoints::where_(&b.breakpoint)
-                ));
+                    breakpoints::where_(&breakpoints::shown(self, &b.breakpoint))
+                );
+                self.bp_lines.remove(&b.breakpoint.id);
+                self.out.line(&text);
             }
             SessionEvent::Event(Event::Thread(t)) => {
                 self.threads.number(t.thread);
