@@ -7,6 +7,7 @@ import os
 import reprlib
 import sys
 import threading
+import types
 
 PY313 = sys.version_info >= (3, 13)
 AGENT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -268,12 +269,31 @@ def _exc_line(exc):
     return lines[-1].strip() if lines else type_name(exc)
 
 
+def _agent_entry(tb):
+    code = tb.tb_frame.f_code
+    return code.co_filename.startswith(AGENT_DIR) or code in _RUNNER_CODES
+
+
+def without_agent(tb):
+    """The traceback `tb` without the agent's entries, wherever they are: an exception raised
+    while a thread waits at a stop (a signal handler's) went through the agent's frames on its
+    way into the program. A new chain: the exception's own is left as it is."""
+    entries = []
+    while tb is not None:
+        if not _agent_entry(tb):
+            entries.append(tb)
+        tb = tb.tb_next
+    out = None
+    for entry in reversed(entries):
+        out = types.TracebackType(out, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    return out
+
+
 def format_exception(exc, skip_agent=True):
     """Exception text as pdb users expect, without the agent's own frames."""
     tb = exc.__traceback__
-    while skip_agent and tb is not None and (tb.tb_frame.f_code.co_filename.startswith(AGENT_DIR)
-                                             or tb.tb_frame.f_code in _RUNNER_CODES):
-        tb = tb.tb_next
+    if skip_agent:
+        tb = without_agent(tb)
     lines = _traceback().format_exception(type(exc), exc, tb)
     return {
         "type": type_name(exc),
