@@ -114,7 +114,7 @@ class MonitoringBackend(object):
         M.register_callback(t, E.PY_START, on_start)
         M.register_callback(t, E.PY_RESUME, on_start)
         M.register_callback(t, E.PY_RETURN, self._on_return)
-        M.register_callback(t, E.PY_YIELD, self._on_return)
+        M.register_callback(t, E.PY_YIELD, self._on_yield)
         M.register_callback(t, E.PY_UNWIND, self._on_unwind)
         M.register_callback(t, E.RAISE, self._on_raise)
         self._installed = True
@@ -352,6 +352,12 @@ class MonitoringBackend(object):
             self._refresh_lines(code)
 
     def _on_return(self, code, offset, retval):
+        return self._step_frame_leaving(retval, False)
+
+    def _on_yield(self, code, offset, retval):
+        return self._step_frame_leaving(retval, True)
+
+    def _step_frame_leaving(self, retval, yielded):
         agent = self.agent
         if not agent.steps:
             return None
@@ -360,9 +366,9 @@ class MonitoringBackend(object):
         if st is None or ident in agent.busy:
             return None
         try:
-            frame = _getframe(1)
+            frame = _getframe(2)
             if frame is st.frame:
-                agent.step_frame_returning(st, frame, retval)
+                agent.step_frame_returning(st, frame, retval, yielded)
         except agent.control_exceptions:
             raise
         except Exception:

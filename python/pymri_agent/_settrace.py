@@ -22,6 +22,26 @@ from ._alltrace import AllThreadsTracer
 
 _get_ident = threading.get_ident
 _INTO_MODES = ("step", "entry")
+# CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR
+_GENERATOR_FLAGS = 0x20 | 0x80 | 0x200
+_yield_ops = []  # (YIELD_VALUE, YIELD_FROM or None), at the first use
+
+
+def _yielded(frame):
+    """Whether a 'return' event of `frame` is a generator's (or coroutine's) yield, not its
+    end: the instruction it is at yields (3.9-3.10's `yield from` that yields has stepped back
+    to the instruction before its YIELD_FROM)."""
+    if not frame.f_code.co_flags & _GENERATOR_FLAGS:
+        return False
+    if not _yield_ops:
+        import opcode
+        _yield_ops.append((opcode.opmap["YIELD_VALUE"], opcode.opmap.get("YIELD_FROM")))
+    yield_value, yield_from = _yield_ops[0]
+    code = frame.f_code.co_code
+    i = frame.f_lasti
+    if 0 <= i < len(code) and code[i] in (yield_value, yield_from):
+        return True
+    return yield_from is not None and 0 <= i + 2 < len(code) and code[i + 2] == yield_from
 
 
 class TraceBackend(object):
@@ -220,7 +240,7 @@ class TraceBackend(object):
             if event == "return":
                 st = agent.steps.get(ident)
                 if st is not None and frame is st.frame:
-                    agent.step_frame_returning(st, frame, arg)
+                    agent.step_frame_returning(st, frame, arg, _yielded(frame))
             elif event == "exception":
                 etype, exc, tb = arg
                 st = agent.steps.get(ident)

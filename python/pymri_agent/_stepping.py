@@ -123,7 +123,13 @@ class Stepping(object):
             extra = {"exception": info}
         self.stop(frame, "exception", "exception", exc=exc, extra=extra)
 
-    def step_frame_returning(self, st, frame, retval):
+    def step_frame_returning(self, st, frame, retval, yielded=False):
+        if yielded and st.stop_at_return and st.mode != "step":
+            # bdb ignores the yields of the generator (or coroutine) it steps over: `next` and
+            # `until` go on in it when it resumes, `return` at the caller's next line.
+            if st.mode == "return":
+                self._retarget_to_caller(st, frame)
+            return
         if st.mode == "return" or (st.stop_at_return and st.mode in ("step", "next", "until")):
             self.stop(frame, "return", "return", retval=retval)
             return

@@ -118,6 +118,23 @@ class SteppingTests(AgentTestCase):
         c.request("continue", thread=tid)
         self.assertEqual(p.wait_result(), "caught")
 
+    def test_next_over_a_yield_goes_on_in_the_generator(self):
+        # pdb: `next` at a yield does not stop there (no --Return--) but where the generator
+        # resumes; `return` at a yield stops at the caller's next line.
+        p, c, tid = self.stop_at(pb.consume_gen, "gen-yield")
+        st = self.step(c, tid, "next")
+        self.assertEqual((st["reason"], st["frame"]["function"], st["frame"]["line"]),
+                         ("step", "gen", L("gen-yield") - 1))
+        st = self.step(c, tid, "next")
+        self.assertEqual((st["frame"]["function"], st["frame"]["line"]), ("gen", L("gen-yield")))
+        self.assertEqual(c.request("evaluate", thread=tid, expression="i")["result"], "1")
+        st = self.step(c, tid, "step_out")
+        self.assertEqual((st["reason"], st["frame"]["function"], st["frame"]["line"]),
+                         ("step", "consume_gen", L("consume") + 1))
+        self.assertEqual(c.request("evaluate", thread=tid, expression="v")["result"], "10")
+        c.request("continue", thread=tid)
+        self.assertEqual(p.wait_result(), 30)
+
     def test_next_without_return_stops(self):
         p, c, tid = self.stop_at(pb.caller, "helper-return")
         st = self.step(c, tid, "next", stop_at_return=False)
