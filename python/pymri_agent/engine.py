@@ -643,6 +643,7 @@ class Agent(BreakpointHits, Stepping):
             body["breakpoints"] = stop.bp_ids
         if stop.retval is not MISSING:
             body["return_value"] = safe_repr(stop.retval, 1000)
+            body["return_value_short"] = inspection.short_repr(stop.retval)
         if stop.exc is not None:
             body["exception"] = inspection.format_exception(stop.exc)
         if stop.post_mortem:

@@ -229,6 +229,15 @@ def safe_repr(value, maxlen=200):
     return text
 
 
+def short_repr(value):
+    """pdb's form of a return value in a location (`->...`): `reprlib.repr`, which abbreviates
+    long strings, containers and other reprs."""
+    try:
+        return reprlib.repr(value)
+    except Exception as exc:
+        return "<repr failed: %s>" % _exc_line(exc)
+
+
 def full_repr(value, max_length=DEFAULT_MAX_LENGTH, pretty=False):
     try:
         if pretty:

@@ -335,6 +335,10 @@ pub struct Stopped {
     pub breakpoints: Vec<u64>,
     #[serde(default)]
     pub return_value: Option<String>,
+    /// The return value as pdb shows it after `->` in a location (`reprlib.repr`: a long one
+    /// abbreviated); `return_value` is the whole repr (`retval`).
+    #[serde(default)]
+    pub return_value_short: Option<String>,
     #[serde(default)]
     pub exception: Option<ExceptionInfo>,
     #[serde(default)]

@@ -49,6 +49,7 @@ on_every_python!(
     jump_over_an_assignment_then_next,
     messages_are_those_of_the_versions_pdb,
     function_breakpoints_name_the_line_of_the_versions_pdb,
+    a_long_return_value_is_abbreviated_in_locations,
     threads_stopped_at_the_same_breakpoint,
     threads_aligns_long_names,
     tab_completes_commands_and_names,
@@ -541,6 +542,23 @@ fn function_breakpoints_name_the_line_of_the_versions_pdb(interp: &Interpreter) 
     assert_has(&r.cmd("c"), &format!("> {path}({})add()\n", line(f, "add")));
     assert_eq!(r.cmd("cl 1"), format!("Deleted breakpoint 1 at {path}:{main}\n"));
     assert_has(&r.cmd("c"), "items: 1");
+    assert_eq!(quit(r), 0);
+}
+
+/// pdb shows a return value after `->` through `reprlib.repr`; `retval` shows all of it.
+fn a_long_return_value_is_abbreviated_in_locations(interp: &Interpreter) {
+    let f = "cart.py";
+    let mut r = Repl::run(interp, f);
+    first_stop(&mut r, f);
+    let path = r.path(f);
+    let stock = line(f, "stock");
+    r.cmd(&format!("tbreak {stock}"));
+    r.cmd("c");
+    let short = format!("> {path}({stock})stock()->[0, 1, 2, 3, 4, 5, ...]\n");
+    assert_has(&r.cmd("r"), &format!("--Return--\n{short}"));
+    assert_has(&r.cmd("w"), &short);
+    assert_eq!(r.cmd("retval").trim(), format!("{:?}", (0..20).collect::<Vec<_>>()));
+    assert_has(&r.cmd("c"), "stock: 20");
     assert_eq!(quit(r), 0);
 }
 

@@ -24,11 +24,7 @@ pub(crate) fn where_(repl: &mut Repl, _arg: &str) -> CmdResult {
     let stop = repl.selected_stop()?;
     let frames = repl.frames()?;
     for frame in frames.iter().rev() {
-        let retval = if frame.index == 0 && stop.reason == StopReason::Return {
-            stop.return_value.as_deref()
-        } else {
-            None
-        };
+        let retval = if frame.index == 0 { super::location_retval(&stop) } else { None };
         let text = repl.entry_text(&location_of(frame), retval, frame.index == sel.frame);
         repl.out.styled_line(&text);
     }
@@ -367,7 +363,7 @@ pub(crate) fn thread(repl: &mut Repl, arg: &str) -> CmdResult {
     let stop = repl.selected_stop()?;
     repl.out.line(&format!("[Thread {number} ({})]", Name(&stop.thread_name)));
     let frame = repl.current_frame()?;
-    let retval = if stop.reason == StopReason::Return { stop.return_value.clone() } else { None };
+    let retval = super::location_retval(&stop).map(str::to_string);
     let text = repl.entry_text(&location_of(&frame), retval.as_deref(), true);
     repl.out.styled_line(&text);
     Ok(Flow::Stay)

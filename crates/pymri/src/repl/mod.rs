@@ -38,6 +38,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The value a location shows after `->` at a return stop, as pdb abbreviates it.
+pub(crate) fn location_retval(stop: &Stopped) -> Option<&str> {
+    if stop.reason != StopReason::Return {
+        return None;
+    }
+    stop.return_value_short.as_deref().or(stop.return_value.as_deref())
+}
+
 /// How the program came under the debugger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -537,7 +545,7 @@ impl Repl {
             }
         }
         if let Some(frame) = &stop.frame {
-            let retval = if stop.reason == StopReason::Return { stop.return_value.as_deref() } else { None };
+            let retval = location_retval(stop);
             let text = self.entry_text(frame, retval, true);
             self.out.styled_line(&text);
         }

@@ -98,11 +98,7 @@ impl Repl {
             let stop = self.selected_stop()?;
             self.out.clear_screen();
             let retval =
-                if frame.index == 0 && stop.reason == pymri_session::protocol::messages::StopReason::Return {
-                    stop.return_value.clone()
-                } else {
-                    None
-                };
+                if frame.index == 0 { super::location_retval(&stop).map(str::to_string) } else { None };
             let at = super::inspect::location_of(&frame);
             let mut header = format!("> {}", location(&at.file, at.line, &at.function));
             if let Some(rv) = retval {
