@@ -8,8 +8,8 @@ Cost model:
   function created later). Every code location returns DISABLE at its first event, so each code
   object costs one callback (again after a `restart_events`, i.e. after a breakpoint change or the
   start of a step).
-- PY_UNWIND is global only while a step is under way; RAISE only with the "raised" filter; LINE
-  is global only while a `pause` is pending.
+- PY_UNWIND and RAISE are global only while a step is under way (RAISE also with the "raised"
+  filter); LINE is global only while a `pause` is pending.
 - A line instrumented by `_codeswap` (an inline condition) gets no LINE event in the instrumented
   code: its hook does the work. The original code keeps its events (frames that were already
   running it, functions created from a parent code that was already running).
@@ -114,7 +114,7 @@ class MonitoringBackend(object):
         M.register_callback(t, E.PY_START, on_start)
         M.register_callback(t, E.PY_RESUME, on_start)
         M.register_callback(t, E.PY_RETURN, self._on_return)
-        M.register_callback(t, E.PY_YIELD, self._on_return)
+        M.register_callback(t, E.PY_YIELD, self._on_yield)
         M.register_callback(t, E.PY_UNWIND, self._on_unwind)
         M.register_callback(t, E.RAISE, self._on_raise)
         self._installed = True
@@ -229,7 +229,8 @@ class MonitoringBackend(object):
         if agent.file_bps or agent.func_bps:
             ev |= E.PY_START | E.PY_RESUME
         if agent.steps:
-            ev |= E.PY_UNWIND
+            # RAISE: a step stops where an exception is raised in (or unwinds into) its frame.
+            ev |= E.PY_UNWIND | E.RAISE
             for st in list(agent.steps.values()):
                 if st.mode in _INTO_MODES:
                     ev |= E.PY_START | E.PY_RESUME
@@ -293,6 +294,14 @@ class MonitoringBackend(object):
             codes = self.step_codes.setdefault(ident, {})
             if id(code) not in codes:
                 self._add_step_code(codes, code)
+            frame = _getframe(2)
+            if agent.step_stops_at_call(st, frame):
+                try:
+                    agent.stop(frame, "call", "call")
+                except agent.control_exceptions:
+                    raise
+                except Exception:
+                    agent.internal_error()
         res = self._start_fast(code, 3)
         # A step into, in any thread, may need this location later; `next` and the others do
         # not (every step start restarts events), and keeping PY_START live for them would call
@@ -343,6 +352,12 @@ class MonitoringBackend(object):
             self._refresh_lines(code)
 
     def _on_return(self, code, offset, retval):
+        return self._step_frame_leaving(retval, False)
+
+    def _on_yield(self, code, offset, retval):
+        return self._step_frame_leaving(retval, True)
+
+    def _step_frame_leaving(self, retval, yielded):
         agent = self.agent
         if not agent.steps:
             return None
@@ -351,9 +366,9 @@ class MonitoringBackend(object):
         if st is None or ident in agent.busy:
             return None
         try:
-            frame = _getframe(1)
+            frame = _getframe(2)
             if frame is st.frame:
-                agent.step_frame_returning(st, frame, retval)
+                agent.step_frame_returning(st, frame, retval, yielded)
         except agent.control_exceptions:
             raise
         except Exception:
@@ -362,13 +377,16 @@ class MonitoringBackend(object):
 
     def _on_unwind(self, code, offset, exc):
         agent = self.agent
-        st = agent.steps.get(_get_ident())
-        if st is None:
+        ident = _get_ident()
+        st = agent.steps.get(ident)
+        if st is None or ident in agent.busy:
             return None
         try:
             frame = _getframe(1)
             if frame is st.frame:
                 agent.step_frame_unwinding(st, frame)
+        except agent.control_exceptions:
+            raise
         except Exception:
             agent.internal_error()
         return None
@@ -376,17 +394,24 @@ class MonitoringBackend(object):
     def _on_raise(self, code, offset, exc):
         agent = self.agent
         ident = _get_ident()
-        if ident in agent.busy or ident in agent.agent_threads or "raised" not in agent.exc_filters:
+        st = agent.steps.get(ident)
+        if st is None and "raised" not in agent.exc_filters:
             return None
-        if agent.is_hidden_code(code) or isinstance(exc, agent.ignored_exceptions):
-            return None
-        # RAISE fires again in every frame the exception unwinds into; like the settrace
-        # backend, stop only where it starts (the traceback then holds just this frame).
-        tb = exc.__traceback__
-        if tb is not None and tb.tb_next is not None:
+        if ident in agent.busy or ident in agent.agent_threads or agent.is_hidden_code(code):
             return None
         try:
-            agent.stop(_getframe(1), "exception", "exception", exc=exc)
+            frame = _getframe(1)
+            tb = exc.__traceback__
+            if st is not None and agent.step_stops_at_exception(st, frame, exc, tb):
+                agent.step_exception_stop(frame, exc, tb)
+                return None
+            if "raised" not in agent.exc_filters or isinstance(exc, agent.ignored_exceptions):
+                return None
+            # RAISE fires again in every frame the exception unwinds into; like the settrace
+            # backend, stop only where it starts (the traceback then holds just this frame).
+            if tb is not None and tb.tb_next is not None:
+                return None
+            agent.stop(frame, "exception", "exception", exc=exc)
         except agent.control_exceptions:
             raise
         except Exception:

@@ -22,6 +22,26 @@ from ._alltrace import AllThreadsTracer
 
 _get_ident = threading.get_ident
 _INTO_MODES = ("step", "entry")
+# CO_GENERATOR | CO_COROUTINE | CO_ASYNC_GENERATOR
+_GENERATOR_FLAGS = 0x20 | 0x80 | 0x200
+_yield_ops = []  # (YIELD_VALUE, YIELD_FROM or None), at the first use
+
+
+def _yielded(frame):
+    """Whether a 'return' event of `frame` is a generator's (or coroutine's) yield, not its
+    end: the instruction it is at yields (3.9-3.10's `yield from` that yields has stepped back
+    to the instruction before its YIELD_FROM)."""
+    if not frame.f_code.co_flags & _GENERATOR_FLAGS:
+        return False
+    if not _yield_ops:
+        import opcode
+        _yield_ops.append((opcode.opmap["YIELD_VALUE"], opcode.opmap.get("YIELD_FROM")))
+    yield_value, yield_from = _yield_ops[0]
+    code = frame.f_code.co_code
+    i = frame.f_lasti
+    if 0 <= i < len(code) and code[i] in (yield_value, yield_from):
+        return True
+    return yield_from is not None and 0 <= i + 2 < len(code) and code[i + 2] == yield_from
 
 
 class TraceBackend(object):
@@ -160,6 +180,9 @@ class TraceBackend(object):
             return None
         try:
             code = frame.f_code
+            st = agent.steps.get(ident)
+            if st is not None and agent.step_stops_at_call(st, frame):
+                agent.stop(frame, "call", "call")
             if code.co_filename in self.hot_files and self._call_hot(frame) is not None:
                 return self.ltrace
             if agent.is_hidden_code(code):
@@ -172,6 +195,8 @@ class TraceBackend(object):
             if "raised" in agent.exc_filters:
                 frame.f_trace_lines = False
                 return self.ltrace
+        except agent.control_exceptions:
+            raise
         except Exception:
             agent.internal_error()
         return None
@@ -215,10 +240,14 @@ class TraceBackend(object):
             if event == "return":
                 st = agent.steps.get(ident)
                 if st is not None and frame is st.frame:
-                    agent.step_frame_returning(st, frame, arg)
-            elif event == "exception" and "raised" in agent.exc_filters:
+                    agent.step_frame_returning(st, frame, arg, _yielded(frame))
+            elif event == "exception":
                 etype, exc, tb = arg
-                if tb is not None and tb.tb_next is None and tb.tb_frame is frame:
+                st = agent.steps.get(ident)
+                if st is not None and agent.step_stops_at_exception(st, frame, exc, tb):
+                    agent.step_exception_stop(frame, exc, tb)
+                elif "raised" in agent.exc_filters and tb is not None and tb.tb_next is None \
+                        and tb.tb_frame is frame:
                     if not agent.is_hidden_code(frame.f_code) and not isinstance(exc, agent.ignored_exceptions):
                         agent.stop(frame, "exception", "exception", exc=exc)
         except agent.control_exceptions:

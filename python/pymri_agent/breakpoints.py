@@ -138,7 +138,7 @@ def compile_condition(text):
     try:
         return compile(text, "<pymri-condition>", "eval")
     except SyntaxError as exc:
-        raise BreakpointError("invalid condition %r: %s" % (text, exc.msg))
+        raise BreakpointError("Invalid condition %s: %s: %s" % (text, type(exc).__name__, exc.msg))
 
 
 if sys.version_info >= (3, 11):

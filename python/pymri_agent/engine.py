@@ -27,7 +27,7 @@ from . import (inspection, req_breakpoints, req_evaluate, req_exec, req_inspect,
 from ._codeswap import CodeSwapper
 from ._handlers import AFTER, READER, RESUME, RequestError, compose
 from ._hits import JUMP, BreakpointHits
-from ._stepping import Stepping
+from ._stepping import Stepping, set_frame_line
 from .breakpoints import BreakpointError
 from .inspection import AGENT_DIR, MISSING, safe_getcwd, safe_repr
 from .protocol import (AGENT_VERSION, PROTOCOL_VERSION, ConnectionClosed, IntegrityError,
@@ -622,9 +622,9 @@ class Agent(BreakpointHits, Stepping):
         stop, line, rid, _, hook_line = t
         body = err = None
         try:
-            frame.f_lineno = line
+            set_frame_line(frame, line)
             body = {"line": frame.f_lineno}
-        except ValueError as exc:
+        except (ValueError, Warning) as exc:
             err = ("invalid_location", "Jump failed: %s" % exc)
             try:
                 frame.f_lineno = hook_line  # back where the thread stopped
@@ -663,6 +663,7 @@ class Agent(BreakpointHits, Stepping):
             body["breakpoints"] = stop.bp_ids
         if stop.retval is not MISSING:
             body["return_value"] = safe_repr(stop.retval, 1000)
+            body["return_value_short"] = inspection.short_repr(stop.retval)
         if stop.exc is not None:
             body["exception"] = inspection.format_exception(stop.exc)
         if stop.post_mortem:

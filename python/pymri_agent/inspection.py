@@ -7,10 +7,33 @@ import os
 import reprlib
 import sys
 import threading
+import types
 
 PY313 = sys.version_info >= (3, 13)
 AGENT_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-EVAL_FILENAME = "<pymri>"
+# pdb's names for the code the user types: `p`'s expression is `<string>` (pdb evals a string),
+# any other line `<stdin>`, `interact`'s `<console>`. Warnings and tracebacks show them.
+EXPR_FILENAME = "<string>"
+STMT_FILENAME = "<stdin>"
+CONSOLE_FILENAME = "<console>"
+
+
+_RUNNERS = {}  # filename -> run(f, code, g, loc), made at first use
+_RUNNER_CODES = set()
+
+
+def run_typed(f, code, g, loc):
+    """`f(code, g, loc)` (eval or exec) for code compiled under one of the names above, called
+    from a frame of the same name: a warning whose stacklevel reaches past the evaluated code
+    names what the user typed, not the agent's frame that evaluates it."""
+    name = code.co_filename
+    run = _RUNNERS.get(name)
+    if run is None:
+        ns = {}
+        exec(compile("def run(f, code, g, loc): return f(code, g, loc)\n", name, "exec"), ns)
+        run = _RUNNERS[name] = ns["run"]
+        _RUNNER_CODES.add(run.__code__)
+    return run(f, code, g, loc)
 DEFAULT_MAX_LENGTH = 100000
 
 _get_ident = threading.get_ident
@@ -206,6 +229,15 @@ def safe_repr(value, maxlen=200):
     return text
 
 
+def short_repr(value):
+    """pdb's form of a return value in a location (`->...`): `reprlib.repr`, which abbreviates
+    long strings, containers and other reprs."""
+    try:
+        return reprlib.repr(value)
+    except Exception as exc:
+        return "<repr failed: %s>" % _exc_line(exc)
+
+
 def full_repr(value, max_length=DEFAULT_MAX_LENGTH, pretty=False):
     try:
         if pretty:
@@ -240,15 +272,37 @@ def format_exc():
 
 
 def _exc_line(exc):
-    # pdb's one line: a SyntaxError's location and caret lines before it are left out.
-    return _traceback().format_exception_only(type(exc), exc)[-1].strip()
+    """pdb's one line for an exception: the last of `format_exception_only` (for a SyntaxError,
+    `SyntaxError: invalid syntax` without the location and caret before it)."""
+    lines = _traceback().format_exception_only(type(exc), exc)
+    return lines[-1].strip() if lines else type_name(exc)
+
+
+def _agent_entry(tb):
+    code = tb.tb_frame.f_code
+    return code.co_filename.startswith(AGENT_DIR) or code in _RUNNER_CODES
+
+
+def without_agent(tb):
+    """The traceback `tb` without the agent's entries, wherever they are: an exception raised
+    while a thread waits at a stop (a signal handler's) went through the agent's frames on its
+    way into the program. A new chain: the exception's own is left as it is."""
+    entries = []
+    while tb is not None:
+        if not _agent_entry(tb):
+            entries.append(tb)
+        tb = tb.tb_next
+    out = None
+    for entry in reversed(entries):
+        out = types.TracebackType(out, entry.tb_frame, entry.tb_lasti, entry.tb_lineno)
+    return out
 
 
 def format_exception(exc, skip_agent=True):
     """Exception text as pdb users expect, without the agent's own frames."""
     tb = exc.__traceback__
-    while skip_agent and tb is not None and tb.tb_frame.f_code.co_filename.startswith(AGENT_DIR):
-        tb = tb.tb_next
+    if skip_agent:
+        tb = without_agent(tb)
     lines = _traceback().format_exception(type(exc), exc, tb)
     return {
         "type": type_name(exc),
@@ -271,14 +325,14 @@ def _safe_str(value):
 
 def _compile_mode(source, mode):
     if mode in ("eval", "pprint", "str"):
-        return compile(source, EVAL_FILENAME, "eval"), True
+        return compile(source, EXPR_FILENAME, "eval"), True
     if mode == "exec":
-        return compile(source + "\n", EVAL_FILENAME, "exec"), False
+        return compile(source + "\n", STMT_FILENAME, "exec"), False
     # auto: an expression if it is one, else statements
     try:
-        return compile(source, EVAL_FILENAME, "eval"), True
+        return compile(source, STMT_FILENAME, "eval"), True
     except SyntaxError:
-        return compile(source + "\n", EVAL_FILENAME, "exec"), False
+        return compile(source + "\n", STMT_FILENAME, "exec"), False
 
 
 def evaluate(frame, source, mode, capture, globals_=None, locals_=None, max_length=DEFAULT_MAX_LENGTH):
@@ -301,9 +355,9 @@ def evaluate(frame, source, mode, capture, globals_=None, locals_=None, max_leng
     try:
         try:
             if is_expr:
-                value = eval(code, g, loc)
+                value = run_typed(eval, code, g, loc)
             else:
-                exec(code, g, loc)
+                run_typed(exec, code, g, loc)
         except BaseException as exc:  # never let it reach the program
             body["exception"] = format_exception(exc)
     finally:

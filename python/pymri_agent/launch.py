@@ -130,9 +130,8 @@ def _exit_code(exc):
 
 
 def _strip_tb(agent, tb):
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR + os.sep):
-        tb = tb.tb_next
-    return tb
+    from .inspection import without_agent
+    return without_agent(tb)
 
 
 def run_once(agent, target, stop_on_entry):

@@ -10,7 +10,7 @@ import sys
 
 from . import inspection
 from ._handlers import READER, RequestError
-from .breakpoints import Breakpoint, BreakpointError
+from .breakpoints import Breakpoint, BreakpointError, compile_condition
 from .inspection import AGENT_DIR, MISSING, safe_getcwd
 
 _IDENT_CHAIN = inspection.LazyRegex(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
@@ -178,6 +178,27 @@ def _add_line_bp(agent, filename, line, args):
     return bp
 
 
+def _reported_line(code):
+    """The line the program's pdb reports for a breakpoint on this function: its `def` line up
+    to 3.12; from 3.13, the line of the instruction after RESUME (pdb's first executable line),
+    where the breakpoint stops. Only reported: the stop is at the first line event either way."""
+    if sys.version_info < (3, 13):
+        return code.co_firstlineno
+    import opcode
+    raw = code.co_code
+    resume, cache = opcode.opmap.get("RESUME"), opcode.opmap.get("CACHE", 0)
+    for offset in range(0, len(raw) - 2, 2):
+        if raw[offset] == resume:
+            after = offset + 2
+            while after < len(raw) and raw[after] == cache:  # RESUME's inline cache (3.15)
+                after += 2
+            for start, end, line in code.co_lines():
+                if start <= after < end:
+                    return line or code.co_firstlineno
+            break
+    return code.co_firstlineno
+
+
 def _add_func_bp(agent, name, args, frame):
     code = resolve_function(agent, name, frame)
     bp = Breakpoint(0, "function")
@@ -185,7 +206,7 @@ def _add_func_bp(agent, name, args, frame):
     bp.function = name
     bp.code = code
     bp.file = code.co_filename
-    bp.line = code.co_firstlineno
+    bp.line = _reported_line(code)
     bp.verified = True
     existing = agent.func_bps.get(id(code))
     if existing:
@@ -286,6 +307,8 @@ def req_set_function_breakpoints(agent, args):
 
 
 def req_update_breakpoint(agent, args):
+    if sys.version_info >= (3, 13) and isinstance(args.get("condition"), str):
+        compile_condition(args["condition"])  # pdb 3.13+'s order: before the breakpoint's number
     with agent.lock:
         bp = agent.bps.get(args.get("id"))
         if bp is None:

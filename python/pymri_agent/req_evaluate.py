@@ -72,7 +72,7 @@ def req_interact(agent, stop, args):
     buf.append(source)
     text = "\n".join(buf)
     try:
-        code = codeop.compile_command(text, "<pymri-interact>", "single")
+        code = codeop.compile_command(text, inspection.CONSOLE_FILENAME, "single")
     except (SyntaxError, OverflowError, ValueError) as exc:
         del buf[:]
         return {"more": False, "output": "", "exception": inspection.format_exception(exc)}
@@ -83,7 +83,7 @@ def req_interact(agent, stop, args):
     body = {"more": False}
     try:
         try:
-            exec(code, g, ns)
+            inspection.run_typed(exec, code, g, ns)
         except BaseException as exc:
             body["exception"] = inspection.format_exception(exc)
     finally:

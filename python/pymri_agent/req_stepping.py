@@ -5,6 +5,7 @@ itself (`StepState`, the backends' step callbacks) is the engine's.
 """
 
 from ._handlers import RESUME, STOPPED, RequestError
+from ._stepping import set_frame_line
 
 
 def req_continue(agent, stop, args):
@@ -47,8 +48,8 @@ def req_jump(agent, stop, args):
         raise RequestError("bad_state", "jump is only possible at a line event (not at %s)" % stop.event)
     frame = stop.frames[0][0]
     try:
-        frame.f_lineno = line
-    except ValueError as exc:
+        set_frame_line(frame, line)
+    except (ValueError, Warning) as exc:
         raise RequestError("invalid_location", "Jump failed: %s" % exc)
     stop.frames[0] = (frame, None)
     agent.after_jump(stop.ident, frame)

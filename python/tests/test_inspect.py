@@ -3,6 +3,7 @@ import sys
 import threading
 import types
 import unittest
+import warnings
 
 from helpers import AgentTestCase, RequestFailed, line_of  # first: puts progs/ on sys.path
 import prog_basic as pb  # noqa: E402
@@ -143,6 +144,33 @@ class InspectTests(AgentTestCase):
         c.request("continue", thread=tid)
         # range(3) was created before n changed; total started at 100 and the loop adds 0+1+2
         self.assertEqual(p.wait_result(), 103)
+
+    def test_typed_code_is_named_as_pdb_names_it(self):
+        # `p`'s expression is `<string>`, other lines `<stdin>`, interact's `<console>`, in
+        # tracebacks and in warnings, also one whose stacklevel reaches past the typed code.
+        p, c, tid = self.stop_at(pb.outer, "inner-first")
+        sid = c.request("interact", thread=tid, action="start")["session"]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for mode in ("eval", "auto", "exec"):
+                body = c.request("evaluate", thread=tid, expression="warn_past_caller()", mode=mode)
+                self.assertNotIn("exception", body)
+            c.request("interact", thread=tid, session=sid, source="warn_past_caller()")
+        self.assertEqual([(w.filename, w.lineno, str(w.message)) for w in caught],
+                         [("<string>", 1, "past the caller"), ("<stdin>", 1, "past the caller"),
+                          ("<stdin>", 1, "past the caller"), ("<console>", 1, "past the caller")])
+        tb = c.request("evaluate", thread=tid, expression="1/0")["exception"]["traceback"]
+        self.assertEqual(tb, 'Traceback (most recent call last):\n  File "<stdin>", line 1, in <module>\n'
+                             'ZeroDivisionError: division by zero\n')
+        tb = c.request("evaluate", thread=tid, expression="1/0", mode="eval")["exception"]["traceback"]
+        self.assertIn('File "<string>", line 1, in <module>', tb)
+        body = c.request("interact", thread=tid, session=sid, source="1/0")
+        self.assertEqual(body["exception"]["traceback"],
+                         'Traceback (most recent call last):\n  File "<console>", line 1, in <module>\n'
+                         'ZeroDivisionError: division by zero\n')
+        c.request("interact", thread=tid, session=sid, action="end")
+        c.request("continue", thread=tid)
+        p.wait_result()
 
     def test_whatis_args_interact(self):
         p, c, tid = self.stop_at(pb.outer, "inner-first")

@@ -1,4 +1,5 @@
 import os
+import signal
 import unittest
 
 from helpers import TIMEOUT, LaunchedProgram, line_of, prog_path, thread_offsets  # first
@@ -6,6 +7,7 @@ from helpers import TIMEOUT, LaunchedProgram, line_of, prog_path, thread_offsets
 
 DIV = prog_path("script_div.py")
 EXIT = prog_path("script_exit.py")
+SIGNAL = prog_path("script_signal.py")
 
 
 class LaunchTests(unittest.TestCase):
@@ -76,6 +78,30 @@ class LaunchTests(unittest.TestCase):
         self.assertIn("starting ['x']", out)
         self.assertIn("ZeroDivisionError", err)
         self.assertNotIn("pymri_agent", err)  # the traceback shows the program's frames only
+
+    def test_an_exception_raised_at_a_stop_shows_no_agent_frame(self):
+        # A signal handler raises while the main thread waits at a breakpoint: the exception
+        # goes through the agent's frames into the program; its traceback (the post-mortem's,
+        # the one printed) names the program's frames only.
+        p = self.launch(["script_signal.py"])
+        c = p.controller
+        c.request("set_breakpoint", file=SIGNAL, line=line_of(SIGNAL, "stop"))
+        c.request("start", stop_on_entry=False)
+        c.wait_event("stopped", reason="breakpoint")
+        os.kill(p.proc.pid, signal.SIGUSR1)
+        st = c.wait_event("stopped", reason="exception")
+        self.assertTrue(st["post_mortem"])
+        self.assertEqual(st["exception"]["text"], "KeyboardInterrupt: signalled")
+        self.assertNotIn("pymri_agent", st["exception"]["traceback"])
+        self.assertIn("in on_usr1", st["exception"]["traceback"])
+        c.request("continue", thread=st["thread"])
+        self.assertEqual(c.wait_event("exited")["code"], 130)
+        c.request("quit")
+        code, out, err = p.wait()
+        self.assertEqual(code, 130)
+        self.assertIn("KeyboardInterrupt: signalled", err)
+        self.assertIn("in on_usr1", err)
+        self.assertNotIn("pymri_agent", err)
 
     def test_run_module(self):
         p = self.launch(["-m", "pkgmod", "z"])

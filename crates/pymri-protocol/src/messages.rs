@@ -276,6 +276,8 @@ pub enum StopReason {
     Entry,
     Breakpoint,
     Step,
+    /// A pdb-style `step` entered a function (pdb's `--Call--`).
+    Call,
     Return,
     Pause,
     Exception,
@@ -289,6 +291,7 @@ impl StopReason {
             StopReason::Entry => "entry",
             StopReason::Breakpoint => "breakpoint",
             StopReason::Step => "step",
+            StopReason::Call => "call",
             StopReason::Return => "return",
             StopReason::Pause => "pause",
             StopReason::Exception => "exception",
@@ -305,6 +308,7 @@ impl<'de> Deserialize<'de> for StopReason {
             "entry" => StopReason::Entry,
             "breakpoint" => StopReason::Breakpoint,
             "step" => StopReason::Step,
+            "call" => StopReason::Call,
             "return" => StopReason::Return,
             "pause" => StopReason::Pause,
             "exception" => StopReason::Exception,
@@ -331,6 +335,10 @@ pub struct Stopped {
     pub breakpoints: Vec<u64>,
     #[serde(default)]
     pub return_value: Option<String>,
+    /// The return value as pdb shows it after `->` in a location (`reprlib.repr`: a long one
+    /// abbreviated); `return_value` is the whole repr (`retval`).
+    #[serde(default)]
+    pub return_value_short: Option<String>,
     #[serde(default)]
     pub exception: Option<ExceptionInfo>,
     #[serde(default)]

@@ -122,6 +122,7 @@ mod tests {
             frame: None,
             breakpoints: vec![1],
             return_value: None,
+            return_value_short: None,
             exception: None,
             post_mortem: false,
             condition_error: None,

@@ -44,6 +44,12 @@ on_every_python!(
     tbreak_clear_disable_enable_ignore_condition,
     listings_mark_breakpoints_and_the_current_line,
     until_leaves_the_loop_and_jump_skips_a_line,
+    steps_stop_where_an_exception_is_raised,
+    step_stops_at_the_call_then_the_first_line,
+    jump_over_an_assignment_then_next,
+    messages_are_those_of_the_versions_pdb,
+    function_breakpoints_name_the_line_of_the_versions_pdb,
+    a_long_return_value_is_abbreviated_in_locations,
     threads_stopped_at_the_same_breakpoint,
     threads_aligns_long_names,
     tab_completes_commands_and_names,
@@ -102,7 +108,7 @@ fn wrong_arithmetic(interp: &Interpreter) {
     let path = r.path(f);
     // Not defined yet: found by its `def`, the breakpoint goes to the body's first line.
     let out = r.cmd("b calculate_discount");
-    assert_has(&out, &format!("Breakpoint 1 at {path}:{}", line(f, "discount")));
+    assert_has(&out, &format!("Breakpoint 1 at {path}:{}", function_bp_line(interp, f, "discount")));
     let out = r.cmd("c");
     assert_has(
         &out,
@@ -137,6 +143,12 @@ fn falsy_zero(interp: &Interpreter) {
     let call = line(f, "call");
     assert_has(&r.cmd(&format!("b {call}")), &format!("Breakpoint 1 at {path}:{call}"));
     assert_has(&r.cmd("c"), &format!("> {path}({call})total_price()\n-> quantity = sanitize(quantity)"));
+    // pdb stops first at the call, on the `def` line.
+    let out = r.cmd("s");
+    assert_has(
+        &out,
+        &format!("--Call--\n> {path}({})sanitize()\n-> def sanitize(quantity):", line(f, "sanitize") - 1),
+    );
     let out = r.cmd("s");
     assert_has(&out, &format!("> {path}({})sanitize()\n-> return quantity or 1", line(f, "sanitize")));
     assert_eq!(r.cmd("p quantity").trim(), "0");
@@ -398,9 +410,11 @@ fn listings_mark_breakpoints_and_the_current_line(interp: &Interpreter) {
     let out = r.cmd("");
     assert!(out.starts_with(" 13  \t    value = 2"), "continued list:\n{out}");
     assert_has(&out, " 23  \t");
+    // pdb marks a listing that asked for lines past the end, with or without lines.
     let out = r.cmd("l");
-    assert_eq!(out, " 24  \tmain()\n");
-    assert_has(&r.cmd("l"), "[EOF]");
+    assert_eq!(out, " 24  \tmain()\n[EOF]\n");
+    assert_eq!(r.cmd("l"), "[EOF]\n");
+    assert_eq!(r.cmd("l 23, 30"), " 23  \t\n 24  \tmain()\n[EOF]\n");
     let out = r.cmd("l .");
     assert!(out.starts_with("  2  \t"), "list .:\n{out}");
     assert_eq!(r.cmd("l 5, 6").trim_end(), "  5  \t    total = 0\n  6  \t    for i in range(n):");
@@ -441,6 +455,195 @@ fn until_leaves_the_loop_and_jump_skips_a_line(interp: &Interpreter) {
     );
     let out = r.cmd("c");
     assert_has(&out, "value: 1");
+    assert_eq!(quit(r), 0);
+}
+
+/// `n` over a line that raises stops on that line with the exception, as pdb does, before the
+/// frame unwinds; `retval` is not there yet; the unwinding gives `--Return--` with `None`, then
+/// the caller stops where the exception reached it. An exception handled in the same function
+/// stops the same way.
+fn steps_stop_where_an_exception_is_raised(interp: &Interpreter) {
+    let f = "raising.py";
+    let mut r = Repl::run(interp, f);
+    first_stop(&mut r, f);
+    let path = r.path(f);
+    let inner = line(f, "inner");
+    let call = line(f, "call");
+    r.cmd(&format!("tbreak {inner}"));
+    assert_has(&r.cmd("c"), &format!("> {path}({inner})inner()\n-> return 10 / x"));
+    let out = r.cmd("n");
+    assert_has(
+        &out,
+        &format!("ZeroDivisionError: division by zero\n> {path}({inner})inner()\n-> return 10 / x"),
+    );
+    assert_lacks(&out, "--Return--");
+    assert_has(&r.cmd("retval"), "*** Not yet returned!");
+    assert_has(&r.cmd("n"), &format!("--Return--\n> {path}({inner})inner()->None\n-> return 10 / x"));
+    assert_eq!(r.cmd("retval").trim(), "None");
+    assert_has(
+        &r.cmd("n"),
+        &format!("ZeroDivisionError: division by zero\n> {path}({call})handled()\n-> y = inner(0)"),
+    );
+    assert_has(
+        &r.cmd("n"),
+        &format!("> {path}({})handled()\n-> except ZeroDivisionError:", line(f, "except")),
+    );
+    let pop = line(f, "pop");
+    r.cmd(&format!("tbreak {pop}"));
+    assert_has(&r.cmd("c"), &format!("> {path}({pop})local()"));
+    assert_has(
+        &r.cmd("n"),
+        &format!("IndexError: pop from empty list\n> {path}({pop})local()\n-> values.pop()"),
+    );
+    assert_has(&r.cmd("n"), &format!("> {path}({})local()\n-> except IndexError:", line(f, "local-except")));
+    assert_has(&r.cmd("c"), "done: 2.0");
+    assert_eq!(quit(r), 0);
+}
+
+/// `s` into a function stops at its call (`--Call--`, on the `def` line), then at its first line,
+/// as pdb; `s` over a line that raises shows the exception too.
+fn step_stops_at_the_call_then_the_first_line(interp: &Interpreter) {
+    let f = "raising.py";
+    let mut r = Repl::run(interp, f);
+    first_stop(&mut r, f);
+    let path = r.path(f);
+    let call = line(f, "call");
+    let inner = line(f, "inner");
+    r.cmd(&format!("tbreak {call}"));
+    assert_has(&r.cmd("c"), &format!("> {path}({call})handled()"));
+    let out = r.cmd("s");
+    assert_has(&out, &format!("--Call--\n> {path}({})inner()\n-> def inner(x):", line(f, "inner-def")));
+    assert_has(&r.cmd("retval"), "*** Not yet returned!");
+    let out = r.cmd("s");
+    assert_has(&out, &format!("> {path}({inner})inner()\n-> return 10 / x"));
+    assert_lacks(&out, "--Call--");
+    assert_has(&r.cmd("s"), &format!("ZeroDivisionError: division by zero\n> {path}({inner})inner()"));
+    assert_has(&r.cmd("s"), &format!("--Return--\n> {path}({inner})inner()->None"));
+    assert_has(&r.cmd("s"), &format!("ZeroDivisionError: division by zero\n> {path}({call})handled()"));
+    assert_has(&r.cmd("c"), "done: 2.0");
+    assert_eq!(quit(r), 0);
+}
+
+/// The line pdb names a breakpoint on a function by: the `def` line up to 3.12 (the line before
+/// the mark on the body's first line, in these fixtures), that first line from 3.13.
+fn function_bp_line(interp: &Interpreter, fixture: &str, body_mark: &str) -> i32 {
+    line(fixture, body_mark) - i32::from(minor(interp) < 13)
+}
+
+/// Breakpoints on functions, defined or not yet: named by the line the program's pdb names
+/// them by, stopping at the body's first line on every version.
+fn function_breakpoints_name_the_line_of_the_versions_pdb(interp: &Interpreter) {
+    let f = "cart.py";
+    let mut r = Repl::run(interp, f);
+    first_stop(&mut r, f);
+    let path = r.path(f);
+    let main = function_bp_line(interp, f, "main");
+    let add = function_bp_line(interp, f, "add");
+    assert_eq!(r.cmd("b main"), format!("Breakpoint 1 at {path}:{main}\n"));
+    assert_has(&r.cmd("c"), &format!("> {path}({})main()\n-> cart = Cart()", line(f, "main")));
+    assert_eq!(r.cmd("b Cart.add"), format!("Breakpoint 2 at {path}:{add}\n"));
+    let table = r.cmd("b");
+    assert_has(&table, &format!("1   breakpoint   keep yes   at {path}:{main}\n"));
+    assert_has(&table, &format!("2   breakpoint   keep yes   at {path}:{add}\n"));
+    assert_has(&r.cmd("c"), &format!("> {path}({})add()\n", line(f, "add")));
+    assert_eq!(r.cmd("cl 1"), format!("Deleted breakpoint 1 at {path}:{main}\n"));
+    assert_has(&r.cmd("c"), "items: 1");
+    assert_eq!(quit(r), 0);
+}
+
+/// pdb shows a return value after `->` through `reprlib.repr`; `retval` shows all of it.
+fn a_long_return_value_is_abbreviated_in_locations(interp: &Interpreter) {
+    let f = "cart.py";
+    let mut r = Repl::run(interp, f);
+    first_stop(&mut r, f);
+    let path = r.path(f);
+    let stock = line(f, "stock");
+    r.cmd(&format!("tbreak {stock}"));
+    r.cmd("c");
+    let short = format!("> {path}({stock})stock()->[0, 1, 2, 3, 4, 5, ...]\n");
+    assert_has(&r.cmd("r"), &format!("--Return--\n{short}"));
+    assert_has(&r.cmd("w"), &short);
+    assert_eq!(r.cmd("retval").trim(), format!("{:?}", (0..20).collect::<Vec<_>>()));
+    assert_has(&r.cmd("c"), "stock: 20");
+    assert_eq!(quit(r), 0);
+}
+
+/// The interpreter's minor version (`3.14d` is 14).
+fn minor(interp: &Interpreter) -> u32 {
+    interp.name.trim_end_matches('d').split('.').nth(1).and_then(|m| m.parse().ok()).expect("version")
+}
+
+/// `j` over the assignment of a local, then `n`: up to 3.12 the program's own
+/// `UnboundLocalError`, shown where it is raised; from 3.13 the jump binds the local to None and
+/// warns, and the warning names the program's file and line, never pymri's agent.
+fn jump_over_an_assignment_then_next(interp: &Interpreter) {
+    let f = "raising.py";
+    let mut r = Repl::run(interp, f);
+    first_stop(&mut r, f);
+    let path = r.path(f);
+    let assign = line(f, "assign");
+    let use_ = line(f, "use");
+    r.cmd(&format!("tbreak {assign}"));
+    assert_has(&r.cmd("c"), &format!("> {path}({assign})skipped()"));
+    let out = r.cmd(&format!("j {use_}"));
+    assert_has(&out, &format!("> {path}({use_})skipped()\n-> print(\"value:\", value)"));
+    if minor(interp) >= 13 {
+        assert_has(
+            &out,
+            &format!("{path}:{use_}: RuntimeWarning: assigning None to 1 unbound local\n  print(\"value:\", value)"),
+        );
+        assert_lacks(&out, "pymri_agent");
+        assert_has(&r.cmd("n"), "value: None");
+        assert_has(&r.cmd("c"), "done: 2.0");
+    } else {
+        let message = if minor(interp) < 11 {
+            "local variable 'value' referenced before assignment"
+        } else {
+            "cannot access local variable 'value' where it is not associated with a value"
+        };
+        assert_has(
+            &r.cmd("n"),
+            &format!("UnboundLocalError: {message}\n> {path}({use_})skipped()\n-> print(\"value:\", value)"),
+        );
+        assert_has(&r.cmd("n"), &format!("--Return--\n> {path}({use_})skipped()->None"));
+        let out = r.cmd("c");
+        assert_has(&out, "unbound\n");
+        assert_has(&out, "done: 2.0");
+    }
+    assert_eq!(quit(r), 0);
+}
+
+/// The same mistakes get the same words as from the program's version of pdb.
+fn messages_are_those_of_the_versions_pdb(interp: &Interpreter) {
+    let f = "cart.py";
+    let mut r = Repl::run(interp, f);
+    first_stop(&mut r, f);
+    let new = minor(interp) >= 13;
+    assert_eq!(
+        r.cmd("b Cart.add"),
+        "*** The specified object 'Cart.add' is not a function or was not found along sys.path.\n"
+    );
+    assert_eq!(r.cmd("commands 1"), "*** cannot set commands: Breakpoint number 1 out of range\n");
+    assert_eq!(r.cmd("b 200"), "End of file\n");
+    assert_eq!(r.cmd("b 3"), "*** Blank or comment\n");
+    assert_eq!(r.cmd("b nowhere.py:3"), "*** 'nowhere.py' not found from sys.path\n");
+    let out = r.cmd("p 1 +");
+    assert!(out.starts_with("*** SyntaxError: ") && out.lines().count() == 1, "p 1 +:\n{out}");
+    let out = r.cmd("condition 5 x >");
+    if new {
+        assert!(out.starts_with("*** Invalid condition x >: SyntaxError: "), "condition:\n{out}");
+        assert_eq!(r.cmd("display"), "No expression is being displayed\n");
+        let out = r.cmd("display 1 +");
+        assert!(out.starts_with("*** Unable to display 1 +: SyntaxError: "), "display:\n{out}");
+    } else {
+        assert_eq!(out, "*** Breakpoint number 5 out of range\n");
+        assert_eq!(r.cmd("display"), "Currently displaying:\n");
+        let out = r.cmd("display 1 +");
+        assert!(
+            out.starts_with("display 1 +: ** raised SyntaxError: ") && out.lines().count() == 1,
+            "display:\n{out}"
+        );
+    }
     assert_eq!(quit(r), 0);
 }
 
@@ -571,7 +774,13 @@ fn interact_runs_a_nested_console(interp: &Interpreter) {
     r.cmd("b calculate_discount");
     r.cmd("c");
     r.type_line("interact");
-    assert_has(&r.expect(">>> "), "*interactive*");
+    // pdb's banners changed in 3.13.
+    let (banner, exit) = if minor(interp) >= 13 {
+        ("*pdb interact start*", "*exit from pdb interact command*")
+    } else {
+        ("*interactive*", "now exiting InteractiveConsole...")
+    };
+    assert_has(&r.expect(">>> "), banner);
     r.type_line("price * 3");
     assert_eq!(r.expect(">>> ").trim(), "300");
     r.type_line("for k in range(2):");
@@ -584,7 +793,7 @@ fn interact_runs_a_nested_console(interp: &Interpreter) {
     assert_has(&r.expect(">>> "), "ZeroDivisionError: division by zero");
     r.control('d');
     let out = r.prompt();
-    assert_has(&out, "now exiting InteractiveConsole...");
+    assert_has(&out, exit);
     assert_eq!(r.cmd("p price").trim(), "100");
     assert_eq!(quit(r), 0);
 }
@@ -649,7 +858,7 @@ fn rc_commands_and_modules(interp: &Interpreter) {
     let out = r.prompt();
     let path = r.path(f);
     assert_lacks(&out, "<module>()");
-    assert_has(&out, &format!("Breakpoint 1 at {path}:{}", line(f, "discount")));
+    assert_has(&out, &format!("Breakpoint 1 at {path}:{}", function_bp_line(interp, f, "discount")));
     assert_has(&out, &format!("> {path}({})calculate_discount()", line(f, "discount")));
     let out = r.cmd("c");
     assert_has(&out, "expected 80, got 120");

@@ -56,6 +56,17 @@ def jumper():
     return n  # MARK: jump-return
 
 
+def unbound_jumper():
+    value = 1  # MARK: unbound-assign
+    return value  # MARK: unbound-use
+
+
+def warn_past_caller():
+    import warnings
+    warnings.warn("past the caller", stacklevel=3)
+    return 1
+
+
 def never_called():
     return 42  # MARK: never
 

@@ -97,54 +97,80 @@ fn set(repl: &mut Repl, arg: &str, temporary: bool) -> CmdResult {
                 && e.agent_error().is_some_and(|a| a.code.as_str() == "not_found") =>
         {
             let name = request.function.take().unwrap_or_default();
-            let Some((file, line)) = find_def(repl, &name)? else { return Err(e.into()) };
+            let Some((file, def, line)) = find_def(repl, &name)? else {
+                return user_error(format!(
+                    "The specified object '{name}' is not a function or was not found along sys.path."
+                ));
+            };
             request.file = Some(file);
             request.line = Some(line);
             request.thread = None;
             request.frame = None;
-            repl.session.request(&request)?.breakpoint
-        }
-        // pdb's words for a line past the end (not an error: no `***`) and for a line with
-        // no code; the agent's messages add the file and its length.
-        Err(e) if e.agent_error().is_some_and(|a| a.code.as_str() == "invalid_location") => {
-            let message = e.agent_error().map(|a| a.message.clone()).unwrap_or_default();
-            if message.starts_with("End of file") {
-                repl.out.line("End of file");
-                return Ok(Flow::Stay);
+            match repl.session.request(&request) {
+                Ok(body) => {
+                    if !repl.python_at_least(13) {
+                        // pdb up to 3.12 names such a breakpoint by its `def` line.
+                        repl.bp_lines.insert(body.breakpoint.id, def);
+                    }
+                    body.breakpoint
+                }
+                Err(e) => return refused_line(repl, None, e),
             }
-            if message.starts_with("Blank or comment") {
-                return user_error("Blank or comment");
-            }
-            return Err(e.into());
         }
-        // A file that is neither loaded nor on sys.path, named as typed.
-        Err(e)
-            if request.function.is_none()
-                && e.agent_error().is_some_and(|a| a.code.as_str() == "not_found") =>
-        {
-            let typed = arg.split_once(',').map_or(arg, |(spot, _)| spot);
-            let file = typed.trim().rsplit_once(':').map_or(typed.trim(), |(file, _)| file);
-            return user_error(format!("'{file}' not found from sys.path"));
-        }
+        Err(e) if request.line.is_some() => return refused_line(repl, request.file.as_deref(), e),
         Err(e) => return Err(e.into()),
     };
-    repl.out.line(&format!("Breakpoint {} at {}", bp.id, where_(&bp)));
+    repl.out.line(&format!("Breakpoint {} at {}", bp.id, where_(&shown(repl, &bp))));
     Ok(Flow::Stay)
 }
 
-/// The first line of the body of `def NAME` in the current frame's file.
-fn find_def(repl: &mut Repl, name: &str) -> std::result::Result<Option<(String, u32)>, CmdError> {
+/// `bp` as the REPL names it (see `Repl::bp_lines`).
+pub(crate) fn shown(repl: &Repl, bp: &Breakpoint) -> Breakpoint {
+    let mut bp = bp.clone();
+    if let Some(&line) = repl.bp_lines.get(&bp.id) {
+        bp.line = Some(line);
+    }
+    bp
+}
+
+/// A line breakpoint the agent refused, said as pdb says it (the agent's messages, made for
+/// every controller, also say which file and how long it is). `typed`: the file as the user
+/// named it, if they did.
+fn refused_line(repl: &mut Repl, typed: Option<&str>, e: pymri_session::SessionError) -> CmdResult {
+    let Some(agent) = e.agent_error() else { return Err(e.into()) };
+    match agent.code.as_str() {
+        "not_found" if typed.is_some() => {
+            user_error(format!("'{}' not found from sys.path", typed.unwrap_or_default()))
+        }
+        "invalid_location" if agent.message.starts_with("End of file") => {
+            // pdb's message, not an error.
+            repl.out.line("End of file");
+            Ok(Flow::Stay)
+        }
+        "invalid_location" if agent.message.starts_with("Blank or comment") => user_error("Blank or comment"),
+        _ => Err(e.into()),
+    }
+}
+
+/// The `def NAME` line and the first line of its body in the current frame's file.
+fn find_def(repl: &mut Repl, name: &str) -> std::result::Result<Option<(String, u32, u32)>, CmdError> {
     if name.contains('.') {
         return Ok(None);
     }
     let file = repl.current_frame()?.file;
     let source = repl.session.request(&Source { file: Some(file.clone()), ..Default::default() })?;
-    Ok(function_body_line(&source.lines, name).map(|line| (file, line)))
+    Ok(function_lines(&source.lines, name).map(|(def, body)| (file, def, body)))
 }
 
 /// 1-based line of the first statement of `def name(...)` in `lines`: after the signature
 /// (which may span lines), blank lines, comments and the docstring.
-pub(crate) fn function_body_line(lines: &[String], name: &str) -> Option<u32> {
+#[cfg(test)]
+fn function_body_line(lines: &[String], name: &str) -> Option<u32> {
+    function_lines(lines, name).map(|(_, body)| body)
+}
+
+/// 1-based lines of `def name(...)` in `lines` and of its body's first statement.
+fn function_lines(lines: &[String], name: &str) -> Option<(u32, u32)> {
     let is_def = |l: &str| {
         let l = l.trim_start();
         let l = l.strip_prefix("async").map(str::trim_start).unwrap_or(l);
@@ -166,7 +192,7 @@ pub(crate) fn function_body_line(lines: &[String], name: &str) -> Option<u32> {
                 ':' if depth == 0 => {
                     let rest = l[j + 1..].trim();
                     if !rest.is_empty() && !rest.starts_with('#') {
-                        return Some(i as u32 + 1); // `def f(): return x`
+                        return Some((start as u32 + 1, i as u32 + 1)); // `def f(): return x`
                     }
                     end = Some(i);
                     break 'scan;
@@ -198,7 +224,7 @@ pub(crate) fn function_body_line(lines: &[String], name: &str) -> Option<u32> {
         i += 1;
         skip_blank(&mut i);
     }
-    lines.get(i).map(|_| i as u32 + 1)
+    lines.get(i).map(|_| (start as u32 + 1, i as u32 + 1))
 }
 
 fn all(repl: &mut Repl) -> std::result::Result<Vec<Breakpoint>, CmdError> {
@@ -213,7 +239,7 @@ fn list(repl: &mut Repl) -> std::result::Result<(), CmdError> {
     }
     repl.out.line("Num Type         Disp Enb   Where");
     for bp in &bps {
-        repl.out.line(&format_breakpoint(bp));
+        repl.out.line(&format_breakpoint(&shown(repl, bp)));
     }
     Ok(())
 }
@@ -313,7 +339,9 @@ pub(crate) fn clear(repl: &mut Repl, arg: &str) -> CmdResult {
 
 fn deleted(repl: &mut Repl, bp: &Breakpoint) {
     repl.bp_commands.remove(&bp.id);
-    repl.out.line(&format!("Deleted breakpoint {} at {}", bp.id, where_(bp)));
+    let text = format!("Deleted breakpoint {} at {}", bp.id, where_(&shown(repl, bp)));
+    repl.bp_lines.remove(&bp.id);
+    repl.out.line(&text);
 }
 
 fn update(repl: &mut Repl, arg: &str, enabled: bool) -> CmdResult {
@@ -321,7 +349,8 @@ fn update(repl: &mut Repl, arg: &str, enabled: bool) -> CmdResult {
         match repl.session.request(&UpdateBreakpoint { id, enabled: Some(enabled), ..Default::default() }) {
             Ok(body) => {
                 let verb = if enabled { "Enabled" } else { "Disabled" };
-                repl.out.line(&format!("{verb} breakpoint {id} at {}", where_(&body.breakpoint)));
+                repl.out
+                    .line(&format!("{verb} breakpoint {id} at {}", where_(&shown(repl, &body.breakpoint))));
             }
             Err(e) => {
                 no_such(repl, id, e.into())?;
@@ -410,7 +439,7 @@ pub(crate) fn commands(repl: &mut Repl, arg: &str) -> CmdResult {
         one_number(arg)?.0
     };
     if !bps.iter().any(|b| b.id == id) {
-        return user_error(format!("Breakpoint number {id} out of range"));
+        return user_error(format!("cannot set commands: Breakpoint number {id} out of range"));
     }
     if repl.headless {
         return user_error("commands reads lines at its own prompt: use it in pymri run or pymri attach");

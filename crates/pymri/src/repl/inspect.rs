@@ -24,11 +24,7 @@ pub(crate) fn where_(repl: &mut Repl, _arg: &str) -> CmdResult {
     let stop = repl.selected_stop()?;
     let frames = repl.frames()?;
     for frame in frames.iter().rev() {
-        let retval = if frame.index == 0 && stop.reason == StopReason::Return {
-            stop.return_value.as_deref()
-        } else {
-            None
-        };
+        let retval = if frame.index == 0 { super::location_retval(&stop) } else { None };
         let text = repl.entry_text(&location_of(frame), retval, frame.index == sel.frame);
         repl.out.styled_line(&text);
     }
@@ -172,39 +168,45 @@ pub(crate) fn retval(repl: &mut Repl, _arg: &str) -> CmdResult {
 /// The value of a display expression as pdb shows it (errors included). From 3.13 on, pdb
 /// refuses to display an expression that does not compile.
 fn display_value(repl: &mut Repl, expression: &str) -> std::result::Result<String, CmdError> {
-    let result = evaluate(repl, expression, EvalMode::Eval)?;
-    if let Some(exc) = result.exception.as_ref().filter(|e| e.type_name == "SyntaxError") {
-        if repl.python_at_least(13) {
-            return user_error(format!("Unable to display {expression}: {}", exc.text));
-        }
-    }
-    Ok(match (result.exception, result.result) {
+    Ok(displayed(evaluate(repl, expression, EvalMode::Eval)?))
+}
+
+fn displayed(result: Evaluated) -> String {
+    match (result.exception, result.result) {
         (Some(exc), _) => format!("** raised {} **", exc.text),
         (None, Some(v)) => v,
         (None, None) => "None".into(),
-    })
+    }
 }
 
 pub(crate) fn display(repl: &mut Repl, arg: &str) -> CmdResult {
     let key = repl.frame_key()?;
     if arg.is_empty() {
-        if repl.displays.is_empty() && repl.python_at_least(13) {
-            repl.out.line("No expression is being displayed");
-            return Ok(Flow::Stay);
-        }
-        repl.out.line("Currently displaying:");
         let lines: Vec<String> = repl
             .displays
             .iter()
             .filter(|d| d.key == key)
             .map(|d| format!("{}: {}", d.expression, d.last))
             .collect();
+        if lines.is_empty() && repl.python_at_least(13) {
+            repl.out.line("No expression is being displayed");
+        } else {
+            repl.out.line("Currently displaying:");
+        }
         for line in lines {
             repl.out.line(&line);
         }
         return Ok(Flow::Stay);
     }
-    let value = display_value(repl, arg)?;
+    let result = evaluate(repl, arg, EvalMode::Eval)?;
+    if let Some(exc) = &result.exception {
+        let syntax = matches!(exc.type_name.as_str(), "SyntaxError" | "IndentationError" | "TabError");
+        if syntax && repl.python_at_least(13) {
+            // pdb 3.13+ refuses an expression that does not compile.
+            return user_error(format!("Unable to display {arg}: {}", exc.text));
+        }
+    }
+    let value = displayed(result);
     repl.displays.retain(|d| !(d.key == key && d.expression == arg));
     repl.displays.push(Display { key, expression: arg.to_string(), last: value.clone() });
     repl.out.line(&format!("display {arg}: {value}"));
@@ -258,7 +260,13 @@ pub(crate) fn interact(repl: &mut Repl, _arg: &str) -> CmdResult {
     let Some(mut session) = repl.session.request(&start)?.session else {
         return user_error("the agent did not open a console");
     };
-    repl.out.line("*interactive*");
+    // pdb's banners for the version.
+    let (banner, exit) = if repl.python_at_least(13) {
+        ("*pdb interact start*", "*exit from pdb interact command*")
+    } else {
+        ("*interactive*", "now exiting InteractiveConsole...")
+    };
+    repl.out.line(banner);
     let mut more = false;
     loop {
         let line = match repl.editor.read(if more { "... " } else { ">>> " }) {
@@ -298,7 +306,7 @@ pub(crate) fn interact(repl: &mut Repl, _arg: &str) -> CmdResult {
         }
     }
     repl.out.line("");
-    repl.out.line("now exiting InteractiveConsole...");
+    repl.out.line(exit);
     let end = Interact { thread: sel.thread, frame: sel.frame, action: InteractAction::End { session } };
     repl.session.request(&end)?;
     Ok(Flow::Stay)
@@ -367,7 +375,7 @@ pub(crate) fn thread(repl: &mut Repl, arg: &str) -> CmdResult {
     let stop = repl.selected_stop()?;
     repl.out.line(&format!("[Thread {number} ({})]", Name(&stop.thread_name)));
     let frame = repl.current_frame()?;
-    let retval = if stop.reason == StopReason::Return { stop.return_value.clone() } else { None };
+    let retval = super::location_retval(&stop).map(str::to_string);
     let text = repl.entry_text(&location_of(&frame), retval.as_deref(), true);
     repl.out.styled_line(&text);
     Ok(Flow::Stay)

@@ -38,6 +38,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The value a location shows after `->` at a return stop, as pdb abbreviates it.
+pub(crate) fn location_retval(stop: &Stopped) -> Option<&str> {
+    if stop.reason != StopReason::Return {
+        return None;
+    }
+    stop.return_value_short.as_deref().or(stop.return_value.as_deref())
+}
+
 /// How the program came under the debugger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -189,6 +197,10 @@ pub(crate) struct Repl {
     files: HashMap<String, Option<Arc<Vec<String>>>>,
     displays: Vec<Display>,
     bp_commands: HashMap<u64, Vec<String>>,
+    /// Breakpoints named at another line than theirs: pdb up to 3.12 names a breakpoint on a
+    /// function that is not defined yet by its `def` line; pymri's is a line breakpoint at the
+    /// body's first line.
+    bp_lines: HashMap<u64, u32>,
     threads: ThreadNumbers,
     sticky: bool,
     last_presented: Option<u64>,
@@ -237,6 +249,7 @@ impl Repl {
             files: HashMap::new(),
             displays: Vec::new(),
             bp_commands: HashMap::new(),
+            bp_lines: HashMap::new(),
             threads,
             sticky: false,
             last_presented: None,
@@ -345,11 +358,13 @@ impl Repl {
             }
             SessionEvent::Event(Event::Breakpoint(b)) if b.reason == "removed" => {
                 self.bp_commands.remove(&b.breakpoint.id);
-                self.out.line(&format!(
+                let text = format!(
                     "Deleted breakpoint {} at {}",
                     b.breakpoint.id,
-                    breakpoints::where_(&b.breakpoint)
-                ));
+                    breakpoints::where_(&breakpoints::shown(self, &b.breakpoint))
+                );
+                self.bp_lines.remove(&b.breakpoint.id);
+                self.out.line(&text);
             }
             SessionEvent::Event(Event::Thread(t)) => {
                 self.threads.number(t.thread);
@@ -530,17 +545,26 @@ impl Repl {
         Flow::Stay
     }
 
-    /// `--Return--` (at a return) and the location, or the sticky view.
+    /// `--Call--` or `--Return--` (where a step entered or left a function) or the exception
+    /// (where a step met one) and the location, or the sticky view.
     fn show_stop(&mut self, stop: &Stopped) {
         if self.sticky {
             self.show_sticky();
             return;
         }
-        if stop.reason == StopReason::Return {
-            self.out.line("--Return--");
+        match stop.reason {
+            StopReason::Call => self.out.line("--Call--"),
+            StopReason::Return => self.out.line("--Return--"),
+            _ => {}
+        }
+        if stop.reason == StopReason::Exception && !stop.post_mortem {
+            // pdb's `user_exception`: the exception's line, before the frame unwinds.
+            if let Some(exc) = &stop.exception {
+                self.out.line(&exc.text);
+            }
         }
         if let Some(frame) = &stop.frame {
-            let retval = if stop.reason == StopReason::Return { stop.return_value.as_deref() } else { None };
+            let retval = location_retval(stop);
             let text = self.entry_text(frame, retval, true);
             self.out.styled_line(&text);
         }

@@ -53,12 +53,14 @@ pub(crate) fn list(repl: &mut Repl, arg: &str) -> CmdResult {
         end: Some(last),
         ..Default::default()
     })?;
-    if body.lines.is_empty() {
-        repl.out.line("[EOF]");
-    } else {
+    if !body.lines.is_empty() {
         let exc = if frame.index == 0 { exception_line(repl) } else { None };
         repl.out.listing(&body, Some(frame.line), exc);
         repl.listed_to = Some((frame.file.clone(), body.first + body.lines.len() as u32 - 1));
+    }
+    // pdb's mark of a listing that asked for lines past the end, shown or not.
+    if body.total < last {
+        repl.out.line("[EOF]");
     }
     // Like pdb, an empty line after any `list` continues the listing.
     repl.last_command = "list".into();
@@ -140,11 +142,7 @@ impl Repl {
             let stop = self.selected_stop()?;
             self.out.clear_screen();
             let retval =
-                if frame.index == 0 && stop.reason == pymri_session::protocol::messages::StopReason::Return {
-                    stop.return_value.clone()
-                } else {
-                    None
-                };
+                if frame.index == 0 { super::location_retval(&stop).map(str::to_string) } else { None };
             let at = super::inspect::location_of(&frame);
             let mut header = format!("> {}", location(&at.file, at.line, &at.function));
             if let Some(rv) = retval {
