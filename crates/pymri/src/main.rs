@@ -72,6 +72,13 @@ fn main() -> ExitCode {
         Command::Record(args) => commands::record::run(record_options(args)),
         Command::Trace(args) => commands::trace::run(trace_options(args), &mut printer),
         Command::Top(args) => commands::top::run(top_options(args)),
+        Command::Snapshot(args) => commands::snapshot::run(commands::snapshot::SnapshotOptions {
+            pid: args.pid,
+            output: args.output,
+            force: args.force,
+            max_buffer: args.max_buffer,
+        })
+        .map(success),
         Command::Dump(args) => commands::dump::run(
             commands::dump::DumpOptions {
                 pid: args.pid,
