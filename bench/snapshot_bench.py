@@ -130,7 +130,9 @@ def check(name, target, path):
           file=sys.stderr)
     if PYSTACK:
         exe = os.path.join(ROOT, EXE.lstrip("/"))
-        out = subprocess.run([PYSTACK, "core", path, exe, "--lib-search-root", ROOT],
+        # The core names its libraries with the root in front (as gcore does): pystack finds
+        # them as they are. (--lib-search-root would walk the root's /proc too.)
+        out = subprocess.run([PYSTACK, "core", path, exe],
                              capture_output=True, text=True, timeout=300)
         seen = out.stdout.count("wait_here")
         if out.returncode != 0 or seen < 10:

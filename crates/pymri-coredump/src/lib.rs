@@ -11,13 +11,14 @@
 //! How the stop is kept short, in two phases:
 //! 1. [`plan`], with the process running: its mappings and their flags (`smaps`), the filter,
 //!    its status, and an estimate of the bytes to copy; then a buffer of that size is mapped
-//!    and faulted in (huge pages where the kernel gives them).
+//!    and faulted in.
 //! 2. [`Plan::write`]: every thread is stopped (`pymri_memory::Freeze`: ptrace seize and
 //!    interrupt, undone by the kernel if pymri dies); registers are read; the mappings are
-//!    read again (those that changed since the plan get their rule again); the pages of
+//!    read again (if they changed since the plan, `smaps` too, and the rules follow); the pages of
 //!    anonymous memory that hold data are found in `pagemap` (not those never written, nor
 //!    those mapping the shared zero page); the memory is copied into the
-//!    buffer with `process_vm_readv`; the threads are let go. Only then is the file written.
+//!    buffer with `process_vm_readv` (by a few threads for large copies); the threads are
+//!    let go. Only then is the file written.
 //!    If the buffer is smaller than the memory (the `max_buffer` bound, by default half of
 //!    the memory available), the rest is written to the file during the stop.
 //!
@@ -362,7 +363,7 @@ impl Plan {
         let (staged, streamed) = copy::split_at(&runs, self.staging.len());
         let staged_bytes: u64 = staged.iter().map(|r| r.len).sum();
         let mut unreadable_pages =
-            copy::copy_runs(pid, &staged, &mut self.staging.bytes_mut()[..staged_bytes as usize])?;
+            copy::copy_runs_parallel(pid, &staged, &mut self.staging.bytes_mut()[..staged_bytes as usize])?;
         let streamed_bytes = memory - staged_bytes;
         if streamed_bytes > 0 {
             unreadable_pages += stream(pid, &streamed, file)?;

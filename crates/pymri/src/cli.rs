@@ -31,7 +31,8 @@ fn seconds(text: &str) -> Result<Duration, String> {
                   Exit status: 0 success, 1 the target or input is at fault, 2 usage error,\n\
                   3 no such process or file, 4 permission denied, 5 unsupported interpreter,\n\
                   6 the target refuses debuggers, 7 the target did not reach a safe point in time,\n\
-                  8 the other end of a remote session failed authentication (connect, listen).\n\
+                  8 the other end of a remote session failed authentication (connect, listen),\n\
+                  9 snapshot's core file exists or could not be written.\n\
                   `pymri run` exits with the program's own status (128+N if signal N killed it);\n\
                   the statuses above are for failures before the program could start."
 )]
