@@ -18,7 +18,8 @@
 //!    anonymous memory that hold data are found in `pagemap` (not those never written, nor
 //!    those mapping the shared zero page); the memory is copied into the
 //!    buffer with `process_vm_readv` (by a few threads for large copies); the threads are
-//!    let go. Only then is the file written.
+//!    let go. Only then is the file written (the memory with `O_DIRECT` where the file system
+//!    takes it, past the page cache).
 //!    If the buffer is smaller than the memory (the `max_buffer` bound, by default half of
 //!    the memory available), the rest is written to the file during the stop.
 //!
@@ -265,10 +266,17 @@ impl Plan {
         let write_err = |source| Error::Write { source };
         file.write_all_at(&taken.header, 0).map_err(write_err)?;
         progress(Progress::Written { bytes: taken.header.len() as u64 });
-        copy::write_runs(file, &taken.staged, self.staging.bytes(), &mut |bytes| {
-            progress(Progress::Written { bytes })
-        })
-        .map_err(write_err)?;
+        let mut written = |bytes| progress(Progress::Written { bytes });
+        let direct = copy::Direct::enable(file);
+        match copy::write_runs(file, &taken.staged, self.staging.bytes(), &mut written) {
+            // A file system or device whose blocks are larger than a page refuses the writes:
+            // the page cache takes them.
+            Err(e) if direct.is_some() && e.raw_os_error() == Some(libc::EINVAL) => {
+                drop(direct);
+                copy::write_runs(file, &taken.staged, self.staging.bytes(), &mut |_| {}).map_err(write_err)?
+            }
+            other => other.map_err(write_err)?,
+        }
         // Holes at the end of the last segments are part of the file too.
         file.set_len(taken.file_size).map_err(write_err)?;
         Ok(Report {
