@@ -76,9 +76,9 @@ pub fn run(opts: SnapshotOptions) -> Result<()> {
     let estimate = *plan.estimate();
     let command = command_line(pid);
     note(&format!(
-        "pymri snapshot: process {pid} ({command}): {} threads, {} mappings; about {} of memory to copy, \
+        "pymri snapshot: process {pid} ({command}): {}, {} mappings; about {} of memory to copy, \
          a core file of {}",
-        estimate.threads,
+        threads(estimate.threads),
         estimate.mappings,
         size(estimate.memory),
         size(estimate.file)
@@ -153,11 +153,11 @@ pub fn run(opts: SnapshotOptions) -> Result<()> {
         ));
     }
     note(&format!(
-        "pymri snapshot: wrote {} ({}, {} of memory, {} threads) in {:.2} s; the process was stopped for {:.1} ms",
+        "pymri snapshot: wrote {} ({}, {} of memory, {}) in {:.2} s; the process was stopped for {:.1} ms",
         path.display(),
         size(report.file),
         size(report.memory),
-        report.threads,
+        threads(report.threads),
         started.elapsed().as_secs_f64(),
         report.stopped.as_secs_f64() * 1e3
     ));
@@ -173,6 +173,14 @@ fn command_line(pid: i32) -> String {
         Some((cut, _)) => format!("{}...", &text[..cut]),
         None if text.is_empty() => "command unknown".into(),
         None => text,
+    }
+}
+
+fn threads(n: usize) -> String {
+    if n == 1 {
+        "1 thread".into()
+    } else {
+        format!("{n} threads")
     }
 }
 
