@@ -254,6 +254,27 @@ fn under_sudo_the_core_belongs_to_the_sudo_user() {
     assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (attacker.uid, attacker.gid, 0o600));
 }
 
+/// A snapshot only reads, like dump: a process that refuses debuggers is snapshotted all the
+/// same (the refusal is for code run inside it: attach, exec).
+#[test]
+fn a_process_refusing_debuggers_is_still_snapshotted() {
+    let interp = interpreter("3.14").expect("3.14");
+    let target = Target::start_with(
+        &interp,
+        FIXTURE,
+        &["{ready}", "{control}"],
+        &["-X", "disable-remote-debug"],
+        |c| {
+            c.env("PYTHON_DISABLE_REMOTE_DEBUG", "1");
+        },
+    );
+    let core = target.scratch.host.join("refusing.core");
+    let out = snapshot(target.pid(), &core);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let dump = dump_json(&["dump", "--json", "--core", core.to_str().expect("utf-8")]);
+    assert_eq!(dump["threads"].as_array().map(Vec::len), Some(5));
+}
+
 /// A tmpfs mounted for one test, unmounted and removed on drop.
 struct SmallDisk(PathBuf);
 
