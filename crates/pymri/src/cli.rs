@@ -31,7 +31,8 @@ fn seconds(text: &str) -> Result<Duration, String> {
                   Exit status: 0 success, 1 the target or input is at fault, 2 usage error,\n\
                   3 no such process or file, 4 permission denied, 5 unsupported interpreter,\n\
                   6 the target refuses debuggers, 7 the target did not reach a safe point in time,\n\
-                  8 the other end of a remote session failed authentication (connect, listen).\n\
+                  8 the other end of a remote session failed authentication (connect, listen),\n\
+                  9 snapshot's core file exists or could not be written.\n\
                   `pymri run` exits with the program's own status (128+N if signal N killed it);\n\
                   the statuses above are for failures before the program could start."
 )]
@@ -46,6 +47,9 @@ pub enum Command {
     Ps(PsArgs),
     /// Print every thread's Python stack of a live process or a core file
     Dump(DumpArgs),
+    /// Write a core file of a running process, stopping it only while a copy is taken (like gcore)
+    #[command(long_about = SNAPSHOT_ABOUT)]
+    Snapshot(SnapshotArgs),
     /// Sample a process's stacks over time into a flame graph, speedscope, collapsed, gecko or pprof file
     #[command(long_about = RECORD_ABOUT)]
     Record(RecordArgs),
@@ -429,6 +433,19 @@ mod tests {
             assert!(seconds(bad).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(size("4096"), Ok(4096));
+        assert_eq!(size("0"), Ok(0));
+        assert_eq!(size("512M"), Ok(512 << 20));
+        assert_eq!(size("2GiB"), Ok(2 << 30));
+        assert_eq!(size("1 k"), Ok(1024));
+        assert_eq!(size("3TB"), Ok(3 << 40));
+        for bad in ["", "M", "-1", "1.5G", "12Q", "99999999999T", "0x10"] {
+            assert!(size(bad).is_err(), "{bad}");
+        }
+    }
 }
 
 #[derive(Args)]
@@ -510,6 +527,59 @@ pub enum TasksForm {
     Tree,
     /// One line a task, like `python -m asyncio ps`
     Table,
+}
+
+const SNAPSHOT_ABOUT: &str = "Write a core file of a running process without ending it, like \
+gdb's gcore: gdb (`gdb PYTHON FILE`), pystack (`pystack core FILE`) and `pymri dump --core FILE` \
+read it.\n\n\
+The file holds every thread's registers, the process's state and command line, its auxiliary \
+vector, the files it mapped, and the memory the kernel's own core would hold under the \
+process's /proc/PID/coredump_filter (by default its anonymous memory, private and shared, and \
+the first page of each mapped binary). The threads are stopped only while their registers and \
+a consistent copy of that memory are taken (ptrace: if pymri dies, the kernel resumes them); \
+the file is written after they run again. The size is estimated and printed first.\n\n\
+FILE is created new, mode 0600, owned by the user who ran pymri (with sudo: the user who ran \
+sudo); an existing FILE is refused unless --force, and a link there is never followed. A \
+snapshot only reads the process, like dump: it is taken also from processes that refuse \
+debuggers (PYTHON_DISABLE_REMOTE_DEBUG, -X disable-remote-debug).\n\n\
+Exit status: 0 when the file was written; 1 if the process exited meanwhile (nothing is left \
+behind); 3 no such process; 4 permission denied; 9 FILE exists, or could not be created or \
+written (a full disk: the partial file is removed).";
+
+/// A size in bytes: a whole number with an optional binary unit (`K`, `M`, `G`, `T`, with or
+/// without `iB`/`B`).
+fn size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let unit = unit.trim_start().trim_end_matches("iB").trim_end_matches('B');
+    let shift = match unit.to_ascii_uppercase().as_str() {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("expected a size such as 4096, 512M or 2G, not {text:?}")),
+    };
+    let value: u64 =
+        number.parse().map_err(|_| format!("expected a size such as 4096, 512M or 2G, not {text:?}"))?;
+    value.checked_mul(1 << shift).ok_or_else(|| format!("{text} is too large"))
+}
+
+#[derive(Args)]
+pub struct SnapshotArgs {
+    /// Process id of the running program
+    pub pid: i32,
+    /// The core file to write
+    #[arg(short, long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Replace FILE if it exists
+    #[arg(long)]
+    pub force: bool,
+    /// The most memory pymri may use to hold the copy (such as 512M or 2G); the rest is written
+    /// while the process is still stopped [default: half of the memory available]
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub max_buffer: Option<u64>,
 }
 
 const RECORD_ABOUT: &str = "Sample a running process's Python stacks over time and write a profile: \

@@ -38,6 +38,9 @@ pub enum Status {
     /// the session could not be authenticated: another secret, TLS on one side only, a peer
     /// that closed the handshake.
     AuthFailed = 8,
+    /// `snapshot`: the core file exists already (without `--force`), or could not be created or
+    /// written (a full disk, a quota); nothing is left behind.
+    Output = 9,
 }
 
 impl From<Status> for ExitCode {
@@ -51,6 +54,16 @@ pub fn status_of(err: &anyhow::Error) -> Status {
     for cause in err.chain() {
         if cause.is::<crate::commands::record::OutputError>() {
             return Status::TargetFailure;
+        }
+        if cause.is::<crate::commands::snapshot::OutputError>() {
+            return Status::Output;
+        }
+        if let Some(e) = cause.downcast_ref::<pymri_coredump::Error>() {
+            return match e {
+                pymri_coredump::Error::Memory(m) => memory_status(m),
+                pymri_coredump::Error::Write { .. } => Status::Output,
+                _ => Status::TargetFailure,
+            };
         }
         if let Some(e) = cause.downcast_ref::<TransportError>() {
             if let Some(status) = transport_status(e) {

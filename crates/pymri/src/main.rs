@@ -89,6 +89,13 @@ fn main() -> ExitCode {
             },
             &mut printer,
         ),
+        Command::Snapshot(args) => commands::snapshot::run(commands::snapshot::SnapshotOptions {
+            pid: args.pid,
+            output: args.output,
+            force: args.force,
+            max_buffer: args.max_buffer,
+        })
+        .map(success),
         Command::Dump(args) => commands::dump::run(
             commands::dump::DumpOptions {
                 pid: args.pid,

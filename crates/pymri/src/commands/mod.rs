@@ -16,6 +16,7 @@ pub mod record;
 pub mod remote;
 pub mod run;
 pub mod secret;
+pub mod snapshot;
 pub mod top;
 pub mod trace;
 pub mod web;
