@@ -26,12 +26,16 @@ mod code;
 pub mod debug_offsets;
 mod live;
 mod locate;
+mod locks;
 mod objects;
 mod sampler;
 mod snapshot;
 
 pub use live::{command_line, LiveProcess};
 pub use locate::{locate, Located, TargetFiles};
+pub use locks::{
+    Deadlock, LockInfo, LockKind, LockOptions, LockRef, LockWait, Locks, ThreadLocks, WaitEvidence,
+};
 pub use objects::{BuiltinTypes, ReprLimits};
 pub use sampler::{SampleOptions, Sampler};
 pub use snapshot::{Frame, Local, Snapshot, SnapshotOptions, ThreadDump, ThreadState};

@@ -115,6 +115,16 @@ pub struct Frame {
     /// Names of the locals that are the function's arguments.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub arguments: Option<Vec<String>>,
+    /// Where the frame and its code object were in the target's memory when it was read.
+    #[serde(skip)]
+    pub(crate) at: FrameAt,
+}
+
+/// The addresses behind a [`Frame`], for readers that look further into it (lock analysis).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct FrameAt {
+    pub frame: u64,
+    pub code: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -546,6 +556,7 @@ impl<'a, M: Memory> Reader<'a, M> {
                 f.line = line;
                 f.locals = locals;
                 f.arguments = arguments;
+                f.at = FrameAt { frame, code };
             }
             None => out.push(Frame {
                 function: info.function().to_string(),
@@ -553,6 +564,7 @@ impl<'a, M: Memory> Reader<'a, M> {
                 line,
                 locals,
                 arguments,
+                at: FrameAt { frame, code },
             }),
         }
         Ok((true, previous))
@@ -650,10 +662,10 @@ fn frame_head_span(f: &pymri_layouts::FrameLayout) -> usize {
 }
 
 /// `PyModuleObject.md_dict`, right after the object header in every version.
-const MODULE_DICT: u64 = 16;
+pub(crate) const MODULE_DICT: u64 = 16;
 /// `_PyStackRef` tags (3.14+): the low two bits; both set marks a tagged small int.
-const STACKREF_TAG_BITS: u64 = 3;
-const STACKREF_INT_TAG: u64 = 3;
+pub(crate) const STACKREF_TAG_BITS: u64 = 3;
+pub(crate) const STACKREF_INT_TAG: u64 = 3;
 
 #[cfg(test)]
 mod tests {
