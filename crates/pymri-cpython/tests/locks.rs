@@ -195,3 +195,27 @@ fn a_deadlock_is_found_in_a_core_3_11() {
 fn a_deadlock_is_found_in_a_core_3_14() {
     deadlock_in_core("3.14")
 }
+
+/// A lock held inside its `with` block while another thread waits, and two threads taking and
+/// releasing a lock all the time: no deadlock, no orphan, and the holder named.
+#[test]
+fn a_lock_held_inside_its_with_block_is_no_orphan_on_every_interpreter() {
+    for interp in interpreters() {
+        for variant in ["lock", "rlock"] {
+            let mut target = Target::start(&interp, "doctor/lock_held.py", &["{ready}", variant]);
+            let ids = thread_ids(&target);
+            let what = format!("{} {variant}", interp.name);
+            for _ in 0..5 {
+                let locks = live_locks(&target);
+                assert!(locks.deadlocks().is_empty(), "{what}: {:?}", locks.deadlocks());
+                assert!(locks.orphans().is_empty(), "{what}: {:?}\n{locks:#?}", locks.orphans());
+                let (wait, lock) = locks.wait_of(ids["waiter"].1).expect("the waiter waits");
+                assert!(!wait.evidence.inferred(), "{what}: {wait:?}");
+                assert_eq!(lock.label(), "__main__.STATE_LOCK", "{what}");
+                assert_eq!(lock.owner, Some(ids["holder"].1), "{what}: {lock:?}");
+                assert_eq!(lock.owner_inferred, variant == "lock", "{what}");
+            }
+            assert!(target.is_alive() && !target.any_thread_stopped(), "the target is left running");
+        }
+    }
+}
