@@ -16,9 +16,10 @@
 //!   word is the futex), read from `/proc/PID/task/TID/syscall`;
 //! - 3.13+: the thread sleeps on the semaphore of its parking-lot entry, whose word before it
 //!   is the address it parked on, the lock's mutex byte;
-//! - without the kernel's word (a core file): inferred, from the locks the innermost frame
-//!   refers to that are locked and not its own, narrowed to the one its current source line
-//!   names when the line can be read, and only when one is left.
+//! - without the kernel's word (a core file): inferred, when the innermost frame's current
+//!   source line names exactly one of the locked locks it refers to that are not its own.
+//!   Without the line nothing is inferred: a frame running inside the block that holds a lock
+//!   refers to it as much as one waiting for it.
 //!
 //! Who holds a lock: an `RLock` records its owner; a `Lock` does not, and its holder is
 //! inferred: the one thread that refers to it without waiting for it (reported as inferred).
@@ -75,14 +76,12 @@ pub enum WaitEvidence {
     /// The innermost frame's current line names the lock, which is locked and not the
     /// thread's own.
     SourceLine,
-    /// The only locked lock, not the thread's own, that the innermost frame refers to.
-    OnlyCandidate,
 }
 
 impl WaitEvidence {
     /// Whether the wait is inferred rather than read from the kernel.
     pub fn inferred(self) -> bool {
-        matches!(self, WaitEvidence::SourceLine | WaitEvidence::OnlyCandidate)
+        matches!(self, WaitEvidence::SourceLine)
     }
 }
 
@@ -250,7 +249,7 @@ fn infer_wait(
     locks: &[LockInfo],
     source_line: Option<&SourceLine<'_>>,
 ) -> Option<LockWait> {
-    let mut candidates: Vec<&LockRef> = thread
+    let candidates: Vec<&LockRef> = thread
         .refs
         .iter()
         .filter(|r| r.frame == 0)
@@ -261,24 +260,17 @@ fn infer_wait(
                 .is_some_and(|l| l.locked && !(l.kind == LockKind::RLock && l.owner == Some(thread.ident)))
         })
         .collect();
-    candidates.dedup_by_key(|r| r.lock);
-    let line = dump.frames.first().and_then(|f| source_line.and_then(|read| read(&f.file, f.line)));
-    if let Some(line) = line {
-        let words = words(&line);
-        let named: Vec<&LockRef> =
-            candidates.iter().copied().filter(|r| names_in_line(&r.name, &words)).collect();
-        let mut distinct: Vec<u64> = named.iter().map(|r| r.lock).collect();
-        distinct.dedup();
-        return match distinct[..] {
-            [one] => Some(LockWait { lock: one, evidence: WaitEvidence::SourceLine }),
-            _ => None,
-        };
-    }
-    let distinct: HashSet<u64> = candidates.iter().map(|r| r.lock).collect();
-    match candidates.first() {
-        Some(r) if distinct.len() == 1 => {
-            Some(LockWait { lock: r.lock, evidence: WaitEvidence::OnlyCandidate })
-        }
+    // Without its line, a frame that refers to a locked lock may as well be running inside
+    // the block that holds it: nothing is inferred.
+    let frame = dump.frames.first()?;
+    let line = source_line.and_then(|read| read(&frame.file, frame.line))?;
+    let words = words(&line);
+    let mut named: Vec<u64> =
+        candidates.iter().filter(|r| names_in_line(&r.name, &words)).map(|r| r.lock).collect();
+    named.sort_unstable();
+    named.dedup();
+    match named[..] {
+        [one] => Some(LockWait { lock: one, evidence: WaitEvidence::SourceLine }),
         _ => None,
     }
 }

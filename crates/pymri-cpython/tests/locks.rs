@@ -155,35 +155,67 @@ fn an_orphaned_lock_whose_thread_ended() {
     }
 }
 
-/// gcore's core of the deadlock fixture: no kernel word for the waits, which are inferred
+/// The locks in gcore's core of `target`: no kernel word for the waits, which are inferred
 /// from the locks the innermost frame names on its line.
+fn core_locks(interp: &Interpreter, target: &Target) -> Locks {
+    let core_base = target.scratch.host.join("core");
+    let mut cmd = Command::new("gcore");
+    cmd.arg("-o").arg(&core_base).arg(target.pid().to_string());
+    let out = run_with_deadline(cmd, Duration::from_secs(120));
+    assert!(out.status.success(), "gcore failed: {}", text(&out.stderr));
+    let path = std::path::PathBuf::from(format!("{}.{}", core_base.display(), target.pid()));
+    let core = CoreFile::open(&path, None, None).expect("core");
+    let open = |p: &str| core.open_mapped_file(p);
+    let files = TargetFiles { mappings: core.mappings(), exe: core.exe(), open: &open };
+    let located = locate(&core, &files).expect("locate in the core");
+    let tids: Vec<i32> = core.threads().iter().map(|t| t.tid).collect();
+    let snapshot = located
+        .snapshot(&core, &SnapshotOptions { known_tids: &tids, ..SnapshotOptions::default() })
+        .expect("snapshot");
+    let source = |file: &str, line: i32| -> Option<String> {
+        let text = std::fs::read_to_string(interp.host_path(file)).ok()?;
+        text.lines().nth(usize::try_from(line).ok()?.checked_sub(1)?).map(str::to_owned)
+    };
+    located
+        .locks(&core, snapshot, &LockOptions { futex_wait: None, source_line: Some(&source) })
+        .expect("locks")
+}
+
 fn deadlock_in_core(name: &str) {
     let interp = interpreter(name).unwrap_or_else(|| panic!("interpreter {name} is not provisioned"));
     for variant in ["lock", "rlock"] {
         let target = Target::start(&interp, DEADLOCK, &["{ready}", variant]);
-        let core_base = target.scratch.host.join("core");
-        let mut cmd = Command::new("gcore");
-        cmd.arg("-o").arg(&core_base).arg(target.pid().to_string());
-        let out = run_with_deadline(cmd, Duration::from_secs(120));
-        assert!(out.status.success(), "gcore failed: {}", text(&out.stderr));
-        let path = std::path::PathBuf::from(format!("{}.{}", core_base.display(), target.pid()));
-        let core = CoreFile::open(&path, None, None).expect("core");
-        let open = |p: &str| core.open_mapped_file(p);
-        let files = TargetFiles { mappings: core.mappings(), exe: core.exe(), open: &open };
-        let located = locate(&core, &files).expect("locate in the core");
-        let tids: Vec<i32> = core.threads().iter().map(|t| t.tid).collect();
-        let snapshot = located
-            .snapshot(&core, &SnapshotOptions { known_tids: &tids, ..SnapshotOptions::default() })
-            .expect("snapshot");
-        let source = |file: &str, line: i32| -> Option<String> {
-            let text = std::fs::read_to_string(interp.host_path(file)).ok()?;
-            text.lines().nth(usize::try_from(line).ok()?.checked_sub(1)?).map(str::to_owned)
-        };
-        let locks = located
-            .locks(&core, snapshot, &LockOptions { futex_wait: None, source_line: Some(&source) })
-            .expect("locks");
+        let locks = core_locks(&interp, &target);
         check_cycle(&interp, variant, &locks, &thread_ids(&target), true);
     }
+}
+
+/// In a core of the lock held in its `with` block (threads running as it was written), the
+/// inferred waits make neither a deadlock nor an orphan.
+fn held_in_core(name: &str) {
+    let interp = interpreter(name).unwrap_or_else(|| panic!("interpreter {name} is not provisioned"));
+    for variant in ["lock", "rlock"] {
+        let target = Target::start(&interp, "doctor/lock_held.py", &["{ready}", variant]);
+        let ids = thread_ids(&target);
+        let locks = core_locks(&interp, &target);
+        let what = format!("{name} {variant}");
+        assert!(locks.deadlocks().is_empty(), "{what}: {:?}", locks.deadlocks());
+        assert!(locks.orphans().is_empty(), "{what}: {:?}\n{locks:#?}", locks.orphans());
+        let (wait, lock) = locks.wait_of(ids["waiter"].1).expect("the waiter waits");
+        assert!(wait.evidence.inferred(), "{what}: {wait:?}");
+        assert_eq!(lock.label(), "__main__.STATE_LOCK", "{what}");
+        assert_eq!(lock.owner, Some(ids["holder"].1), "{what}: {lock:?}");
+    }
+}
+
+#[test]
+fn a_lock_held_in_its_with_block_is_no_orphan_in_a_core_3_11() {
+    held_in_core("3.11")
+}
+
+#[test]
+fn a_lock_held_in_its_with_block_is_no_orphan_in_a_core_3_14() {
+    held_in_core("3.14")
 }
 
 #[test]
