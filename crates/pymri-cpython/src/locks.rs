@@ -45,6 +45,9 @@ const MAX_LOCKS: usize = 4096;
 const MAX_MODULES: usize = 1 << 14;
 /// Pages cached during one analysis (16 MiB).
 const CACHE_PAGES: usize = 4096;
+/// Names of one code object looked up as `self`'s attributes: a function names a few dozen;
+/// each lookup walks the instance's attributes.
+const MAX_ATTRIBUTE_NAMES: usize = 1024;
 /// Bytes of the target's memory one analysis may read, as a snapshot may.
 const MAX_READ: u64 = 1 << 30;
 /// Bytes of a type name compared.
@@ -123,6 +126,8 @@ pub struct LockInfo {
     pub names: Vec<String>,
     /// Idents of the threads waiting for it.
     pub waiters: Vec<u64>,
+    /// Idents of the threads whose frames refer to it.
+    pub referrers: Vec<u64>,
     /// The address a waiter sleeps on (the semaphore, or the mutex byte).
     #[serde(skip)]
     wait_key: u64,
@@ -201,32 +206,32 @@ impl Located {
                 None => infer_wait(thread, dump, &locks, options.source_line),
             };
         }
-        for lock in &mut locks {
-            lock.waiters = threads
-                .iter()
-                .filter(|t| t.waits.is_some_and(|w| w.lock == lock.address))
-                .map(|t| t.ident)
-                .collect();
+        // One pass over the threads: who waits for each lock, who refers to it, by which names.
+        let index: HashMap<u64, usize> = locks.iter().enumerate().map(|(i, l)| (l.address, i)).collect();
+        let mut names: Vec<Vec<&str>> = vec![Vec::new(); locks.len()];
+        for t in &threads {
+            if let Some(&i) = t.waits.and_then(|w| index.get(&w.lock)) {
+                locks[i].waiters.push(t.ident);
+            }
+            for r in &t.refs {
+                let Some(&i) = index.get(&r.lock) else { continue };
+                names[i].push(&r.name);
+                if locks[i].referrers.last() != Some(&t.ident) {
+                    locks[i].referrers.push(t.ident);
+                }
+            }
+        }
+        for (lock, mut names) in locks.iter_mut().zip(names) {
             if lock.kind == LockKind::Lock && lock.locked {
-                let holders: Vec<u64> = threads
-                    .iter()
-                    .filter(|t| t.waits.is_none_or(|w| w.lock != lock.address))
-                    .filter(|t| t.refs.iter().any(|r| r.lock == lock.address))
-                    .map(|t| t.ident)
-                    .collect();
-                if let [one] = holders[..] {
+                let mut holders = lock.referrers.iter().filter(|t| !lock.waiters.contains(t));
+                if let (Some(&one), None) = (holders.next(), holders.next()) {
                     lock.owner = Some(one);
                     lock.owner_inferred = true;
                 }
             }
-            let mut names: Vec<&LockRef> =
-                threads.iter().flat_map(|t| &t.refs).filter(|r| r.lock == lock.address).collect();
-            names.sort_by_key(|r| (name_rank(&r.name), r.name.clone()));
-            for r in names {
-                if !lock.names.contains(&r.name) {
-                    lock.names.push(r.name.clone());
-                }
-            }
+            names.sort_by_key(|n| (name_rank(n), *n));
+            names.dedup();
+            lock.names = names.into_iter().map(str::to_owned).collect();
         }
         Ok(Locks { locks, threads, snapshot })
     }
@@ -415,6 +420,7 @@ impl<'a, M: Memory> LockReader<'a, M> {
             owner_inferred: false,
             names: Vec::new(),
             waiters: Vec::new(),
+            referrers: Vec::new(),
             wait_key,
         })
     }
@@ -435,7 +441,7 @@ impl<'a, M: Memory> LockReader<'a, M> {
             if let Some(lock) = self.lock(value) {
                 push(refs, lock, name.clone());
             } else if i == 0 && code.info.nargs > 0 && !code.module_level {
-                for attr in &code.names {
+                for attr in code.names.iter().take(MAX_ATTRIBUTE_NAMES) {
                     let found = self.objects.attribute(value, attr).ok().flatten();
                     if let Some(lock) = found.and_then(|v| self.lock(v)) {
                         push(refs, lock, format!("{name}.{attr}"));
@@ -565,33 +571,40 @@ impl Locks {
     }
 
     /// Every cycle of threads each waiting for a lock the next one holds, each cycle once,
-    /// starting from its smallest ident.
+    /// starting from its smallest ident. Each thread waits for one lock at most, so the waits
+    /// form a functional graph: one walk from each thread not yet seen finds every cycle.
     pub fn deadlocks(&self) -> Vec<Deadlock> {
-        let next = |ident: u64| -> Option<(u64, u64)> {
-            let (wait, lock) = self.wait_of(ident)?;
-            let owner = lock.owner.filter(|_| lock.locked)?;
-            (owner != ident).then_some((wait.lock, owner))
-        };
-        let mut found: Vec<Deadlock> = Vec::new();
-        for t in &self.threads {
-            let mut path: Vec<(u64, u64)> = Vec::new();
+        let locks: HashMap<u64, &LockInfo> = self.locks.iter().map(|l| (l.address, l)).collect();
+        let next: HashMap<u64, (u64, u64)> = self
+            .threads
+            .iter()
+            .filter_map(|t| {
+                let wait = t.waits?;
+                let owner = locks.get(&wait.lock)?.owner?;
+                (owner != t.ident).then_some((t.ident, (wait.lock, owner)))
+            })
+            .collect();
+        // The walk that first reached each thread.
+        let mut reached: HashMap<u64, usize> = HashMap::new();
+        let mut found = Vec::new();
+        for (walk, t) in self.threads.iter().enumerate() {
             let mut at = t.ident;
-            while let Some((lock, owner)) = next(at) {
-                if path.iter().any(|(i, _)| *i == at) || path.len() > self.threads.len() {
-                    break;
+            let mut path: Vec<u64> = Vec::new();
+            while !reached.contains_key(&at) {
+                reached.insert(at, walk);
+                path.push(at);
+                match next.get(&at) {
+                    Some(&(_, owner)) => at = owner,
+                    None => break,
                 }
-                path.push((at, lock));
-                at = owner;
             }
-            // A cycle closes when the walk comes back to where it started.
-            if at != t.ident || path.is_empty() {
-                continue;
-            }
-            let start = path.iter().enumerate().min_by_key(|(_, (i, _))| *i).map_or(0, |(n, _)| n);
-            path.rotate_left(start);
-            let cycle = Deadlock { edges: path };
-            if !found.contains(&cycle) {
-                found.push(cycle);
+            // A cycle: this walk came back to a thread it reached itself.
+            if next.contains_key(&at) && reached.get(&at) == Some(&walk) {
+                let from = path.iter().position(|&i| i == at).unwrap_or(0);
+                let mut edges: Vec<(u64, u64)> = path[from..].iter().map(|&i| (i, next[&i].0)).collect();
+                let start = edges.iter().enumerate().min_by_key(|(_, (i, _))| *i).map_or(0, |(n, _)| n);
+                edges.rotate_left(start);
+                found.push(Deadlock { edges });
             }
         }
         found
@@ -609,18 +622,14 @@ impl Locks {
             .iter()
             .filter(|l| l.locked && !l.waiters.is_empty() && !in_cycle.contains(&l.address))
             .filter(|l| match l.kind {
-                LockKind::RLock => match l.owner.and_then(|o| self.thread(o)) {
-                    None => l.owner.is_some(),
-                    Some(owner) => !owner.refs.iter().any(|r| r.lock == l.address),
+                LockKind::RLock => match l.owner {
+                    None => false,
+                    Some(owner) => !l.referrers.contains(&owner),
                 },
                 LockKind::Lock => {
                     l.owner.is_none()
                         && l.names.iter().any(|n| n.contains('.'))
-                        && self
-                            .threads
-                            .iter()
-                            .filter(|t| t.refs.iter().any(|r| r.lock == l.address))
-                            .all(|t| l.waiters.contains(&t.ident))
+                        && l.referrers.iter().all(|t| l.waiters.contains(t))
                 }
             })
             .collect()
@@ -640,6 +649,49 @@ mod tests {
         assert!(!names_in_line("lock", &line));
         assert!(names_in_line("lock", &words("lock.acquire()")));
         assert!(!names_in_line("self._lock", &words("other._lock.acquire()")));
+    }
+
+    fn lock(address: u64, owner: u64) -> LockInfo {
+        LockInfo {
+            address,
+            kind: LockKind::RLock,
+            locked: true,
+            owner: Some(owner),
+            owner_inferred: false,
+            names: Vec::new(),
+            waiters: Vec::new(),
+            referrers: vec![owner],
+            wait_key: 0,
+        }
+    }
+
+    fn waiting(ident: u64, lock: u64) -> ThreadLocks {
+        ThreadLocks {
+            ident,
+            tid: None,
+            refs: Vec::new(),
+            waits: Some(LockWait { lock, evidence: WaitEvidence::Futex }),
+        }
+    }
+
+    /// Three threads round a cycle (3 waits for 0x30 held by 1, 1 for 0x10 held by 2, 2 for
+    /// 0x20 held by 3), a fourth waiting on the cycle from outside, a fifth waiting for a lock
+    /// whose holder runs: one cycle, found once, from its smallest ident.
+    #[test]
+    fn one_cycle_is_found_once_whatever_waits_on_it() {
+        let locks = Locks {
+            locks: vec![lock(0x10, 2), lock(0x20, 3), lock(0x30, 1), lock(0x40, 1), lock(0x50, 6)],
+            threads: vec![
+                waiting(3, 0x30),
+                waiting(4, 0x40),
+                waiting(1, 0x10),
+                waiting(5, 0x50),
+                waiting(2, 0x20),
+                ThreadLocks { ident: 6, tid: None, refs: Vec::new(), waits: None },
+            ],
+            snapshot: Snapshot { threads: Vec::new() },
+        };
+        assert_eq!(locks.deadlocks(), vec![Deadlock { edges: vec![(1, 0x10), (2, 0x20), (3, 0x30)] }]);
     }
 
     #[test]
