@@ -206,6 +206,20 @@ impl Located {
                 None => infer_wait(thread, dump, &locks, options.source_line),
             };
         }
+        // Threads read one after the other: under contention a thread seen asleep on a lock
+        // may have taken it since, while another was read. A wait counts only if the kernel
+        // still shows it once every thread has been read.
+        if let Some(futex) = options.futex_wait {
+            for (thread, dump) in threads.iter_mut().zip(&snapshot.threads) {
+                if thread.waits.is_some() {
+                    let again =
+                        dump.tid.and_then(futex).and_then(|f| reader.futex_match(f, &thread.refs, &locks));
+                    if again != thread.waits {
+                        thread.waits = None;
+                    }
+                }
+            }
+        }
         // One pass over the threads: who waits for each lock, who refers to it, by which names.
         let index: HashMap<u64, usize> = locks.iter().enumerate().map(|(i, l)| (l.address, i)).collect();
         let mut names: Vec<Vec<&str>> = vec![Vec::new(); locks.len()];
@@ -613,11 +627,17 @@ impl Locks {
     /// Locks that threads wait for and that no running code will release: an `RLock` whose
     /// owner ended, or whose owner's frames no longer refer to it (it left the `with` block or
     /// the `acquire` line by an exception); a `Lock` that no thread but its waiters refers to,
-    /// named by a global or an attribute (shared, not one thread's own). Locks in a deadlock
-    /// are not orphans.
+    /// named by a global or an attribute (shared, not one thread's own), whose waits were all
+    /// read from the kernel (so never from a core). Locks in a deadlock are not orphans.
     pub fn orphans(&self) -> Vec<&LockInfo> {
         let in_cycle: HashSet<u64> =
             self.deadlocks().iter().flat_map(|d| d.edges.iter().map(|(_, lock)| *lock)).collect();
+        let read_waits: HashSet<u64> = self
+            .threads
+            .iter()
+            .filter(|t| t.waits.is_some_and(|w| !w.evidence.inferred()))
+            .map(|t| t.ident)
+            .collect();
         self.locks
             .iter()
             .filter(|l| l.locked && !l.waiters.is_empty() && !in_cycle.contains(&l.address))
@@ -626,10 +646,14 @@ impl Locks {
                     None => false,
                     Some(owner) => !l.referrers.contains(&owner),
                 },
+                // A thread that has just taken a Lock is still on the line that took it, as
+                // its waiters are: without the kernel's word for each wait, the holder could
+                // be among them.
                 LockKind::Lock => {
                     l.owner.is_none()
                         && l.names.iter().any(|n| n.contains('.'))
                         && l.referrers.iter().all(|t| l.waiters.contains(t))
+                        && l.waiters.iter().all(|w| read_waits.contains(w))
                 }
             })
             .collect()

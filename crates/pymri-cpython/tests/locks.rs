@@ -240,8 +240,15 @@ fn a_lock_held_inside_its_with_block_is_no_orphan_on_every_interpreter() {
             for _ in 0..5 {
                 let locks = live_locks(&target);
                 assert!(locks.deadlocks().is_empty(), "{what}: {:?}", locks.deadlocks());
-                assert!(locks.orphans().is_empty(), "{what}: {:?}\n{locks:#?}", locks.orphans());
                 let (wait, lock) = locks.wait_of(ids["waiter"].1).expect("the waiter waits");
+                // The workers' lock may look orphaned at one instant (both seen asleep on it,
+                // the kernel read one thread after the other): the doctor asks that waiters
+                // stay still over its window. The lock held in its block never does.
+                assert!(
+                    locks.orphans().iter().all(|o| o.address != lock.address),
+                    "{what}: {:?}\n{locks:#?}",
+                    locks.orphans()
+                );
                 assert!(!wait.evidence.inferred(), "{what}: {wait:?}");
                 assert_eq!(lock.label(), "__main__.STATE_LOCK", "{what}");
                 assert_eq!(lock.owner, Some(ids["holder"].1), "{what}: {lock:?}");

@@ -1,7 +1,8 @@
 //! `deadlock` and `orphaned_lock`: the locks each thread holds and waits for, read from memory
 //! by [`pymri_cpython::Located::locks`] at the window's start and at its end. A finding is
 //! reported only when both readings show it (a cycle of the same threads and locks, an orphan
-//! of the same lock): a wait that ends within the window is contention, not a deadlock.
+//! of the same lock) and its waiting threads stayed on one line through the window: a wait
+//! that ends within the window is contention, not a deadlock.
 //!
 //! With a core there is one reading, and the waits in it are inferred (the kernel's futex
 //! words are not in a core); the findings say so.
@@ -87,6 +88,7 @@ pub fn deadlock(cx: &Context<'_>) -> Vec<Finding> {
     last.deadlocks()
         .into_iter()
         .filter(|cycle| readings.first.as_ref().is_none_or(|first| first.deadlocks().contains(cycle)))
+        .filter(|cycle| cycle.edges.iter().all(|(ident, _)| stayed(cx, *ident)))
         .map(|cycle| deadlock_finding(cx, last, &cycle, &sources))
         .collect()
 }
@@ -135,6 +137,7 @@ pub fn orphaned(cx: &Context<'_>) -> Vec<Finding> {
     last.orphans()
         .into_iter()
         .filter(|lock| before.as_ref().is_none_or(|b| b.contains(&lock.address)))
+        .filter(|lock| lock.waiters.iter().all(|w| stayed(cx, *w)))
         .map(|lock| orphan_finding(cx, last, lock, &sources))
         .collect()
 }
@@ -202,6 +205,11 @@ fn wait_detail(locks: &Locks, wait: &LockWaitSummary) -> String {
         wait.address,
         if wait.wait_inferred { "; the wait is inferred from its line" } else { "" }
     )
+}
+
+/// Whether the window saw the thread on one line throughout (or did not see it: a core).
+fn stayed(cx: &Context<'_>, ident: u64) -> bool {
+    cx.window.threads.get(&ident).is_none_or(|w| w.moves == 0)
 }
 
 fn describe(lock: &LockInfo) -> String {
