@@ -163,7 +163,9 @@ pub struct Locks {
 #[derive(Default)]
 pub struct LockOptions<'a> {
     /// The futex a thread (by kernel id, as the snapshot numbers it) sleeps on; `None` for a
-    /// core file. When given, waits are read from the kernel only, never inferred.
+    /// core file. When given, waits are read from the kernel only, never inferred: from what
+    /// the snapshot read of a sleeping thread, else from this, and once more from this for
+    /// every wait found.
     pub futex_wait: Option<&'a dyn Fn(i32) -> Option<u64>>,
     /// The text of line N of a file the target names, when it can be read.
     pub source_line: Option<&'a SourceLine<'a>>,
@@ -200,9 +202,10 @@ impl Located {
         let mut locks: Vec<LockInfo> = std::mem::take(&mut reader.locks).into_values().collect();
         for (thread, dump) in threads.iter_mut().zip(&snapshot.threads) {
             thread.waits = match options.futex_wait {
-                Some(futex) => {
-                    dump.tid.and_then(futex).and_then(|f| reader.futex_match(f, &thread.refs, &locks))
-                }
+                Some(futex) => dump
+                    .futex
+                    .or_else(|| dump.tid.and_then(futex))
+                    .and_then(|f| reader.futex_match(f, &thread.refs, &locks)),
                 None => infer_wait(thread, dump, &locks, options.source_line),
             };
         }

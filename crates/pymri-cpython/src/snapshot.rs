@@ -75,6 +75,10 @@ pub struct ThreadDump {
     /// where that is unknown (core files).
     #[serde(skip)]
     pub on_cpu: Option<bool>,
+    /// The futex the kernel had the thread asleep on when it was read (asked only of a
+    /// sleeping thread without the GIL, and only when the snapshot asks the kernel).
+    #[serde(skip)]
+    pub futex: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -353,11 +357,12 @@ impl<'a, M: Memory> Reader<'a, M> {
         // (its condition variable or mutex), or in `drop_gil` until another thread has taken
         // it, after which it takes it again. Only a sleeping thread can be asked; asking costs
         // a /proc read.
-        let asleep_in_gil = !holds_gil
-            && run_state == Some(RunState::Sleeping)
-            && gil.zip(self.options.futex_wait.zip(tid)).is_some_and(|(g, (wait, tid))| {
-                wait(tid).is_some_and(|addr| addr >= g.base && addr - g.base < GIL_STATE_SPAN)
-            });
+        let futex = match (holds_gil, run_state, self.options.futex_wait.zip(tid)) {
+            (false, Some(RunState::Sleeping), Some((wait, tid))) => wait(tid),
+            _ => None,
+        };
+        let asleep_in_gil =
+            gil.zip(futex).is_some_and(|(g, addr)| addr >= g.base && addr - g.base < GIL_STATE_SPAN);
         // Between two timed waits, or woken and not yet given a CPU, a waiting thread is on the
         // run queue, where the kernel does not say what it waits for; a thread seen waiting in
         // this same turn of the GIL has not taken it since, so it is still waiting.
@@ -394,7 +399,18 @@ impl<'a, M: Memory> Reader<'a, M> {
         }
         let on_cpu = run_state.map(|s| s == RunState::Running);
         let active_exception = self.active_exception(tstate);
-        Ok(ThreadDump { tid, ident, name: None, state, holds_gil, active_exception, frames, error, on_cpu })
+        Ok(ThreadDump {
+            tid,
+            ident,
+            name: None,
+            state,
+            holds_gil,
+            active_exception,
+            frames,
+            error,
+            on_cpu,
+            futex,
+        })
     }
 
     /// `tstate->exc_info`'s first word (the exception, or its type before 3.11) is set and not
