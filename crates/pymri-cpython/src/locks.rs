@@ -721,6 +721,64 @@ mod tests {
         assert_eq!(locks.deadlocks(), vec![Deadlock { edges: vec![(1, 0x10), (2, 0x20), (3, 0x30)] }]);
     }
 
+    /// Types named `_thread.lock` or `_thread.RLock` on a 3.12 heap: only a type no `class`
+    /// statement could make (not subclassable) counts as a `Lock`, and only one whose
+    /// instances are at least as large as the layout says is read as a lock at all.
+    #[test]
+    fn a_class_named_like_a_lock_is_no_lock() {
+        use crate::{BuiltinTypes, Located, Version};
+        use pymri_memory::SliceMemory;
+        let layout = pymri_layouts::v3_12();
+        let base = 0x10000u64;
+        let mut heap = vec![0u8; 0x1000];
+        let mut put = |addr: u64, value: u64| {
+            let at = (addr - base) as usize;
+            heap[at..at + 8].copy_from_slice(&value.to_le_bytes());
+        };
+        let (lock_name, rlock_name) = (base + 0x800, base + 0x840);
+        // (type object, name, flags, basicsize, expected kind)
+        let types = [
+            (base, lock_name, 0, 40, Some(LockKind::Lock)),
+            (base + 0x200, lock_name, flags::BASETYPE | flags::HEAPTYPE, 40, None),
+            (base + 0x400, rlock_name, flags::BASETYPE, 48, Some(LockKind::RLock)),
+            (base + 0x600, rlock_name, flags::BASETYPE, 24, None),
+        ];
+        for (tp, name, tp_flags, size, _) in types {
+            put(tp + layout.object.tp_name, name);
+            put(tp + layout.object.tp_flags, tp_flags);
+            put(tp + layout.object.tp_basicsize, size);
+        }
+        heap[0x800..0x80d].copy_from_slice(b"_thread.lock\0");
+        heap[0x840..0x84e].copy_from_slice(b"_thread.RLock\0");
+        let mem = SliceMemory { base, bytes: &heap };
+        let located = Located {
+            version: Version { major: 3, minor: 12, micro: None, level: "", serial: 0, debug_build: false },
+            layout: layout.clone(),
+            runtime: 0,
+            binary: "test".into(),
+            gil_flags: Default::default(),
+            remote: None,
+            runtime_size: None,
+            bias: 0,
+            types: BuiltinTypes::default(),
+        };
+        let cache = PageCache::new(&mem, 16);
+        let budget = Budget::new(&cache, MAX_READ);
+        let reader = LockReader {
+            located: &located,
+            objects: Objects::new(&budget, &located.layout, &located.types),
+            shapes: structural::thread_locks(layout.version),
+            names_at: structural::code_names(layout.version),
+            lock_types: HashMap::new(),
+            codes: HashMap::new(),
+            modules: None,
+            locks: BTreeMap::new(),
+        };
+        for (tp, _, _, _, kind) in types {
+            assert_eq!(reader.lock_type(tp), kind, "type at {tp:#x}");
+        }
+    }
+
     #[test]
     fn globals_rank_before_attributes_before_locals() {
         let mut names = vec!["lock", "self._lock", "app.LOCK"];
