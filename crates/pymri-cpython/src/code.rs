@@ -163,7 +163,7 @@ impl CodeInfo {
     }
 }
 
-fn name_tuple<M: Memory>(objects: &Objects<'_, M>, tuple: u64) -> Result<Vec<String>> {
+pub(crate) fn name_tuple<M: Memory>(objects: &Objects<'_, M>, tuple: u64) -> Result<Vec<String>> {
     let (len, items) = objects.sequence(tuple, Kind::Tuple, MAX_LOCALS)?;
     if len > items.len() {
         return Err(Error::Inconsistent(format!("{len} local names")));

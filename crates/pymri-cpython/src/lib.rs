@@ -26,6 +26,7 @@ mod code;
 pub mod debug_offsets;
 mod live;
 mod locate;
+mod locks;
 mod numpy;
 mod objects;
 mod sampler;
@@ -34,6 +35,9 @@ mod tasks;
 
 pub use live::{command_line, LiveProcess};
 pub use locate::{locate, Located, TargetFiles};
+pub use locks::{
+    Deadlock, LockInfo, LockKind, LockOptions, LockRef, LockWait, Locks, ThreadLocks, WaitEvidence,
+};
 pub use objects::{BuiltinTypes, ReprLimits};
 pub use sampler::{SampleOptions, Sampler};
 pub use snapshot::{Frame, Local, Snapshot, SnapshotOptions, ThreadDump, ThreadState};

@@ -75,6 +75,10 @@ pub struct ThreadDump {
     /// where that is unknown (core files).
     #[serde(skip)]
     pub on_cpu: Option<bool>,
+    /// The futex the kernel had the thread asleep on when it was read (asked only of a
+    /// sleeping thread without the GIL, and only when the snapshot asks the kernel).
+    #[serde(skip)]
+    pub futex: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -125,6 +129,32 @@ pub struct Frame {
     /// the eval call's native frame (0 when not known). Stripped interpreters are merged by it.
     #[serde(skip)]
     pub entry_frame: u64,
+    /// Where the frame and its code object were in the target's memory when it was read.
+    #[serde(skip)]
+    pub(crate) at: FrameAt,
+}
+
+impl Frame {
+    /// A frame read from no process: made from another record of one (tests, reports).
+    pub fn new(function: impl Into<String>, file: impl Into<String>, line: i32) -> Frame {
+        Frame {
+            function: function.into(),
+            file: file.into(),
+            line,
+            locals: None,
+            arguments: None,
+            entry: false,
+            entry_frame: 0,
+            at: FrameAt::default(),
+        }
+    }
+}
+
+/// The addresses behind a [`Frame`], for readers that look further into it (lock analysis).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct FrameAt {
+    pub frame: u64,
+    pub code: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -376,11 +406,12 @@ impl<'a, M: Memory> Reader<'a, M> {
         // (its condition variable or mutex), or in `drop_gil` until another thread has taken
         // it, after which it takes it again. Only a sleeping thread can be asked; asking costs
         // a /proc read.
-        let asleep_in_gil = !holds_gil
-            && run_state == Some(RunState::Sleeping)
-            && gil.zip(self.options.futex_wait.zip(tid)).is_some_and(|(g, (wait, tid))| {
-                wait(tid).is_some_and(|addr| addr >= g.base && addr - g.base < GIL_STATE_SPAN)
-            });
+        let futex = match (holds_gil, run_state, self.options.futex_wait.zip(tid)) {
+            (false, Some(RunState::Sleeping), Some((wait, tid))) => wait(tid),
+            _ => None,
+        };
+        let asleep_in_gil =
+            gil.zip(futex).is_some_and(|(g, addr)| addr >= g.base && addr - g.base < GIL_STATE_SPAN);
         // Between two timed waits, or woken and not yet given a CPU, a waiting thread is on the
         // run queue, where the kernel does not say what it waits for; a thread seen waiting in
         // this same turn of the GIL has not taken it since, so it is still waiting.
@@ -417,7 +448,18 @@ impl<'a, M: Memory> Reader<'a, M> {
         }
         let on_cpu = run_state.map(|s| s == RunState::Running);
         let active_exception = self.active_exception(tstate);
-        Ok(ThreadDump { tid, ident, name: None, state, holds_gil, active_exception, frames, error, on_cpu })
+        Ok(ThreadDump {
+            tid,
+            ident,
+            name: None,
+            state,
+            holds_gil,
+            active_exception,
+            frames,
+            error,
+            on_cpu,
+            futex,
+        })
     }
 
     /// `tstate->exc_info`'s first word (the exception, or its type before 3.11) is set and not
@@ -595,6 +637,7 @@ impl<'a, M: Memory> Reader<'a, M> {
                 f.arguments = arguments;
                 f.entry = entry;
                 f.entry_frame = 0;
+                f.at = FrameAt { frame, code };
             }
             None => out.push(Frame {
                 function: info.function().to_string(),
@@ -604,6 +647,7 @@ impl<'a, M: Memory> Reader<'a, M> {
                 arguments,
                 entry,
                 entry_frame: 0,
+                at: FrameAt { frame, code },
             }),
         }
         Ok((true, previous))
@@ -704,7 +748,7 @@ fn frame_head_span(f: &pymri_layouts::FrameLayout) -> usize {
 pub(crate) const MODULE_DICT: u64 = 16;
 /// `_PyStackRef` tags (3.14+): the low two bits; both set marks a tagged small int.
 pub(crate) const STACKREF_TAG_BITS: u64 = 3;
-const STACKREF_INT_TAG: u64 = 3;
+pub(crate) const STACKREF_INT_TAG: u64 = 3;
 
 #[cfg(test)]
 mod tests {

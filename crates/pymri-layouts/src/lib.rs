@@ -131,6 +131,33 @@ pub struct FrameLayout {
     pub owner: Option<(u64, u8)>,
 }
 
+/// Where `_thread`'s lock objects keep their state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadLocks {
+    pub lock: LockLayout,
+    pub rlock: RLockLayout,
+}
+
+/// `_thread.lock`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockLayout {
+    /// 3.9-3.12: a pointer to the platform lock (the semaphore a waiter sleeps on) and a
+    /// `locked` byte the object keeps itself.
+    Semaphore { handle: u64, locked: u64, size: u64 },
+    /// 3.13+: a `PyMutex` byte in the object, bit 0 set while locked.
+    Mutex { bits: u64, size: u64 },
+}
+
+/// `_thread.RLock`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RLockLayout {
+    /// 3.9-3.13: a pointer to the platform lock, the owner's ident and the count (locked when
+    /// the count is not zero).
+    Handle { handle: u64, owner: u64, count: u64, size: u64 },
+    /// 3.14+: a `PyMutex` byte (bit 0 set while locked) and the owner's ident.
+    Mutex { bits: u64, owner: u64, size: u64 },
+}
+
 /// How a frame records where it is in its bytecode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum InstructionRef {
@@ -294,6 +321,9 @@ pub mod flags {
     pub const INLINE_VALUES: u64 = 1 << 2;
     /// `Py_TPFLAGS_HEAPTYPE`.
     pub const HEAPTYPE: u64 = 1 << 9;
+    /// `Py_TPFLAGS_BASETYPE`: the type can be subclassed; every class made by a `class`
+    /// statement has it, `_thread.lock` does not.
+    pub const BASETYPE: u64 = 1 << 10;
     pub const LONG_SUBCLASS: u64 = 1 << 24;
     pub const LIST_SUBCLASS: u64 = 1 << 25;
     pub const TUPLE_SUBCLASS: u64 = 1 << 26;
@@ -354,4 +384,38 @@ pub mod structural {
     /// `_gil_runtime_state.switch_number` (`unsigned long`) follows the 4-byte `locked` and
     /// its padding in every version from 3.9 to 3.15; no debug offset publishes it.
     pub const GIL_SWITCH_NUMBER_AFTER_LOCKED: u64 = 8;
+    /// `PyCodeObject.co_names`: after the header, seven ints, `co_code` and `co_consts` in
+    /// 3.9/3.10; the second field after the variable-size header since 3.11. No debug offset
+    /// publishes it.
+    pub fn code_names(version: (u8, u8)) -> u64 {
+        if version < (3, 11) {
+            64
+        } else {
+            32
+        }
+    }
+    /// `_thread.lock` and `_thread.RLock` instances (`lockobject`, `rlockobject` of
+    /// `Modules/_threadmodule.c`), checked against each version's memory and the DWARF of
+    /// 3.9d and 3.14d builds.
+    pub fn thread_locks(version: (u8, u8)) -> super::ThreadLocks {
+        use super::{LockLayout, RLockLayout, ThreadLocks};
+        let lock = if version < (3, 13) {
+            // `PyThread_type_lock lock_lock` (a `sem_t *` on Linux), the weak list, `char locked`.
+            LockLayout::Semaphore { handle: 16, locked: 32, size: 40 }
+        } else {
+            LockLayout::Mutex { bits: 16, size: 24 }
+        };
+        let rlock = if version < (3, 14) {
+            // `rlock_lock`, `rlock_owner`, `rlock_count`, the weak list.
+            RLockLayout::Handle { handle: 16, owner: 24, count: 32, size: 48 }
+        } else {
+            // A `_PyRecursiveMutex`: the mutex byte, the owner's ident, the re-entries.
+            RLockLayout::Mutex { bits: 16, owner: 24, size: 40 }
+        };
+        ThreadLocks { lock, rlock }
+    }
+    /// `struct wait_entry` of `Python/parking_lot.c` (3.13+): a parked thread sleeps on the
+    /// semaphore at offset 16 of its entry, whose word at offset 8 is the address it parked on
+    /// (a mutex's byte). The distance from the semaphore back to that word.
+    pub const PARKED_ADDRESS_BEFORE_SEMAPHORE: u64 = 8;
 }

@@ -244,15 +244,9 @@ mod tests {
     }
 
     fn py(function: &str, entry: bool) -> Frame {
-        Frame {
-            function: function.into(),
-            file: "app.py".into(),
-            line: 1,
-            locals: None,
-            arguments: None,
-            entry,
-            entry_frame: 0,
-        }
+        let mut frame = Frame::new(function, "app.py", 1);
+        frame.entry = entry;
+        frame
     }
 
     fn names(frames: &[MixedFrame]) -> Vec<String> {
@@ -316,7 +310,11 @@ mod tests {
     fn entry_frames_on_the_c_stack_find_unnamed_eval_calls() {
         let at = |symbol: &str, stack_pointer: u64| NativeFrame { stack_pointer, ..c(symbol) };
         let native = [at("read", 0x100), at("", 0x200), at("call", 0x300), at("", 0x400), at("start", 0x500)];
-        let entered = |function: &str, entry_frame: u64| Frame { entry_frame, ..py(function, true) };
+        let entered = |function: &str, entry_frame: u64| {
+            let mut frame = py(function, true);
+            frame.entry_frame = entry_frame;
+            frame
+        };
         let python = vec![py("inner", false), entered("middle", 0x2f0), entered("outer", 0x410)];
         let (frames, mismatch) = merge(&native, python.clone());
         assert_eq!(mismatch, None);

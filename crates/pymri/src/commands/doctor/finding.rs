@@ -45,6 +45,8 @@ impl Pattern {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
+    /// The program cannot go on as it is: threads stuck for good.
+    Critical,
     /// Something grows or burns that should not.
     Warning,
 }
@@ -58,6 +60,9 @@ pub struct Finding {
     /// The threads involved, in the order the report shows them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub threads: Vec<ThreadEvidence>,
+    /// The locks involved (deadlocks, orphaned locks).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub locks: Vec<LockEvidence>,
     /// Facts that fit nowhere above, one line each.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
@@ -73,6 +78,7 @@ impl Finding {
             severity,
             summary: summary.into(),
             threads: Vec::new(),
+            locks: Vec::new(),
             notes: Vec::new(),
             next: Vec::new(),
         }
@@ -108,6 +114,22 @@ pub struct FrameEvidence {
     /// Names and reprs, when the finding shows them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub locals: Vec<(String, String)>,
+}
+
+/// A lock as a finding shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LockEvidence {
+    /// How the code names it: `module.NAME`, `self._lock`, a local's name.
+    pub name: String,
+    /// `Lock`, `RLock`.
+    pub kind: String,
+    pub address: u64,
+    /// The holder's ident.
+    pub owner: Option<u64>,
+    /// Whether the holder is inferred (a `Lock` does not record it) rather than read.
+    pub owner_inferred: bool,
+    /// Idents of the threads waiting for it.
+    pub waiters: Vec<u64>,
 }
 
 /// The whole report, as `--json` writes it.

@@ -11,6 +11,7 @@
 //! for what can only be learned inside, runs read-only code through the one attach path).
 
 mod finding;
+mod locks;
 mod text;
 mod threads;
 mod window;
@@ -37,12 +38,18 @@ pub struct DoctorOptions {
 /// What an analyzer may look at.
 pub struct Context<'a> {
     pub window: &'a Window,
+    /// The locks at the window's start and end.
+    pub locks: &'a locks::LockReadings,
 }
 
 type Analyzer = fn(&Context<'_>) -> Vec<Finding>;
 
 /// Every pattern the doctor knows, and the analyzer that looks for it.
-const ANALYZERS: &[(Pattern, Analyzer)] = &[(Pattern::SpikingThread, threads::spiking)];
+const ANALYZERS: &[(Pattern, Analyzer)] = &[
+    (Pattern::SpikingThread, threads::spiking),
+    (Pattern::Deadlock, locks::deadlock),
+    (Pattern::OrphanedLock, locks::orphaned),
+];
 
 pub fn run(opts: DoctorOptions, printer: &mut Printer) -> Result<u8> {
     let (opened, ()) = Opened::open(&Target::Pid(opts.pid), || Ok(()))?;
@@ -55,11 +62,21 @@ pub fn run(opts: DoctorOptions, printer: &mut Printer) -> Result<u8> {
     ));
     let mut window = Window::new(pid);
     let mut sampler = opened.sampler();
+    let wants = |p: Pattern| opts.only.is_empty() || opts.only.contains(&p);
+    let read_locks = wants(Pattern::Deadlock) || wants(Pattern::OrphanedLock);
+    let mut lock_readings =
+        locks::LockReadings { root: Some(format!("/proc/{pid}/root").into()), ..Default::default() };
+    if read_locks {
+        lock_readings.first = locks::read_live(&opened.located, &opened.live.mem, &mut sampler);
+    }
     let schedule = Schedule { rate: opts.rate, duration: Some(opts.duration) };
     let (_, stats) = sampling::sample(&mut sampler, &SampleOptions::default(), schedule, &stop, &mut window)?;
     window.elapsed = stats.elapsed;
+    if read_locks {
+        lock_readings.last = locks::read_live(&opened.located, &opened.live.mem, &mut sampler);
+    }
 
-    let context = Context { window: &window };
+    let context = Context { window: &window, locks: &lock_readings };
     let mut findings: Vec<Finding> = ANALYZERS
         .iter()
         .filter(|(pattern, _)| opts.only.is_empty() || opts.only.contains(pattern))

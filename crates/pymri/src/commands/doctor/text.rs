@@ -37,6 +37,7 @@ pub fn report(r: &Report) -> String {
 
 fn finding(out: &mut String, f: &Finding) {
     let severity = match f.severity {
+        super::finding::Severity::Critical => "CRITICAL",
         super::finding::Severity::Warning => "WARNING",
     };
     let _ = writeln!(out, "\n{severity} {}: {}", f.pattern.name(), Name(&f.summary));
@@ -56,6 +57,28 @@ fn finding(out: &mut String, f: &Finding) {
                 let _ = writeln!(out, "        {} = {}", Name(k), Name(v));
             }
         }
+    }
+    // Threads by the name the finding shows them with, by ident where it has none.
+    let thread = |ident: u64| match f.threads.iter().find(|t| t.ident == ident).and_then(|t| t.name.as_ref())
+    {
+        Some(name) => format!("\"{}\"", Name(name)),
+        None => format!("thread {ident:#x}"),
+    };
+    for l in &f.locks {
+        let owner = match (l.owner, l.owner_inferred) {
+            (Some(o), false) => format!("held by {}", thread(o)),
+            (Some(o), true) => format!("held by {} (inferred)", thread(o)),
+            (None, _) => "holder unknown".into(),
+        };
+        let waiters: Vec<String> = l.waiters.iter().map(|&w| thread(w)).collect();
+        let _ = writeln!(
+            out,
+            "  Lock {} ({} at {:#x}): {owner}, waited for by {}",
+            Name(&l.name),
+            Name(&l.kind),
+            l.address,
+            waiters.join(", ")
+        );
     }
     for n in &f.notes {
         let _ = writeln!(out, "  {}", Name(n));
