@@ -11,6 +11,7 @@
 //! for what can only be learned inside, runs read-only code through the one attach path).
 
 mod finding;
+pub mod inside;
 mod text;
 mod threads;
 mod window;
@@ -32,19 +33,33 @@ pub struct DoctorOptions {
     pub json: bool,
     /// Only these patterns (all when empty).
     pub only: Vec<Pattern>,
+    /// Leave out what needs code inside the target.
+    pub no_inject: bool,
+    /// `--expect`: a requirements file or a lock file of the versions meant to be loaded.
+    pub expect: Option<std::path::PathBuf>,
 }
 
 /// What an analyzer may look at.
 pub struct Context<'a> {
     pub window: &'a Window,
+    /// What the agent learned inside the target over the window (empty without it).
+    pub inside: &'a inside::Inside,
+    /// `--only` (all patterns when empty): a pattern named there shows its Info findings.
+    pub only: &'a [Pattern],
 }
 
 type Analyzer = fn(&Context<'_>) -> Vec<Finding>;
 
 /// Every pattern the doctor knows, and the analyzer that looks for it.
-const ANALYZERS: &[(Pattern, Analyzer)] = &[(Pattern::SpikingThread, threads::spiking)];
+const ANALYZERS: &[(Pattern, Analyzer)] = &[
+    (Pattern::SpikingThread, threads::spiking),
+    (Pattern::MemoryGrowth, inside::memory_growth),
+    (Pattern::SwallowedExceptions, inside::swallowed_exceptions),
+    (Pattern::ModuleVersions, inside::module_versions),
+];
 
 pub fn run(opts: DoctorOptions, printer: &mut Printer) -> Result<u8> {
+    let expected = inside::read_expected(opts.expect.as_deref())?;
     let (opened, ()) = Opened::open(&Target::Pid(opts.pid), || Ok(()))?;
     let pid = opened.pid();
     let python = opened.located.version.to_string();
@@ -53,13 +68,15 @@ pub fn run(opts: DoctorOptions, printer: &mut Printer) -> Result<u8> {
         "pymri doctor: watching process {pid} (Python {python}) for {} s",
         opts.duration.as_secs_f64()
     ));
+    let agent = inside::open(pid, &opts.only, opts.no_inject, expected, opts.duration);
     let mut window = Window::new(pid);
     let mut sampler = opened.sampler();
     let schedule = Schedule { rate: opts.rate, duration: Some(opts.duration) };
     let (_, stats) = sampling::sample(&mut sampler, &SampleOptions::default(), schedule, &stop, &mut window)?;
     window.elapsed = stats.elapsed;
+    let inside = agent.finish();
 
-    let context = Context { window: &window };
+    let context = Context { window: &window, inside: &inside, only: &opts.only };
     let mut findings: Vec<Finding> = ANALYZERS
         .iter()
         .filter(|(pattern, _)| opts.only.is_empty() || opts.only.contains(pattern))
@@ -74,7 +91,8 @@ pub fn run(opts: DoctorOptions, printer: &mut Printer) -> Result<u8> {
         samples: stats.samples,
         counters: window.summary(),
         findings,
-        skipped: Vec::new(),
+        skipped: inside.skipped.clone(),
+        thread_starts: inside.thread_start_sites().to_vec(),
     };
     if opts.json {
         printer.json(&report)?;
