@@ -35,12 +35,14 @@ from .tracing import Tracer, code_qualname
 _monotonic = time.monotonic
 _getframe = sys._getframe
 
-# Seconds a census may hold the GIL; what it did not reach is said, not guessed.
-CENSUS_BUDGET = 0.5
+# Seconds the census and the walk may each hold the GIL, as a share of the time between
+# readings (1% of a window in all), within bounds; what they did not reach is said, not guessed.
+PAUSE_SHARE = 0.03
+MIN_PAUSE = 0.02
+MAX_PAUSE = 0.5
 # Types returned from a census diff.
 CENSUS_TYPES = 24
-# The containers walk: seconds, objects visited, containers followed.
-WALK_BUDGET = 0.3
+# The containers walk: objects visited, containers followed.
 MAX_VISITED = 200000
 MAX_CONTAINERS = 20000
 # Readings of the containers' sizes within the window (besides start and end).
@@ -162,15 +164,30 @@ def _members(value):
 
 
 def _modules():
+    """Modules with their namespaces, the program's own first, then installed packages', then
+    the standard library's: a walk cut short has looked where a leak is likeliest."""
+    stdlib = tuple(_stdlib_dirs())
+    found = []
     for name, mod in list(sys.modules.items()):
         if mod is None or not _is_module(mod) or name.startswith("pymri_agent") or name == "__mp_main__":
             continue
         try:
             d = mod.__dict__
+            path = d.get("__file__")
         except Exception:
             continue
-        if type(d) is dict:
-            yield name, mod, d
+        if type(d) is not dict:
+            continue
+        if not isinstance(path, str) or (stdlib and path.startswith(stdlib) and "-packages/" not in path):
+            rank = 2
+        elif "-packages/" in path:
+            rank = 1
+        else:
+            rank = 0
+        found.append((rank, name, d))
+    found.sort(key=lambda m: m[0])
+    for _, name, d in found:
+        yield name, d
 
 
 class _Walk(object):
@@ -185,7 +202,7 @@ class _Walk(object):
     def run(self, budget):
         deadline = _monotonic() + budget
         seen = set()
-        for modname, mod, d in _modules():
+        for modname, d in _modules():
             if self.cut:
                 break
             for name, value in list(d.items()):
@@ -442,6 +459,7 @@ class Doctor(object):
         if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not 0.05 <= interval <= 3600:
             raise RequestError("bad_request", "'interval' must be seconds from 0.05 to 3600")
         self.interval = float(interval)
+        self.pause = min(MAX_PAUSE, max(MIN_PAUSE, self.interval * PAUSE_SHARE))
         self.started = _monotonic()
         self.census_start = None
         self.census_start_types = None
@@ -461,11 +479,11 @@ class Doctor(object):
             # First: importing importlib.metadata makes objects the census should not count as growth.
             self.versions, self.versions_error = _versions(VERSIONS_BUDGET)
         if self.want["census"]:
-            self.census_start, self.census_start_types = _census(CENSUS_BUDGET)
+            self.census_start, self.census_start_types = _census(self.pause)
         self.started = _monotonic()
         self.active = True
         if self.want["containers"]:
-            self.walk = _Walk().run(WALK_BUDGET)
+            self.walk = _Walk().run(self.pause)
             for steps, (_, n) in self.walk.found.items():
                 self.readings[steps] = [[0.0, n]]
             self._reader = threading.Thread(target=self._read_main, name="pymri-doctor", daemon=True)
@@ -530,7 +548,7 @@ class Doctor(object):
                                   "grown": self._grown()}
             self.readings.clear()
         if self.want["census"] and self.census_start is not None:
-            end, end_types = _census(CENSUS_BUDGET)
+            end, end_types = _census(self.pause)
             body["census"] = {"start": self.census_start, "end": end,
                               "types": _census_diff(self.census_start_types, end_types)}
             self.census_start_types = None

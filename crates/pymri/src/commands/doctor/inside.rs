@@ -13,6 +13,7 @@ use super::Context;
 use crate::commands::attach::{connect_quietly, Attached};
 use crate::commands::trace::Usage;
 use anyhow::{anyhow, Result};
+use pymri_cpython::Version;
 use pymri_inject::attach::AttachError;
 use pymri_inject::InjectError;
 use pymri_session::protocol::requests::{
@@ -193,17 +194,23 @@ fn parse_lock(text: &str) -> Expected {
 /// said in `skipped`, never fatal: the rest of the doctor works from outside.
 pub fn open(
     pid: i32,
+    python: &Version,
     only: &[Pattern],
     no_inject: bool,
     expected: Option<Expected>,
     duration: Duration,
 ) -> Opened {
-    let wanted = |p: Pattern| only.is_empty() || only.contains(&p);
     let mut inside = Inside { expected, ..Inside::default() };
+    // Before 3.12, exceptions are only seen through a trace function in every frame, which
+    // makes call-heavy code several times slower (bench/README.md, trace.sh): not for a window
+    // nobody asked exceptions of.
+    let costly = (python.major, python.minor) < (3, 12) && !only.contains(&Pattern::SwallowedExceptions);
+    let asked = |p: Pattern| only.is_empty() || only.contains(&p);
+    let wanted = |p: Pattern| asked(p) && !(p == Pattern::SwallowedExceptions && costly);
     if wanted(Pattern::ModuleVersions) {
         inside.libraries = native_libraries(pid);
     }
-    let needed: Vec<Pattern> = NEEDS_AGENT.into_iter().filter(|p| wanted(*p)).collect();
+    let needed: Vec<Pattern> = NEEDS_AGENT.into_iter().filter(|p| asked(*p)).collect();
     if needed.is_empty() {
         return Opened { attached: None, inside };
     }
@@ -216,6 +223,12 @@ pub fn open(
     if let Some(why) = why {
         refused(&why, &mut inside);
         return Opened { attached: None, inside };
+    }
+    if costly && asked(Pattern::SwallowedExceptions) {
+        inside.skipped.push(format!(
+            "swallowed_exceptions: on Python {python} counting exceptions slows every call of the program; \
+             ask for it with --only swallowed_exceptions"
+        ));
     }
     let attached = match connect_quietly(pid, None, ATTACH_TIMEOUT, false) {
         Ok(attached) => attached,

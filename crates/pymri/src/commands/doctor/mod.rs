@@ -68,7 +68,8 @@ pub fn run(opts: DoctorOptions, printer: &mut Printer) -> Result<u8> {
         "pymri doctor: watching process {pid} (Python {python}) for {} s",
         opts.duration.as_secs_f64()
     ));
-    let agent = inside::open(pid, &opts.only, opts.no_inject, expected, opts.duration);
+    let agent =
+        inside::open(pid, &opened.located.version, &opts.only, opts.no_inject, expected, opts.duration);
     let mut window = Window::new(pid);
     let mut sampler = opened.sampler();
     let schedule = Schedule { rate: opts.rate, duration: Some(opts.duration) };
