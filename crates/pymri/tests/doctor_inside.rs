@@ -361,3 +361,24 @@ fn pymri_killed_in_the_window_leaves_no_hook() {
         assert_eq!(hooks_left(&target), Vec::<String>::new(), "{name}");
     }
 }
+
+#[test]
+fn a_process_where_no_thread_runs_python_code_is_examined_from_outside_after_a_short_wait() {
+    // One interpreter per way in (a pending call before 3.14, PEP 768 from 3.14): the fixture
+    // keeps a CPU busy in native code for as long as it lives.
+    for interp in interpreters().into_iter().filter(|i| i.name == "3.11" || i.name == "3.14") {
+        let target = Target::start(&interp, "thread_states.py", &["{ready}"]);
+        let name = &interp.name;
+        let started = Instant::now();
+        let out = pymri(&["doctor", &target.pid().to_string(), "--json", "--duration", "1"]);
+        let took = started.elapsed();
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", text(&out.stderr));
+        let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+        let skipped = skipped(&report);
+        let why = "the agent did not start within 3 s (no thread ran Python code: a blocked or deadlocked process cannot take it)";
+        assert!(!skipped.is_empty() && skipped.iter().all(|s| s.ends_with(why)), "{name}: {skipped:?}");
+        // The window itself was watched from outside.
+        assert!(report["samples"].as_u64().expect("samples") > 10, "{name}: {report:#}");
+        assert!(took < Duration::from_secs(20), "{name}: {took:?}");
+    }
+}

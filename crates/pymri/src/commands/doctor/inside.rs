@@ -27,8 +27,9 @@ use std::time::Duration;
 /// How long a request of the window may take: the start's census and version reading are
 /// bounded by the agent in well under this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long the agent gets to reach a safe point.
-const ATTACH_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the agent gets to start: a thread must run Python code for it, which a
+/// deadlocked or blocked process never does; the window waits for this, so it is short.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(3);
 /// Readings of the containers' sizes within the window.
 const READINGS: f64 = 5.0;
 /// Exceptions handled at this rate or more are a warning.
@@ -224,12 +225,6 @@ pub fn open(
         refused(&why, &mut inside);
         return Opened { attached: None, inside };
     }
-    if costly && asked(Pattern::SwallowedExceptions) {
-        inside.skipped.push(format!(
-            "swallowed_exceptions: on Python {python} counting exceptions slows every call of the program; \
-             ask for it with --only swallowed_exceptions"
-        ));
-    }
     let attached = match connect_quietly(pid, None, ATTACH_TIMEOUT, false) {
         Ok(attached) => attached,
         Err(e) => {
@@ -237,6 +232,12 @@ pub fn open(
             return Opened { attached: None, inside };
         }
     };
+    if costly && asked(Pattern::SwallowedExceptions) {
+        inside.skipped.push(format!(
+            "swallowed_exceptions: on Python {python} counting exceptions slows every call of the program; \
+             ask for it with --only swallowed_exceptions"
+        ));
+    }
     let start = DoctorStart {
         census: wanted(Pattern::MemoryGrowth),
         containers: wanted(Pattern::MemoryGrowth),
@@ -271,6 +272,10 @@ fn refusal(e: &anyhow::Error) -> String {
         Some(AttachError::Inject(InjectError::RemoteDebugDisabled { how, .. })) => {
             format!("the target refuses remote debugging ({how})")
         }
+        Some(AttachError::Timeout(_)) => format!(
+            "the agent did not start within {} s (no thread ran Python code: a blocked or deadlocked process cannot take it)",
+            ATTACH_TIMEOUT.as_secs()
+        ),
         _ => {
             let text = format!("{e:#}");
             format!("the agent could not be injected: {}", text.lines().next().unwrap_or(""))
