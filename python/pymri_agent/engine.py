@@ -160,7 +160,9 @@ class Agent(BreakpointHits, Stepping):
         self.backend.install()
         self.send_event("ready", self.info_body())
         for t in threading.enumerate():
-            if t.ident not in self.agent_threads:  # a listener's threads (library.py) are not the program's
+            # A listener's threads (library.py) are not the program's; a thread still starting
+            # (in threading's limbo) has no ident yet, and is announced once it has one.
+            if t.ident is not None and t.ident not in self.agent_threads:
                 self.known_threads[t.ident] = t.name
         self.reader = threading.Thread(target=self._reader_main, name="pymri-agent", daemon=True)
         self.reader.start()

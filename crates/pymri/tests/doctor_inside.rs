@@ -170,6 +170,11 @@ fn swallowed_exceptions_name_the_raise_and_the_handler_lines_with_their_rate() {
         let rate: f64 = row[0].parse().expect("rate");
         // About 100 a second; a loaded machine slows the loop, not below the threshold.
         assert!((10.0..=150.0).contains(&rate), "{name}: {row:?}");
+        assert_eq!(
+            strings(&f["next"]),
+            [format!("pymri trace {} --exceptions --type KeyError --duration 5", target.pid())],
+            "{name}"
+        );
         // Only the program's own: threading's probes for optional methods are not listed.
         assert!(table.iter().all(|r| r[3].contains(&script)), "{name}: {table:?}");
         // --only memory_growth: the census alone, as Info.

@@ -559,7 +559,11 @@ pub fn swallowed_exceptions(cx: &Context<'_>) -> Vec<Finding> {
     if let Some(backend) = &results.exceptions_backend {
         f.notes.push(format!("counted by the agent's {backend} hooks over {seconds:.1} s"));
     }
-    f.next.push(format!("pymri trace {} --exceptions --type {} --duration 5", cx.window.pid, top.type_name));
+    // The type's name comes from the target: into a command line only if it cannot be more
+    // than one word of it.
+    let only_type =
+        if shell_word(&top.type_name) { format!(" --type {}", top.type_name) } else { String::new() };
+    f.next.push(format!("pymri trace {} --exceptions{only_type} --duration 5", cx.window.pid));
     vec![f]
 }
 
@@ -603,10 +607,12 @@ pub fn module_versions(cx: &Context<'_>) -> Vec<Finding> {
                 d.shadowed.join(", ")
             ));
         }
-        f.next.push(format!(
-            "pymri exec {} -c 'import importlib.metadata as m; print(m.distribution({:?}).locate_file(\"\"))'",
-            cx.window.pid, d.name
-        ));
+        if shell_word(&d.name) {
+            f.next.push(format!(
+                "pymri exec {} -c 'import importlib.metadata as m; print(m.distribution({:?}).locate_file(\"\"))'",
+                cx.window.pid, d.name
+            ));
+        }
         findings.push(f);
     }
     let packages = versions.map_or(0, Vec::len);
@@ -652,6 +658,12 @@ pub fn module_versions(cx: &Context<'_>) -> Vec<Finding> {
     findings
 }
 
+/// Safe as one word of a shell command, quoted or not: a name from the target that is not is
+/// left out of the commands suggested.
+fn shell_word(s: &str) -> bool {
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
 fn expected_file(cx: &Context<'_>) -> String {
     cx.inside.expected.as_ref().map_or_else(String::new, |e| e.file.clone())
 }
@@ -670,6 +682,15 @@ mod tests {
         assert_eq!(e.pins.get("qux"), Some(&("qux".into(), "3.1".into())));
         assert_eq!(e.unpinned, 1);
         assert_eq!(normalise("Foo.__Bar-"), "foo-bar");
+    }
+
+    #[test]
+    fn only_plain_names_go_into_suggested_commands() {
+        assert!(shell_word("socket.gaierror"));
+        assert!(shell_word("pymri-demo-pkg"));
+        for bad in ["", "a b", "x;rm", "it's", "$(id)", "a\u{1b}[2J", "é"] {
+            assert!(!shell_word(bad), "{bad:?}");
+        }
     }
 
     #[test]
