@@ -22,8 +22,8 @@ try:
 except ImportError:
     from queue import Queue as SimpleQueue
 
-from . import (inspection, req_breakpoints, req_evaluate, req_exec, req_inspect, req_session, req_stepping,
-               req_threads, req_trace)
+from . import (inspection, req_breakpoints, req_doctor, req_evaluate, req_exec, req_inspect, req_session,
+               req_stepping, req_threads, req_trace)
 from ._codeswap import CodeSwapper
 from ._handlers import AFTER, READER, RESUME, RequestError, compose
 from ._hits import JUMP, BreakpointHits
@@ -39,7 +39,7 @@ _PSEUDO_FILES = ("<pymri-condition>", "<pymri-log>")
 # name -> (kind, handler): every request the agent answers.
 REQUESTS = compose(req_session.REQUESTS, req_breakpoints.REQUESTS, req_stepping.REQUESTS,
                    req_threads.REQUESTS, req_inspect.REQUESTS, req_evaluate.REQUESTS,
-                   req_exec.REQUESTS, req_trace.REQUESTS)
+                   req_exec.REQUESTS, req_trace.REQUESTS, req_doctor.REQUESTS)
 
 
 class ControlFlow(BaseException):
@@ -153,6 +153,7 @@ class Agent(BreakpointHits, Stepping):
         self.detach_callbacks = []
         self.in_launcher_hook = False
         self.tracer = None  # a `pymri trace` session's hooks (tracing.Tracer)
+        self.doctor = None  # a `pymri doctor` window's hooks (req_doctor.Doctor)
         if sys.version_info >= (3, 12) and getattr(sys, "monitoring", None) is not None:
             from ._monitoring import MonitoringBackend
             self.backend = MonitoringBackend(self)
@@ -171,7 +172,9 @@ class Agent(BreakpointHits, Stepping):
         self.backend.install()
         self.send_event("ready", self.info_body())
         for t in threading.enumerate():
-            if t.ident not in self.agent_threads:  # a listener's threads (library.py) are not the program's
+            # A listener's threads (library.py) are not the program's; a thread still starting
+            # (in threading's limbo) has no ident yet, and is announced once it has one.
+            if t.ident is not None and t.ident not in self.agent_threads:
                 self.known_threads[t.ident] = t.name
         self.reader = threading.Thread(target=self._reader_main, name="pymri-agent", daemon=True)
         self.reader.start()

@@ -676,6 +676,163 @@ request!(TraceStart, "trace_start", TraceStarted);
 pub struct TraceStop {}
 request!(TraceStop, "trace_stop", Value);
 
+// ---------------------------------------------------------------------------------------------
+// Doctor (`pymri doctor`): measurements over a window, hooks that only count
+
+/// Opens the window: the start's census, container sizes and versions, then the hooks.
+#[derive(Debug, Clone, Serialize)]
+pub struct DoctorStart {
+    pub census: bool,
+    pub containers: bool,
+    pub exceptions: bool,
+    pub thread_starts: bool,
+    pub versions: bool,
+    /// Seconds between readings of the containers' sizes.
+    pub interval: f64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DoctorStarted {
+    /// `monitoring` or `settrace`, when exceptions are counted.
+    #[serde(default)]
+    pub backend: Option<String>,
+    #[serde(default)]
+    pub tool_id: Option<u32>,
+    #[serde(default)]
+    pub containers: u64,
+}
+request!(DoctorStart, "doctor_start", DoctorStarted);
+
+/// Closes the window: every hook removed; the answer is what the window saw.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DoctorStop {}
+request!(DoctorStop, "doctor_stop", DoctorResults);
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct DoctorResults {
+    #[serde(default)]
+    pub duration: f64,
+    #[serde(default)]
+    pub census: Option<Census>,
+    #[serde(default)]
+    pub containers: Option<Containers>,
+    #[serde(default)]
+    pub exceptions: Option<Vec<ExceptionGroup>>,
+    #[serde(default)]
+    pub exceptions_backend: Option<String>,
+    /// The standard library's directories (each ending in `/`).
+    #[serde(default)]
+    pub stdlib: Vec<String>,
+    #[serde(default)]
+    pub thread_starts: Option<Vec<ThreadStartSite>>,
+    #[serde(default)]
+    pub versions: Option<Vec<Distribution>>,
+    #[serde(default)]
+    pub versions_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Census {
+    pub start: CensusTotals,
+    pub end: CensusTotals,
+    /// The types that grew most and the largest at the end.
+    #[serde(default)]
+    pub types: Vec<CensusType>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CensusTotals {
+    /// Objects the garbage collector tracks.
+    pub objects: u64,
+    /// How many of them were counted before the census ran out of time.
+    pub examined: u64,
+    pub cut: bool,
+    pub seconds: f64,
+    pub count: u64,
+    pub size: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CensusType {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub count: u64,
+    pub size: u64,
+    pub count_start: u64,
+    pub size_start: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Containers {
+    pub tracked: u64,
+    pub cut: bool,
+    #[serde(default)]
+    pub grown: Vec<GrownContainer>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GrownContainer {
+    /// From a module: `registry.Registry._entries`.
+    pub path: String,
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub start: u64,
+    pub end: u64,
+    /// `(seconds into the window, entries)`.
+    #[serde(default)]
+    pub points: Vec<(f64, u64)>,
+    /// Types of the newest entries (values of a dict), with their counts.
+    #[serde(default)]
+    pub newest: Vec<(String, u64)>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Site {
+    pub function: String,
+    pub file: String,
+    pub line: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ExceptionGroup {
+    #[serde(rename = "type")]
+    pub type_name: String,
+    pub raised: Site,
+    #[serde(default)]
+    pub handled: Option<Site>,
+    /// `handled`, `native` (by native code), `escaped`, `unknown` (in flight at the end).
+    pub outcome: String,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct ThreadStartSite {
+    /// The caller of `Thread.start`.
+    pub function: String,
+    pub file: String,
+    pub line: i64,
+    /// What the new threads run: `module.qualname`.
+    pub target: String,
+    pub count: u64,
+    /// `threading.get_ident()` of the threads started there (the first ones).
+    #[serde(default)]
+    pub threads: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Distribution {
+    pub name: String,
+    pub version: String,
+    /// Its top-level modules that are loaded.
+    #[serde(default)]
+    pub modules: Vec<String>,
+    #[serde(default)]
+    pub file: Option<String>,
+    /// Other versions of it found further down `sys.path` (import takes the first).
+    #[serde(default)]
+    pub shadowed: Vec<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -767,6 +767,14 @@ pub struct DoctorArgs {
     /// Look only for these patterns (comma-separated)
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATTERN")]
     pub only: Vec<crate::commands::doctor::Pattern>,
+    /// Read only from outside: no agent injected (memory_growth, swallowed_exceptions, the
+    /// Python packages of module_versions and thread_leak's start sites are skipped)
+    #[arg(long)]
+    pub no_inject: bool,
+    /// The versions meant to be loaded: a requirements file (`name==version` lines), a
+    /// poetry.lock or a uv.lock; each loaded package of another version is a warning
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<PathBuf>,
 }
 
 #[cfg(test)]

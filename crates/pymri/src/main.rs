@@ -86,6 +86,8 @@ fn main() -> ExitCode {
                 rate: args.rate,
                 json: args.json,
                 only: args.only,
+                no_inject: args.no_inject,
+                expect: args.expect,
             },
             &mut printer,
         ),

@@ -49,6 +49,8 @@ pub enum Severity {
     Critical,
     /// Something grows or burns that should not.
     Warning,
+    /// Facts for the reader, no alarm (a census, the loaded versions).
+    Info,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,6 +71,12 @@ pub struct Finding {
     /// Commands to run next, exactly as typed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub next: Vec<String>,
+    /// Counters over the window (resident memory, a container's entries).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<Series>,
+    /// Rows of evidence (a census by type, exceptions by site, packages and versions).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<Table>,
 }
 
 impl Finding {
@@ -81,6 +89,8 @@ impl Finding {
             locks: Vec::new(),
             notes: Vec::new(),
             next: Vec::new(),
+            series: Vec::new(),
+            table: None,
         }
     }
 }
@@ -132,6 +142,21 @@ pub struct LockEvidence {
     pub waiters: Vec<u64>,
 }
 
+/// A counter over the window.
+#[derive(Debug, Clone, Serialize)]
+pub struct Series {
+    pub name: String,
+    pub unit: String,
+    /// `(seconds into the window, value)`.
+    pub points: Vec<(f64, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Table {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
 /// The whole report, as `--json` writes it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -146,6 +171,10 @@ pub struct Report {
     pub findings: Vec<Finding>,
     /// What was not examined, and why (`--no-inject`, remote debugging disabled, ...).
     pub skipped: Vec<String>,
+    /// Where threads were started during the window (callers of `threading.Thread.start`) and
+    /// what they run; empty without the agent.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub thread_starts: Vec<pymri_session::protocol::requests::ThreadStartSite>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

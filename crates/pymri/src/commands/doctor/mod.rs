@@ -11,6 +11,7 @@
 //! for what can only be learned inside, runs read-only code through the one attach path).
 
 mod finding;
+pub mod inside;
 mod locks;
 mod text;
 mod threads;
@@ -33,6 +34,10 @@ pub struct DoctorOptions {
     pub json: bool,
     /// Only these patterns (all when empty).
     pub only: Vec<Pattern>,
+    /// Leave out what needs code inside the target.
+    pub no_inject: bool,
+    /// `--expect`: a requirements file or a lock file of the versions meant to be loaded.
+    pub expect: Option<std::path::PathBuf>,
 }
 
 /// What an analyzer may look at.
@@ -40,6 +45,10 @@ pub struct Context<'a> {
     pub window: &'a Window,
     /// The locks at the window's start and end.
     pub locks: &'a locks::LockReadings,
+    /// What the agent learned inside the target over the window (empty without it).
+    pub inside: &'a inside::Inside,
+    /// `--only` (all patterns when empty): a pattern named there shows its Info findings.
+    pub only: &'a [Pattern],
 }
 
 type Analyzer = fn(&Context<'_>) -> Vec<Finding>;
@@ -49,9 +58,13 @@ const ANALYZERS: &[(Pattern, Analyzer)] = &[
     (Pattern::SpikingThread, threads::spiking),
     (Pattern::Deadlock, locks::deadlock),
     (Pattern::OrphanedLock, locks::orphaned),
+    (Pattern::MemoryGrowth, inside::memory_growth),
+    (Pattern::SwallowedExceptions, inside::swallowed_exceptions),
+    (Pattern::ModuleVersions, inside::module_versions),
 ];
 
 pub fn run(opts: DoctorOptions, printer: &mut Printer) -> Result<u8> {
+    let expected = inside::read_expected(opts.expect.as_deref())?;
     let (opened, ()) = Opened::open(&Target::Pid(opts.pid), || Ok(()))?;
     let pid = opened.pid();
     let python = opened.located.version.to_string();
@@ -60,6 +73,8 @@ pub fn run(opts: DoctorOptions, printer: &mut Printer) -> Result<u8> {
         "pymri doctor: watching process {pid} (Python {python}) for {} s",
         opts.duration.as_secs_f64()
     ));
+    let agent =
+        inside::open(pid, &opened.located.version, &opts.only, opts.no_inject, expected, opts.duration);
     let mut window = Window::new(pid);
     let mut sampler = opened.sampler();
     let wants = |p: Pattern| opts.only.is_empty() || opts.only.contains(&p);
@@ -75,8 +90,9 @@ pub fn run(opts: DoctorOptions, printer: &mut Printer) -> Result<u8> {
     if read_locks {
         lock_readings.last = locks::read_live(&opened.located, &opened.live.mem, &mut sampler);
     }
+    let inside = agent.finish();
 
-    let context = Context { window: &window, locks: &lock_readings };
+    let context = Context { window: &window, locks: &lock_readings, inside: &inside, only: &opts.only };
     let mut findings: Vec<Finding> = ANALYZERS
         .iter()
         .filter(|(pattern, _)| opts.only.is_empty() || opts.only.contains(pattern))
@@ -91,7 +107,8 @@ pub fn run(opts: DoctorOptions, printer: &mut Printer) -> Result<u8> {
         samples: stats.samples,
         counters: window.summary(),
         findings,
-        skipped: Vec::new(),
+        skipped: inside.skipped.clone(),
+        thread_starts: inside.thread_start_sites().to_vec(),
     };
     if opts.json {
         printer.json(&report)?;

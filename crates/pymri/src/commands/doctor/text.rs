@@ -32,6 +32,20 @@ pub fn report(r: &Report) -> String {
     for s in &r.skipped {
         let _ = writeln!(out, "\nNot examined: {}", Name(s));
     }
+    if !r.thread_starts.is_empty() {
+        out.push_str("\nThreads started during the window, by the line that started them:\n");
+        for s in &r.thread_starts {
+            let _ = writeln!(
+                out,
+                "  {:>6}  {} ({}:{}) started {}",
+                s.count,
+                Name(&s.function),
+                Name(&s.file),
+                s.line,
+                Name(&s.target)
+            );
+        }
+    }
     out
 }
 
@@ -39,6 +53,7 @@ fn finding(out: &mut String, f: &Finding) {
     let severity = match f.severity {
         super::finding::Severity::Critical => "CRITICAL",
         super::finding::Severity::Warning => "WARNING",
+        super::finding::Severity::Info => "INFO",
     };
     let _ = writeln!(out, "\n{severity} {}: {}", f.pattern.name(), Name(&f.summary));
     for t in &f.threads {
@@ -83,7 +98,56 @@ fn finding(out: &mut String, f: &Finding) {
     for n in &f.notes {
         let _ = writeln!(out, "  {}", Name(n));
     }
+    for s in &f.series {
+        series(out, s);
+    }
+    if let Some(t) = &f.table {
+        table(out, t);
+    }
     for n in &f.next {
         let _ = writeln!(out, "  next: {}", Name(n));
+    }
+}
+
+/// First, last, lowest and highest values of a counter.
+fn series(out: &mut String, s: &super::finding::Series) {
+    let (Some(first), Some(last)) = (s.points.first(), s.points.last()) else { return };
+    let low = s.points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let high = s.points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let v = |x: f64| {
+        if s.unit == "bytes" {
+            format!("{:.1} MiB", x / 1048576.0)
+        } else {
+            format!("{x:.0} {}", Name(&s.unit))
+        }
+    };
+    let _ = writeln!(
+        out,
+        "  {} over {:.1} s: {} -> {} (lowest {}, highest {}, {} readings)",
+        Name(&s.name),
+        last.0 - first.0,
+        v(first.1),
+        v(last.1),
+        v(low),
+        v(high),
+        s.points.len()
+    );
+}
+
+/// Columns aligned on the widest cell (each cell escaped first).
+fn table(out: &mut String, t: &super::finding::Table) {
+    let cells: Vec<Vec<String>> = std::iter::once(&t.columns)
+        .chain(&t.rows)
+        .map(|row| row.iter().map(|c| Name(c).to_string()).collect())
+        .collect();
+    let mut widths = vec![0; t.columns.len()];
+    for row in &cells {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    for row in &cells {
+        let line: Vec<String> = row.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let _ = writeln!(out, "    {}", line.join("  ").trim_end());
     }
 }
