@@ -47,6 +47,8 @@ impl Pattern {
 pub enum Severity {
     /// Something grows or burns that should not.
     Warning,
+    /// Worth knowing, not wrong in itself (threads idle the ordinary way).
+    Info,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -64,6 +66,15 @@ pub struct Finding {
     /// Commands to run next, exactly as typed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub next: Vec<String>,
+    /// Counters over the window.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub series: Vec<Series>,
+    /// What each thread of the finding waits for (`blocked_threads`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waits: Vec<Wait>,
+    /// Counts by kind and the most repeated values (`fd_leak`, `thread_leak`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub counts: Vec<Count>,
 }
 
 impl Finding {
@@ -75,6 +86,9 @@ impl Finding {
             threads: Vec::new(),
             notes: Vec::new(),
             next: Vec::new(),
+            series: Vec::new(),
+            waits: Vec::new(),
+            counts: Vec::new(),
         }
     }
 }
@@ -132,4 +146,56 @@ pub struct CounterSummary {
     pub threads: (u64, u64),
     pub fds: (u64, u64),
     pub rss_bytes: (u64, u64),
+}
+
+/// A counter over the window: `(seconds into the window, value)` points.
+#[derive(Debug, Clone, Serialize)]
+pub struct Series {
+    pub name: String,
+    pub unit: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// What a thread that did not progress waits for.
+#[derive(Debug, Clone, Serialize)]
+pub struct Wait {
+    /// The thread's `threading.get_ident()`.
+    pub ident: u64,
+    /// `lock`, `queue`, `condition`, `event`, `io`, `sleep`, `join`, `subprocess`, `select`,
+    /// `gil` or `unknown`.
+    pub kind: String,
+    /// Seconds into the window since when the thread has been at this spot.
+    pub still_since: f64,
+    /// How long it has been there within the window.
+    pub seconds: f64,
+    /// Whether this is a worker waiting for its next piece of work: idle the ordinary way.
+    pub for_work: bool,
+    /// The name the code uses for what it waits on (`self._idle`, `lock`), from the source line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on: Option<String>,
+    /// The system call the thread sleeps in, by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syscall: Option<String>,
+    /// The descriptor of an I/O wait, and what it is (`socket`, `pipe`, a path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd_target: Option<String>,
+    /// A TCP socket's local and remote addresses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The thread a `join` waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub joins: Option<u64>,
+}
+
+/// How many of something: a kind of descriptor, a path, a peer, a stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct Count {
+    /// What is counted: `type`, `path`, `peer`, `stack`, `function`.
+    pub by: String,
+    pub value: String,
+    pub count: u64,
 }

@@ -10,7 +10,12 @@
 //! Not a goal: fixing anything, or changing the target's state. The doctor only reads (and,
 //! for what can only be learned inside, runs read-only code through the one attach path).
 
+mod blocked;
+mod fds;
 mod finding;
+mod leaks;
+mod source;
+mod stacks;
 mod text;
 mod threads;
 mod window;
@@ -42,7 +47,13 @@ pub struct Context<'a> {
 type Analyzer = fn(&Context<'_>) -> Vec<Finding>;
 
 /// Every pattern the doctor knows, and the analyzer that looks for it.
-const ANALYZERS: &[(Pattern, Analyzer)] = &[(Pattern::SpikingThread, threads::spiking)];
+const ANALYZERS: &[(Pattern, Analyzer)] = &[
+    (Pattern::SpikingThread, threads::spiking),
+    (Pattern::BlockedThreads, blocked::blocked),
+    (Pattern::ThreadLeak, leaks::thread_leak),
+    (Pattern::FdLeak, leaks::fd_leak),
+    (Pattern::GilContention, threads::gil),
+];
 
 pub fn run(opts: DoctorOptions, printer: &mut Printer) -> Result<u8> {
     let (opened, ()) = Opened::open(&Target::Pid(opts.pid), || Ok(()))?;
@@ -58,6 +69,9 @@ pub fn run(opts: DoctorOptions, printer: &mut Printer) -> Result<u8> {
     let schedule = Schedule { rate: opts.rate, duration: Some(opts.duration) };
     let (_, stats) = sampling::sample(&mut sampler, &SampleOptions::default(), schedule, &stop, &mut window)?;
     window.elapsed = stats.elapsed;
+    // One more sample, with locals, for the evidence: the window's own samples read none (they
+    // cost the target more than stacks alone).
+    window.closing = sampler.sample(&SampleOptions { locals: true, ..SampleOptions::default() }).ok();
 
     let context = Context { window: &window };
     let mut findings: Vec<Finding> = ANALYZERS

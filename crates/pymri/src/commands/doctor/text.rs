@@ -38,6 +38,7 @@ pub fn report(r: &Report) -> String {
 fn finding(out: &mut String, f: &Finding) {
     let severity = match f.severity {
         super::finding::Severity::Warning => "WARNING",
+        super::finding::Severity::Info => "INFO",
     };
     let _ = writeln!(out, "\n{severity} {}: {}", f.pattern.name(), Name(&f.summary));
     for t in &f.threads {
