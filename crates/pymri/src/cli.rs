@@ -616,6 +616,10 @@ pub struct DoctorArgs {
     /// Write the report as JSON (schema 1)
     #[arg(long)]
     pub json: bool,
+    /// Also write the report as one self-contained HTML page (findings, threads, the window's
+    /// flame graph, the counters over time)
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
     /// Look only for these patterns (comma-separated)
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATTERN")]
     pub only: Vec<crate::commands::doctor::Pattern>,

@@ -78,6 +78,7 @@ fn main() -> ExitCode {
                 duration: args.duration,
                 rate: args.rate,
                 json: args.json,
+                html: args.html,
                 only: args.only,
             },
             &mut printer,

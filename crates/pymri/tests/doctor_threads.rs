@@ -261,3 +261,41 @@ macro_rules! per_interpreter {
 }
 
 per_interpreter!(spiking, stuck_pool, thread_leak, fd_leak, gil, healthy);
+
+/// `--html`: one page, nothing loaded from elsewhere, every name from the target inert.
+#[test]
+fn html_page_is_self_contained_and_escaped() {
+    let mut target = Target::start(&interp("3.11"), "hostile_names.py", &["{ready}", "arg"]);
+    let scratch = common::Scratch::new(&target.interp);
+    let page_path = scratch.host.join("report.html");
+    let page_arg = page_path.to_str().expect("path");
+    let pid = target.pid().to_string();
+    let out = pymri(&["doctor", &pid, "-d", "1", "--html", page_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(target.is_alive() && !target.any_thread_stopped());
+    let page = std::fs::read_to_string(&page_path).expect("the page");
+    assert!(page.starts_with("<!DOCTYPE html>") && page.trim_end().ends_with("</html>"), "{page}");
+    for part in ["<h2>Findings</h2>", "<h2>Threads</h2>", "<h2>Counters</h2>", "<polyline", "samples, "] {
+        assert!(page.contains(part), "{part} missing from the page");
+    }
+    for external in [" src=", "<link", "@import", "<iframe", "<img"] {
+        assert!(!page.contains(external), "{external} in the page");
+    }
+    assert_eq!(
+        page.matches("url(").count(),
+        page.matches("url(#").count(),
+        "only references within the page"
+    );
+    assert!(!page.contains(['\u{1b}', '\u{7}', '\u{202e}']), "a raw escape reached the page");
+    assert!(page.contains("hostile\\x1b]0;pwned"), "the hostile thread's name, escaped");
+    assert!(page.contains("&lt;module&gt;") && !page.contains("<module>"), "markup in names is escaped");
+
+    // A page that cannot be written fails before the window, with the output error's status.
+    let out = pymri(&["doctor", &pid, "-d", "1", "--html", "/nonexistent-dir/report.html"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).starts_with("error: cannot write /nonexistent-dir/report.html"),
+        "{}",
+        text(&out.stderr)
+    );
+}

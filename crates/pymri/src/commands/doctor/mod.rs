@@ -13,6 +13,7 @@
 mod blocked;
 mod fds;
 mod finding;
+mod html;
 mod leaks;
 mod source;
 mod stacks;
@@ -20,12 +21,14 @@ mod text;
 mod threads;
 mod window;
 
+use crate::commands::record::OutputError;
 use crate::printer::{note, Printer};
 use crate::sampling::{self, Opened, Schedule, Target};
 use anyhow::Result;
 pub use finding::Pattern;
 use finding::{Finding, Report, SCHEMA};
 use pymri_cpython::SampleOptions;
+use std::io::Write as _;
 use std::time::Duration;
 use window::Window;
 
@@ -35,6 +38,8 @@ pub struct DoctorOptions {
     /// Samples a second during the window.
     pub rate: u32,
     pub json: bool,
+    /// Also write the report as one self-contained HTML page there.
+    pub html: Option<std::path::PathBuf>,
     /// Only these patterns (all when empty).
     pub only: Vec<Pattern>,
 }
@@ -56,7 +61,12 @@ const ANALYZERS: &[(Pattern, Analyzer)] = &[
 ];
 
 pub fn run(opts: DoctorOptions, printer: &mut Printer) -> Result<u8> {
-    let (opened, ()) = Opened::open(&Target::Pid(opts.pid), || Ok(()))?;
+    // Before the window: a page that cannot be written must not cost one.
+    let create_html = || -> Result<Option<std::fs::File>> {
+        let Some(path) = &opts.html else { return Ok(None) };
+        Ok(Some(std::fs::File::create(path).map_err(|source| OutputError { path: path.clone(), source })?))
+    };
+    let (opened, html_file) = Opened::open(&Target::Pid(opts.pid), create_html)?;
     let pid = opened.pid();
     let python = opened.located.version.to_string();
     let stop = sampling::interrupt_flag()?;
@@ -90,6 +100,10 @@ pub fn run(opts: DoctorOptions, printer: &mut Printer) -> Result<u8> {
         findings,
         skipped: Vec::new(),
     };
+    if let (Some(path), Some(mut file)) = (&opts.html, html_file) {
+        file.write_all(html::page(&report, &window).as_bytes())
+            .map_err(|source| OutputError { path: path.clone(), source })?;
+    }
     if opts.json {
         printer.json(&report)?;
     } else {

@@ -77,6 +77,8 @@ pub struct Window {
     pub live: bool,
     /// Where the target's files are (its root).
     pub root: std::path::PathBuf,
+    /// Every thread's stacks over the window, for the flame graph.
+    pub profile: pymri_profile::Profile,
 }
 
 impl Window {
@@ -95,6 +97,11 @@ impl Window {
             fds_at_start: super::fds::targets(pid),
             live: true,
             root: std::path::PathBuf::from(format!("/proc/{pid}/root")),
+            profile: pymri_profile::Profile::new(
+                format!("pymri doctor {pid}"),
+                None,
+                pymri_profile::Options { lines: true, split_threads: true },
+            ),
         };
         window.read_counters();
         window
@@ -204,6 +211,10 @@ impl Observer for Window {
                 if let Some(spot) = spot {
                     *w.hot.entry(spot).or_default() += 1;
                 }
+            }
+            if !t.frames.is_empty() {
+                let id = pymri_profile::ThreadId { tid: t.tid, ident: t.ident, name: t.name.clone() };
+                self.profile.add(&id, t.frames.iter().map(crate::commands::record::Sampled));
             }
         }
         match &mut self.last {
