@@ -74,12 +74,16 @@ fn main() -> ExitCode {
         Command::Top(args) => commands::top::run(top_options(args)),
         Command::Doctor(args) => commands::doctor::run(
             commands::doctor::DoctorOptions {
-                pid: args.pid,
+                // With --core the pid is the core's own, read from it.
+                pid: args.pid.unwrap_or_default(),
                 duration: args.duration,
                 rate: args.rate,
                 json: args.json,
                 html: args.html,
                 only: args.only,
+                core: args.core,
+                exe: args.exe,
+                sysroot: args.sysroot,
             },
             &mut printer,
         ),

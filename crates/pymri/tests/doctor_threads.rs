@@ -299,3 +299,47 @@ fn html_page_is_self_contained_and_escaped() {
         text(&out.stderr)
     );
 }
+
+/// `--core`: what one instant allows. The stuck pool's threads are classified from their
+/// frames and source lines (read under --sysroot), with no durations and no stuck-pool warning
+/// (an instant cannot tell a stuck pool from one between two jobs).
+fn core(version: &str) {
+    const FIXTURE: &str = "doctor/stuck_pool.py";
+    let target = Target::start(&interp(version), FIXTURE, &["{ready}"]);
+    let core = target.scratch.host.join("core");
+    let mut cmd = std::process::Command::new("gcore");
+    cmd.arg("-o").arg(&core).arg(target.pid().to_string());
+    let out = common::run_with_deadline(cmd, std::time::Duration::from_secs(120));
+    assert!(out.status.success(), "gcore failed: {}", text(&out.stderr));
+    let core = format!("{}.{}", core.display(), target.pid());
+    let root = target.interp.root.to_str().expect("utf-8");
+    let out = pymri(&["doctor", "--core", &core, "--sysroot", root, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: Value = serde_json::from_str(&text(&out.stdout)).expect("json");
+    assert_eq!(
+        (report["source"].as_str(), report["pid"].as_i64()),
+        (Some("core"), Some(target.pid().into()))
+    );
+    assert_eq!(report["findings"].as_array().map(Vec::len), Some(1), "{report:#}");
+    let waiting = one(&report, "blocked_threads", "info");
+    assert_eq!(names(waiting), ["MainThread", "reporter", "worker-1", "worker-2"], "{waiting:#}");
+    for name in ["worker-1", "worker-2"] {
+        let t = thread(waiting, name);
+        let w = wait(waiting, &t["ident"]);
+        assert_eq!((w["kind"].as_str(), w["on"].as_str()), (Some("queue"), Some("self._idle")), "{w:#}");
+        assert_eq!(w["seconds"], 0.0);
+        assert!(w.get("syscall").is_none(), "no kernel state in a core: {w:#}");
+        assert_eq!(frame(t, "acquire")["source"], "return self._idle.get()  # @mark acquire");
+    }
+}
+
+mod core {
+    #[test]
+    fn py3_11() {
+        super::core("3.11")
+    }
+    #[test]
+    fn py3_14() {
+        super::core("3.14")
+    }
+}

@@ -230,14 +230,19 @@ pub fn blocked(cx: &Context<'_>) -> Vec<Finding> {
             continue;
         }
         let still = (watch.last_seen - watch.still_since).max(0.0);
-        let blocked = end > 0.0
-            && still >= STILL_SHARE * end
-            && (watch.on_cpu as f64) <= ON_CPU_SHARE * watch.samples.max(1) as f64;
+        // A core file is one instant: every thread whose frames say it waits is listed.
+        let blocked = !w.live
+            || (end > 0.0
+                && still >= STILL_SHARE * end
+                && (watch.on_cpu as f64) <= ON_CPU_SHARE * watch.samples.max(1) as f64);
         let gil = watch.states.get(&ThreadState::WaitingForGil).copied().unwrap_or(0) * 2 > watch.samples;
         if !blocked && !gil {
             continue;
         }
         let wait = classify(cx, dump, watch, gil, &mut sources, &sockets, &thread_objects);
+        if !w.live && wait.kind == Kind::Unknown.name() {
+            continue;
+        }
         let entry = stacks::entry(&dump.frames).map(|i| dump.frames[i].function.clone());
         found.push(Blocked { ident: dump.ident, watch, dump, wait, entry });
     }
@@ -246,7 +251,8 @@ pub fn blocked(cx: &Context<'_>) -> Vec<Finding> {
     }
 
     let mut findings = Vec::new();
-    let stuck = stuck_pools(&found, closing);
+    // Stuck is a matter of time: an instant cannot tell it from a pool between two jobs.
+    let stuck = if w.live { stuck_pools(&found, closing) } else { Vec::new() };
     let mut in_pool = vec![false; found.len()];
     for pool in &stuck {
         for &i in &pool.members {
@@ -266,8 +272,13 @@ pub fn blocked(cx: &Context<'_>) -> Vec<Finding> {
             Pattern::BlockedThreads,
             Severity::Info,
             format!(
-                "{} did not progress during the window ({})",
+                "{} {} ({})",
                 super::threads::plural(rest.len(), "thread", "threads"),
+                if w.live {
+                    "did not progress during the window"
+                } else {
+                    "waiting when the core was written"
+                },
                 kinds.join(", ")
             ),
         );
@@ -358,15 +369,15 @@ fn pool_finding(cx: &Context<'_>, found: &[Blocked<'_>], pool: &Pool, sources: &
 
 fn evidence(b: &Blocked<'_>, threads: &BTreeMap<u64, ThreadWatch>, sources: &mut Sources) -> ThreadEvidence {
     let w = &b.wait;
-    let mut detail = format!(
-        "{} since {:.1} s into the window ({:.1} s)",
-        match w.kind.as_str() {
-            _ if w.for_work => "waits for work",
-            k => kind_of(k).describe(),
-        },
-        w.still_since,
-        w.seconds
-    );
+    let mut detail = match w.kind.as_str() {
+        _ if w.for_work => "waits for work",
+        k => kind_of(k).describe(),
+    }
+    .to_string();
+    // A core file's instant has no durations.
+    if w.seconds > 0.0 {
+        detail.push_str(&format!(" since {:.1} s into the window ({:.1} s)", w.still_since, w.seconds));
+    }
     if let Some(on) = &w.on {
         detail.push_str(&format!("; on {on}"));
     }

@@ -130,6 +130,8 @@ pub struct Report {
     pub schema: u32,
     pub pid: i32,
     pub python: String,
+    /// `live`, or `core` for a core file (one instant: no counters, no durations).
+    pub source: &'static str,
     pub window_seconds: f64,
     pub samples: u64,
     /// The kernel's counters at the window's start and end.

@@ -42,6 +42,11 @@ pub struct DoctorOptions {
     pub html: Option<std::path::PathBuf>,
     /// Only these patterns (all when empty).
     pub only: Vec<Pattern>,
+    /// Read this core file instead of a live process (`pid` is then the core's).
+    pub core: Option<std::path::PathBuf>,
+    /// With `core`: the executable that produced it, and the root its process saw as `/`.
+    pub exe: Option<std::path::PathBuf>,
+    pub sysroot: Option<std::path::PathBuf>,
 }
 
 /// What an analyzer may look at.
@@ -61,12 +66,10 @@ const ANALYZERS: &[(Pattern, Analyzer)] = &[
 ];
 
 pub fn run(opts: DoctorOptions, printer: &mut Printer) -> Result<u8> {
-    // Before the window: a page that cannot be written must not cost one.
-    let create_html = || -> Result<Option<std::fs::File>> {
-        let Some(path) = &opts.html else { return Ok(None) };
-        Ok(Some(std::fs::File::create(path).map_err(|source| OutputError { path: path.clone(), source })?))
-    };
-    let (opened, html_file) = Opened::open(&Target::Pid(opts.pid), create_html)?;
+    if let Some(path) = &opts.core {
+        return run_core(&opts, path, printer);
+    }
+    let (opened, html_file) = Opened::open(&Target::Pid(opts.pid), || create_html(&opts))?;
     let pid = opened.pid();
     let python = opened.located.version.to_string();
     let stop = sampling::interrupt_flag()?;
@@ -83,7 +86,45 @@ pub fn run(opts: DoctorOptions, printer: &mut Printer) -> Result<u8> {
     // cost the target more than stacks alone).
     window.closing = sampler.sample(&SampleOptions { locals: true, ..SampleOptions::default() }).ok();
 
-    let context = Context { window: &window };
+    let samples = stats.samples;
+    conclude(&opts, &window, python, samples, html_file, printer)
+}
+
+/// What a single instant allows: a core file read as a window of one sample, with no counters
+/// and no kernel state. The patterns that need time (spikes, leaks, how long a thread waits)
+/// find nothing; the threads' waits are still classified from their frames.
+fn run_core(opts: &DoctorOptions, path: &std::path::Path, printer: &mut Printer) -> Result<u8> {
+    let html_file = create_html(opts)?;
+    let core = crate::target::Core::open(path, opts.exe.as_deref(), opts.sysroot.as_deref())?;
+    let located = core.locate()?;
+    let tids = core.known_tids();
+    let options = pymri_cpython::SnapshotOptions { locals: true, known_tids: &tids, ..Default::default() };
+    let snapshot = located.snapshot(&core.core, &options)?;
+    let root = opts.sysroot.clone().unwrap_or_else(|| std::path::PathBuf::from("/"));
+    let mut window = Window::instant(core.core.pid(), root);
+    sampling::Observer::snapshot(&mut window, &snapshot);
+    window.closing = Some(snapshot);
+    conclude(opts, &window, located.version.to_string(), 1, html_file, printer)
+}
+
+/// The `--html` page's file, created before any reading: a page that cannot be written must
+/// not cost a window.
+fn create_html(opts: &DoctorOptions) -> Result<Option<std::fs::File>> {
+    let Some(path) = &opts.html else { return Ok(None) };
+    Ok(Some(std::fs::File::create(path).map_err(|source| OutputError { path: path.clone(), source })?))
+}
+
+/// Runs the analyzers over the window and writes the report.
+fn conclude(
+    opts: &DoctorOptions,
+    window: &Window,
+    python: String,
+    samples: u64,
+    html_file: Option<std::fs::File>,
+    printer: &mut Printer,
+) -> Result<u8> {
+    let pid = window.pid;
+    let context = Context { window };
     let mut findings: Vec<Finding> = ANALYZERS
         .iter()
         .filter(|(pattern, _)| opts.only.is_empty() || opts.only.contains(pattern))
@@ -94,14 +135,15 @@ pub fn run(opts: DoctorOptions, printer: &mut Printer) -> Result<u8> {
         schema: SCHEMA,
         pid,
         python,
-        window_seconds: stats.elapsed.as_secs_f64(),
-        samples: stats.samples,
+        source: if window.live { "live" } else { "core" },
+        window_seconds: window.elapsed.as_secs_f64(),
+        samples,
         counters: window.summary(),
         findings,
         skipped: Vec::new(),
     };
     if let (Some(path), Some(mut file)) = (&opts.html, html_file) {
-        file.write_all(html::page(&report, &window).as_bytes())
+        file.write_all(html::page(&report, window).as_bytes())
             .map_err(|source| OutputError { path: path.clone(), source })?;
     }
     if opts.json {

@@ -107,6 +107,30 @@ impl Window {
         window
     }
 
+    /// A window of one instant (a core file): no process to read counters or descriptors from.
+    pub fn instant(pid: i32, root: std::path::PathBuf) -> Window {
+        let now = Instant::now();
+        Window {
+            pid,
+            started: now,
+            next_counters: now + Duration::from_secs(u64::from(u32::MAX)),
+            samples: 0,
+            threads: BTreeMap::new(),
+            counters: Vec::new(),
+            last: None,
+            elapsed: Duration::ZERO,
+            closing: None,
+            fds_at_start: BTreeMap::new(),
+            live: false,
+            root,
+            profile: pymri_profile::Profile::new(
+                format!("pymri doctor {pid}"),
+                None,
+                pymri_profile::Options { lines: true, split_threads: true },
+            ),
+        }
+    }
+
     fn seconds(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
     }
