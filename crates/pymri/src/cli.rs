@@ -748,13 +748,27 @@ evidence (threads, stacks, lines, numbers over the window) and the command to ru
 Patterns: deadlock, orphaned_lock, spiking_thread, blocked_threads, thread_leak, fd_leak, \
 memory_growth, gil_contention, swallowed_exceptions, module_versions (--only picks some).\n\n\
 --json writes {\"schema\": 1, \"pid\", \"python\", \"window_seconds\", \"samples\", \"findings\": \
-[{\"pattern\", \"severity\", \"summary\", \"threads\", \"notes\", \"next\"}], \"skipped\"}.\n\n\
-Exit status: 0 when the report was made (whatever it found); 2 for a usage error; 3, 4, 5 as for dump.";
+[{\"pattern\", \"severity\", \"summary\", \"threads\", \"waits\", \"series\", \"counts\", \"notes\", \"next\"}], \
+\"skipped\"} (docs/doctor.md). --html FILE also writes one self-contained page: the findings, every thread, \
+the window's flame graph and the counters over time.\n\n\
+Exit status: 0 when the report was made (whatever it found); 2 for a usage error; 3, 4, 5 as for dump; \
+1 when the --html file cannot be written.";
 
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("doctor_target").required(true).args(["pid", "core"])))]
 pub struct DoctorArgs {
     /// Process id of a running Python program
-    pub pid: i32,
+    pub pid: Option<i32>,
+    /// Read a core file instead of a live process: what a single instant allows (no counters,
+    /// no durations)
+    #[arg(long, value_name = "FILE")]
+    pub core: Option<std::path::PathBuf>,
+    /// The Python executable that produced the core, when it has moved since
+    #[arg(long, value_name = "PATH", requires = "core")]
+    pub exe: Option<std::path::PathBuf>,
+    /// Directory the core's process saw as `/` (a container's or chroot's root)
+    #[arg(long, value_name = "DIR", requires = "core")]
+    pub sysroot: Option<std::path::PathBuf>,
     /// Seconds to watch (at most a day)
     #[arg(short, long, value_name = "SECONDS", default_value = "5", value_parser = seconds, allow_negative_numbers = true)]
     pub duration: Duration,
@@ -764,6 +778,10 @@ pub struct DoctorArgs {
     /// Write the report as JSON (schema 1)
     #[arg(long)]
     pub json: bool,
+    /// Also write the report as one self-contained HTML page (findings, threads, the window's
+    /// flame graph, the counters over time)
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
     /// Look only for these patterns (comma-separated)
     #[arg(long, value_enum, value_delimiter = ',', value_name = "PATTERN")]
     pub only: Vec<crate::commands::doctor::Pattern>,

@@ -81,13 +81,18 @@ fn main() -> ExitCode {
         .map(success),
         Command::Doctor(args) => commands::doctor::run(
             commands::doctor::DoctorOptions {
-                pid: args.pid,
+                // With --core the pid is the core's own, read from it.
+                pid: args.pid.unwrap_or_default(),
                 duration: args.duration,
                 rate: args.rate,
                 json: args.json,
+                html: args.html,
                 only: args.only,
                 no_inject: args.no_inject,
                 expect: args.expect,
+                core: args.core,
+                exe: args.exe,
+                sysroot: args.sysroot,
             },
             &mut printer,
         ),

@@ -74,8 +74,8 @@ impl Format {
 /// The output file could not be created or written: exit status 1, whatever the I/O error.
 #[derive(Debug)]
 pub struct OutputError {
-    path: PathBuf,
-    source: io::Error,
+    pub(crate) path: PathBuf,
+    pub(crate) source: io::Error,
 }
 
 impl fmt::Display for OutputError {
@@ -257,7 +257,7 @@ impl Recorder<'_> {
 }
 
 /// A frame as read, counted without copying its names.
-struct Sampled<'a>(&'a pymri_cpython::Frame);
+pub(crate) struct Sampled<'a>(pub &'a pymri_cpython::Frame);
 
 impl pymri_profile::FrameRef for Sampled<'_> {
     fn function(&self) -> &str {

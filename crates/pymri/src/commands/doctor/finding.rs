@@ -77,6 +77,12 @@ pub struct Finding {
     /// Rows of evidence (a census by type, exceptions by site, packages and versions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub table: Option<Table>,
+    /// What each thread of the finding waits for (`blocked_threads`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub waits: Vec<Wait>,
+    /// Counts by kind and the most repeated values (`fd_leak`, `thread_leak`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub counts: Vec<Count>,
 }
 
 impl Finding {
@@ -91,6 +97,8 @@ impl Finding {
             next: Vec::new(),
             series: Vec::new(),
             table: None,
+            waits: Vec::new(),
+            counts: Vec::new(),
         }
     }
 }
@@ -163,6 +171,8 @@ pub struct Report {
     pub schema: u32,
     pub pid: i32,
     pub python: String,
+    /// `live`, or `core` for a core file (one instant: no counters, no durations).
+    pub source: &'static str,
     pub window_seconds: f64,
     pub samples: u64,
     /// The kernel's counters at the window's start and end.
@@ -183,4 +193,48 @@ pub struct CounterSummary {
     pub threads: (u64, u64),
     pub fds: (u64, u64),
     pub rss_bytes: (u64, u64),
+}
+
+/// What a thread that did not progress waits for.
+#[derive(Debug, Clone, Serialize)]
+pub struct Wait {
+    /// The thread's `threading.get_ident()`.
+    pub ident: u64,
+    /// `lock`, `queue`, `condition`, `event`, `io`, `sleep`, `join`, `subprocess`, `select`,
+    /// `gil` or `unknown`.
+    pub kind: String,
+    /// Seconds into the window since when the thread has been at this spot.
+    pub still_since: f64,
+    /// How long it has been there within the window.
+    pub seconds: f64,
+    /// Whether this is a worker waiting for its next piece of work: idle the ordinary way.
+    pub for_work: bool,
+    /// The name the code uses for what it waits on (`self._idle`, `lock`), from the source line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on: Option<String>,
+    /// The system call the thread sleeps in, by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syscall: Option<String>,
+    /// The descriptor of an I/O wait, and what it is (`socket`, `pipe`, a path).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fd_target: Option<String>,
+    /// A TCP socket's local and remote addresses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
+    /// The thread a `join` waits for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub joins: Option<u64>,
+}
+
+/// How many of something: a kind of descriptor, a path, a peer, a stack.
+#[derive(Debug, Clone, Serialize)]
+pub struct Count {
+    /// What is counted: `type`, `path`, `peer`, `stack`, `function`.
+    pub by: String,
+    pub value: String,
+    pub count: u64,
 }

@@ -7,22 +7,26 @@ use std::fmt::Write as _;
 
 pub fn report(r: &Report) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Process {} (Python {}): watched {:.1} s, {} samples",
-        r.pid, r.python, r.window_seconds, r.samples
-    );
-    let c = &r.counters;
-    let _ = writeln!(
-        out,
-        "Threads {} -> {}, file descriptors {} -> {}, resident memory {:.1} -> {:.1} MiB",
-        c.threads.0,
-        c.threads.1,
-        c.fds.0,
-        c.fds.1,
-        c.rss_bytes.0 as f64 / 1048576.0,
-        c.rss_bytes.1 as f64 / 1048576.0
-    );
+    if r.source == "core" {
+        let _ = writeln!(out, "Process {} (Python {}): a core file, one instant", r.pid, r.python);
+    } else {
+        let _ = writeln!(
+            out,
+            "Process {} (Python {}): watched {:.1} s, {} samples",
+            r.pid, r.python, r.window_seconds, r.samples
+        );
+        let c = &r.counters;
+        let _ = writeln!(
+            out,
+            "Threads {} -> {}, file descriptors {} -> {}, resident memory {:.1} -> {:.1} MiB",
+            c.threads.0,
+            c.threads.1,
+            c.fds.0,
+            c.fds.1,
+            c.rss_bytes.0 as f64 / 1048576.0,
+            c.rss_bytes.1 as f64 / 1048576.0
+        );
+    }
     if r.findings.is_empty() {
         out.push_str("\nNo problem found.\n");
     }

@@ -2,7 +2,7 @@
 //! arrives (the window keeps no list of samples: its memory does not grow with its length),
 //! the counters `/proc` keeps over time, and the last sample whole.
 
-use super::finding::CounterSummary;
+use super::finding::{CounterSummary, Series};
 use crate::sampling::{Observer, Stats};
 use pymri_cpython::{Snapshot, ThreadState};
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +24,8 @@ pub struct Spot {
 pub struct ThreadWatch {
     pub tid: Option<i32>,
     pub name: Option<String>,
+    /// Seconds into the window.
+    pub first_seen: f64,
     /// Seconds into the window.
     pub last_seen: f64,
     pub samples: u64,
@@ -49,6 +51,10 @@ pub struct Counters {
     pub rss_bytes: u64,
     /// CPU time (user + system) of each thread so far, in clock ticks.
     pub cpu_ticks: HashMap<i32, u64>,
+    /// Time each thread spent on a CPU or waiting in a run queue for one so far, in
+    /// nanoseconds (`schedstat`): a thread that wants a CPU all the time, whether the machine
+    /// had one to give or not.
+    pub runnable_ns: HashMap<i32, u64>,
 }
 
 pub struct Window {
@@ -63,6 +69,16 @@ pub struct Window {
     pub last: Option<Snapshot>,
     /// How long the window lasted.
     pub elapsed: Duration,
+    /// One sample taken after the window with locals, for the evidence.
+    pub closing: Option<Snapshot>,
+    /// What each descriptor was at the window's start (the link's text, never followed).
+    pub fds_at_start: BTreeMap<i32, String>,
+    /// Whether the target is a live process (a core file has no kernel state to read).
+    pub live: bool,
+    /// Where the target's files are (its root).
+    pub root: std::path::PathBuf,
+    /// Every thread's stacks over the window, for the flame graph.
+    pub profile: pymri_profile::Profile,
 }
 
 impl Window {
@@ -77,9 +93,42 @@ impl Window {
             counters: Vec::new(),
             last: None,
             elapsed: Duration::ZERO,
+            closing: None,
+            fds_at_start: super::fds::targets(pid),
+            live: true,
+            root: std::path::PathBuf::from(format!("/proc/{pid}/root")),
+            profile: pymri_profile::Profile::new(
+                format!("pymri doctor {pid}"),
+                None,
+                pymri_profile::Options { lines: true, split_threads: true },
+            ),
         };
         window.read_counters();
         window
+    }
+
+    /// A window of one instant (a core file): no process to read counters or descriptors from.
+    pub fn instant(pid: i32, root: std::path::PathBuf) -> Window {
+        let now = Instant::now();
+        Window {
+            pid,
+            started: now,
+            next_counters: now + Duration::from_secs(u64::from(u32::MAX)),
+            samples: 0,
+            threads: BTreeMap::new(),
+            counters: Vec::new(),
+            last: None,
+            elapsed: Duration::ZERO,
+            closing: None,
+            fds_at_start: BTreeMap::new(),
+            live: false,
+            root,
+            profile: pymri_profile::Profile::new(
+                format!("pymri doctor {pid}"),
+                None,
+                pymri_profile::Options { lines: true, split_threads: true },
+            ),
+        }
     }
 
     fn seconds(&self) -> f64 {
@@ -111,6 +160,15 @@ impl Window {
         }
     }
 
+    /// The counters as series over the window.
+    pub fn series(&self, name: &str, unit: &str, value: impl Fn(&Counters) -> f64) -> Series {
+        Series {
+            name: name.into(),
+            unit: unit.into(),
+            points: self.counters.iter().map(|c| (c.at, value(c))).collect(),
+        }
+    }
+
     /// Share of one CPU a thread used over the window (1.0: one CPU all the time), from the
     /// kernel's per-thread times at the first and last readings.
     pub fn cpu_share(&self, tid: i32) -> Option<f64> {
@@ -124,15 +182,30 @@ impl Window {
     }
 }
 
+impl Window {
+    /// Share of the window a thread was on a CPU or waiting for one (1.0: all the time), from
+    /// the kernel's scheduler statistics at the first and last readings.
+    pub fn runnable_share(&self, tid: i32) -> Option<f64> {
+        let (first, last) = (self.counters.first()?, self.counters.last()?);
+        let span = last.at - first.at;
+        if span <= 0.0 {
+            return None;
+        }
+        let ns = last.runnable_ns.get(&tid)?.saturating_sub(*first.runnable_ns.get(&tid).unwrap_or(&0));
+        Some(ns as f64 / 1e9 / span)
+    }
+}
+
 impl Observer for Window {
     fn snapshot(&mut self, snapshot: &Snapshot) {
         let at = self.seconds();
         self.samples += 1;
         for t in &snapshot.threads {
-            let w = self
-                .threads
-                .entry(t.ident)
-                .or_insert_with(|| ThreadWatch { still_since: at, ..ThreadWatch::default() });
+            let w = self.threads.entry(t.ident).or_insert_with(|| ThreadWatch {
+                still_since: at,
+                first_seen: at,
+                ..ThreadWatch::default()
+            });
             w.tid = t.tid.or(w.tid);
             if t.name.is_some() {
                 w.name.clone_from(&t.name);
@@ -162,6 +235,10 @@ impl Observer for Window {
                 if let Some(spot) = spot {
                     *w.hot.entry(spot).or_default() += 1;
                 }
+            }
+            if !t.frames.is_empty() {
+                let id = pymri_profile::ThreadId { tid: t.tid, ident: t.ident, name: t.name.clone() };
+                self.profile.add(&id, t.frames.iter().map(crate::commands::record::Sampled));
             }
         }
         match &mut self.last {
@@ -198,10 +275,16 @@ fn read_counters(pid: i32) -> Option<Counters> {
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count() as u64).unwrap_or(0);
     let tids = pymri_memory::thread_ids(pid).ok()?;
     let mut cpu_ticks = HashMap::with_capacity(tids.len());
+    let mut runnable_ns = HashMap::with_capacity(tids.len());
     for &tid in &tids {
         if let Ok(stat) = pymri_memory::read_proc(&format!("/proc/{pid}/task/{tid}/stat")) {
             if let Some(ticks) = parse_cpu_ticks(&stat) {
                 cpu_ticks.insert(tid, ticks);
+            }
+        }
+        if let Ok(stat) = pymri_memory::read_proc(&format!("/proc/{pid}/task/{tid}/schedstat")) {
+            if let Some(ns) = parse_runnable_ns(&stat) {
+                runnable_ns.insert(tid, ns);
             }
         }
     }
@@ -211,7 +294,16 @@ fn read_counters(pid: i32) -> Option<Counters> {
         fds,
         rss_bytes: resident_pages.saturating_mul(page),
         cpu_ticks,
+        runnable_ns,
     })
+}
+
+/// Time on a CPU plus time waiting for one, from a `schedstat` line (`RUN WAIT SLICES`).
+fn parse_runnable_ns(text: &str) -> Option<u64> {
+    let mut fields = text.split_whitespace();
+    let run: u64 = fields.next()?.parse().ok()?;
+    let wait: u64 = fields.next()?.parse().ok()?;
+    Some(run.saturating_add(wait))
 }
 
 /// utime + stime of a `stat` line. The command name (field 2) may hold spaces and parentheses:
@@ -227,7 +319,13 @@ fn parse_cpu_ticks(stat: &str) -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_cpu_ticks;
+    use super::{parse_cpu_ticks, parse_runnable_ns};
+
+    #[test]
+    fn runnable_time() {
+        assert_eq!(parse_runnable_ns("366885 1049276 2\n"), Some(1416161));
+        assert_eq!(parse_runnable_ns("366885"), None);
+    }
 
     #[test]
     fn cpu_ticks_after_a_hostile_name() {
