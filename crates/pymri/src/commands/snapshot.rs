@@ -318,15 +318,13 @@ fn link(from: &CString, to: &CString) -> io::Result<()> {
 /// `.NAME.pymri-RANDOM` beside `path`.
 fn hidden_name(dir: &Path, path: &Path) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "core".into());
-    let mut random = [0u8; 6];
-    // SAFETY: getrandom writes at most `random.len()` bytes into the buffer.
-    let n = unsafe { libc::getrandom(random.as_mut_ptr().cast(), random.len(), 0) };
-    if n != random.len() as isize {
+    // pymri's one source of unguessable names (glibc's own getrandom is newer than the oldest
+    // glibc the wheel runs on).
+    let suffix = pymri_protocol::handshake::random_hex(6).unwrap_or_else(|_| {
         let nanos =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        random.copy_from_slice(&nanos.to_le_bytes()[..6]);
-    }
-    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{:012x}", nanos & 0xffff_ffff_ffff)
+    });
     dir.join(format!(".{name}.pymri-{suffix}"))
 }
 
