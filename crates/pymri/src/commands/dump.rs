@@ -51,6 +51,20 @@ pub enum TasksForm {
 /// The `--json` document. `schema` changes only when a field changes meaning or disappears.
 #[derive(Serialize)]
 struct Report<'a, T> {
+    #[serde(flatten)]
+    about: About<'a>,
+    /// Whether frames are native and Python ones merged (`--native`): each then has a `kind`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    native: bool,
+    threads: &'a [T],
+    /// With `--tasks`: every asyncio task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tasks: Option<&'a [TaskDump]>,
+}
+
+/// The document's fields before the threads: the process and how it was read.
+#[derive(Serialize, Clone)]
+struct About<'a> {
     schema: u32,
     pid: i32,
     /// The machine the report was made on (`pymri compare` names processes by it).
@@ -71,13 +85,6 @@ struct Report<'a, T> {
     /// For a core that records one: the signal, and the thread that received it (listed first).
     #[serde(skip_serializing_if = "Option::is_none")]
     signal: Option<SignalReport>,
-    /// Whether frames are native and Python ones merged (`--native`): each then has a `kind`.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    native: bool,
-    threads: &'a [T],
-    /// With `--tasks`: every asyncio task.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tasks: Option<&'a [TaskDump]>,
 }
 
 /// How the process a core was taken from died (or stopped, for `gcore`).
@@ -209,6 +216,31 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
     signalled_first(&mut snapshot.threads, signal.as_ref());
     let version = located.version.to_string();
     let binary = crate::target::inside_root(&located.binary, root.as_deref());
+    let header = Header {
+        pid: header_pid,
+        command: &command,
+        version: &version,
+        debug: located.version.debug_build,
+        binary: &binary,
+        root: root.as_deref(),
+        source: source_note(source, truncated),
+        signal: signal.as_ref(),
+    };
+    let about = About {
+        schema: 1,
+        pid: header_pid,
+        host: host_name(),
+        rank: if source == "live" { crate::commands::group::rank(header_pid, &command) } else { None },
+        command: &command,
+        python_version: version.clone(),
+        debug_build: located.version.debug_build,
+        python_binary: &binary,
+        root: root.clone(),
+        source,
+        blocking: opts.blocking,
+        truncated,
+        signal: signal.clone(),
+    };
     if let Some(natives) = natives {
         let mut mixed = mixed_threads(snapshot.threads, natives, opts.native_all, signal.as_ref());
         // Modules are named as the target sees them, as the interpreter's binary is.
@@ -218,73 +250,18 @@ pub fn run(opts: DumpOptions, printer: &mut Printer) -> Result<()> {
             }
         }
         if opts.json {
-            let report = Report {
-                schema: 1,
-                pid: header_pid,
-                host: host_name(),
-                rank: if source == "live" {
-                    crate::commands::group::rank(header_pid, &command)
-                } else {
-                    None
-                },
-                command: &command,
-                python_version: version,
-                debug_build: located.version.debug_build,
-                python_binary: &binary,
-                root,
-                source,
-                blocking: opts.blocking,
-                truncated,
-                signal: signal.clone(),
-                native: true,
-                threads: &mixed,
-                tasks: None,
-            };
-            printer.json(&report)?;
+            printer.json(&Report { about, native: true, threads: &mixed[..], tasks: None })?;
         } else {
-            let header = Header {
-                pid: header_pid,
-                command: &command,
-                version: &version,
-                debug: located.version.debug_build,
-                binary: &binary,
-                root: root.as_deref(),
-                source: source_note(source, truncated),
-                signal: signal.as_ref(),
-            };
             printer.write_str(&native_dump_text(&header, &mixed, locals))?;
         }
     } else if opts.json {
-        let report = Report {
-            schema: 1,
-            pid: header_pid,
-            host: host_name(),
-            rank: if source == "live" { crate::commands::group::rank(header_pid, &command) } else { None },
-            command: &command,
-            python_version: version,
-            debug_build: located.version.debug_build,
-            python_binary: &binary,
-            root,
-            source,
-            blocking: opts.blocking,
-            truncated,
-            signal: signal.clone(),
+        printer.json(&Report {
+            about,
             native: false,
-            threads: &snapshot.threads,
+            threads: &snapshot.threads[..],
             tasks: tasks.as_deref(),
-        };
-        printer.json(&report)?;
+        })?;
     } else {
-        let header = Header {
-            pid: header_pid,
-            command: &command,
-            version: &version,
-            debug: located.version.debug_build,
-            binary: &binary,
-            root: root.as_deref(),
-            source: source_note(source, truncated),
-            signal: signal.as_ref(),
-        };
         let text = match (opts.tasks, &tasks) {
             (Some(TasksForm::List), Some(tasks)) => tasks_list(&header, tasks),
             (Some(TasksForm::Table), Some(tasks)) => tasks_table(&header, tasks),
