@@ -9,12 +9,13 @@
 //! With [`ReprLimits::array_values`], a contiguous array of floats or ints small enough has its
 //! data read once for its minimum, maximum, mean and NaN and Inf counts.
 //!
-//! An object is taken for an array only if its type is named `numpy.ndarray` and is big enough
-//! to hold those fields; whatever it holds is then read bounded and checked: a hostile object
+//! An object is taken for an array only if its type is a static type named `numpy.ndarray`,
+//! big enough to hold those fields; whatever it holds is then read bounded and checked: a hostile object
 //! gives a wrong summary or an error, never a long read.
 
 use crate::objects::{Objects, ReprLimits};
 use crate::Result;
+use pymri_layouts::flags;
 use pymri_memory::{field, Memory, MemoryExt};
 use std::fmt::Write;
 
@@ -75,6 +76,11 @@ impl<M: Memory> Objects<'_, M> {
     /// The summary of `obj` if its type `tp` is numpy's array type (or the value of a numpy
     /// scalar: `numpy.float32(nan)`); `None` for any other object.
     pub fn ndarray(&self, obj: u64, tp: u64, limits: &ReprLimits) -> Result<Option<String>> {
+        // numpy's array and scalar types are static types; a class can be given any name, so a
+        // heap type named like them is not one of them.
+        if self.mem.read_u64(field(tp, self.layout.object.tp_flags)?)? & flags::HEAPTYPE != 0 {
+            return Ok(None);
+        }
         let type_name = self.type_name(tp)?;
         let basicsize =
             || -> Result<u64> { Ok(self.mem.read_u64(field(tp, self.layout.object.tp_basicsize)?)?) };

@@ -37,6 +37,9 @@ fn arrays_show_dtype_shape_layout_and_size() {
         assert_eq!(locals[name], repr, "{name} in {locals:#}");
     }
     assert_eq!(locals["losses"], "<ndarray float64 (6,) C 48 B>");
+    // A class named like numpy's array type is not read as one.
+    let impostor = locals["impostor"].as_str().expect("impostor");
+    assert!(impostor.starts_with("<numpy.ndarray object at 0x"), "{impostor}");
 
     // --values: statistics from the data, NaN left out of them; not for arrays above 1 MiB.
     let out = pymri(&["dump", &target.pid().to_string(), "--locals", "--values", "--json"]);
